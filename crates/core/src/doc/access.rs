@@ -1,0 +1,89 @@
+//! Small typed readers over Automerge maps. Missing or mistyped values read as `None`, so a
+//! document written by another app version never makes a reader fail on a field it can skip.
+
+use automerge::{ObjId, ObjType, ReadDoc, ScalarValue, Value};
+
+/// The string at `key`, if it is one.
+pub(crate) fn str_at(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Option<String> {
+    match doc.get(obj, key).ok()?? {
+        (Value::Scalar(s), _) => match s.as_ref() {
+            ScalarValue::Str(s) => Some(s.to_string()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The integer at `key`, if it is one.
+pub(crate) fn i64_at(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Option<i64> {
+    match doc.get(obj, key).ok()?? {
+        (Value::Scalar(s), _) => match s.as_ref() {
+            ScalarValue::Int(i) => Some(*i),
+            ScalarValue::Uint(u) => i64::try_from(*u).ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The boolean at `key`, if it is one.
+pub(crate) fn bool_at(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Option<bool> {
+    match doc.get(obj, key).ok()?? {
+        (Value::Scalar(s), _) => match s.as_ref() {
+            ScalarValue::Boolean(b) => Some(*b),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The object at `key`, if it is an object of type `kind`.
+pub(crate) fn obj_at(doc: &impl ReadDoc, obj: &ObjId, key: &str, kind: ObjType) -> Option<ObjId> {
+    match doc.get(obj, key).ok()?? {
+        (Value::Object(t), id) if t == kind => Some(id),
+        _ => None,
+    }
+}
+
+/// The strings of the list at `key` (non-strings skipped).
+pub(crate) fn strs_at(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Vec<String> {
+    let Some(list) = obj_at(doc, obj, key, ObjType::List) else {
+        return Vec::new();
+    };
+    doc.list_range(&list, ..)
+        .filter_map(|item| match Value::from(item.value) {
+            Value::Scalar(s) => match s.as_ref() {
+                ScalarValue::Str(s) => Some(s.to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// The keys of the map at `key`.
+pub(crate) fn keys_of(doc: &impl ReadDoc, obj: &ObjId) -> Vec<String> {
+    doc.keys(obj).collect()
+}
+
+/// Every distinct value concurrently held at `key`, as display text, sorted. One entry means
+/// no conflict.
+pub(crate) fn distinct_values(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Vec<String> {
+    let mut values: Vec<String> = doc
+        .get_all(obj, key)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(v, _)| match v {
+            Value::Scalar(s) => match s.as_ref() {
+                ScalarValue::Str(s) => s.to_string(),
+                ScalarValue::Int(i) => i.to_string(),
+                ScalarValue::Null => String::new(),
+                other => other.to_string(),
+            },
+            Value::Object(_) => "<object>".to_owned(),
+        })
+        .collect();
+    values.sort();
+    values.dedup();
+    values
+}

@@ -1,0 +1,93 @@
+//! The one error type of `doorstep-core`. Each variant is something a caller can act on:
+//! fix the input, refresh a list, or report a damaged document.
+
+use crate::ids::{DocumentId, HouseholdId, RequestId, ResidentId};
+use crate::lifecycle::RequestStatus;
+
+/// Everything that can go wrong in the core.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// An identifier or code in the input is not well formed.
+    #[error("invalid {what}: {value:?}")]
+    InvalidId {
+        /// What kind of identifier was expected.
+        what: &'static str,
+        /// The first characters of the rejected text.
+        value: String,
+    },
+    /// A required text field is empty (or only white space).
+    #[error("{field} must not be empty")]
+    EmptyText {
+        /// The field's name.
+        field: &'static str,
+    },
+    /// A text field is longer than allowed.
+    #[error("{field} is longer than {max} characters")]
+    TextTooLong {
+        /// The field's name.
+        field: &'static str,
+        /// The limit, in characters.
+        max: usize,
+    },
+    /// A value is out of its allowed range or form (a birth year of 1700, a phone of letters).
+    #[error("invalid {field}: {reason}")]
+    InvalidValue {
+        /// The field's name.
+        field: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// No household with this id in the replica.
+    #[error("unknown household {0}")]
+    UnknownHousehold(HouseholdId),
+    /// No request with this id in the replica.
+    #[error("unknown request {0}")]
+    UnknownRequest(RequestId),
+    /// No resident with this id in the household.
+    #[error("unknown resident {0}")]
+    UnknownResident(ResidentId),
+    /// No document with this id in the replica.
+    #[error("unknown document {0}")]
+    UnknownDocument(DocumentId),
+    /// The category is not in the county's taxonomy.
+    #[error("unknown request category {0:?}")]
+    UnknownCategory(String),
+    /// The request's current status does not allow this action.
+    #[error("cannot {action} a request that is {from}")]
+    InvalidTransition {
+        /// The status derived from the event log before the action.
+        from: RequestStatus,
+        /// The refused action.
+        action: &'static str,
+    },
+    /// There is no open conflict at the place named.
+    #[error("no conflict to resolve: {0}")]
+    NoSuchConflict(String),
+    /// A stored or received document cannot be read. Other documents stay usable.
+    #[error("document {id} is damaged: {reason}")]
+    CorruptDocument {
+        /// The damaged document.
+        id: DocumentId,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The document still has local changes the server has not acknowledged.
+    #[error("document {0} has changes not yet stored by the server")]
+    UnsyncedChanges(DocumentId),
+    /// The replica has no member identity yet (the device is not enrolled).
+    #[error("no member is signed in on this replica")]
+    NoMember,
+    /// A taxonomy file could not be read.
+    #[error("invalid taxonomy: {0}")]
+    InvalidTaxonomy(String),
+    /// The SQLite store failed (disk full, file locked, not a database…).
+    #[error("storage error: {0}")]
+    Storage(#[from] rusqlite::Error),
+    /// Automerge refused an operation.
+    #[error("document error: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+}
+
+/// Shorthand for results of the core.
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;

@@ -1,0 +1,846 @@
+//! [`Replica`]: a device's documents in one SQLite file.
+//!
+//! Storage rules:
+//! - A write stores only the new Automerge change(s), never a full re-save; every so often a
+//!   document is compacted into one snapshot (in the same transaction as the write).
+//! - Every public write is one SQLite transaction (WAL mode): a crash leaves the old state or
+//!   the new one, never half.
+//! - Local changes stay listed in `pending` until the server acknowledges them, whatever else
+//!   happens to the document (compaction included).
+//! - A document whose stored bytes cannot be read is reported as
+//!   [`CoreError::CorruptDocument`]; the other documents stay usable.
+
+use std::path::Path;
+
+use automerge::{ActorId, AutoCommit, Change, ChangeHash};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::conflict::{Conflict, HouseholdField};
+use crate::doc::{self, DocumentKind};
+use crate::error::{CoreError, Result};
+use crate::ids::{DocumentId, EventId, GridId, HouseholdId, MemberId, RequestId, ResidentId, VisitId};
+use crate::lifecycle::RequestStatus;
+use crate::model::household::{Household, HouseholdPatch, HouseholdSummary, NewHousehold};
+use crate::model::request::{EventAction, NewEvent, NewRequest, Request, RequestSummary};
+use crate::model::resident::{NewResident, ResidentPatch, ResidentTag};
+use crate::model::taxonomy::Taxonomy;
+use crate::model::visit::NewVisit;
+use crate::store::cache::{DocCache, Loaded};
+use crate::store::heads::{decode_heads, encode_heads};
+use crate::store::index::{self, RequestFilter, TimelineEntry};
+use crate::store::schema;
+use crate::time::Timestamp;
+
+/// How hard a commit waits for the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous = FULL`: a commit survives power loss. The default: a resident's data
+    /// must survive a phone whose battery dies.
+    #[default]
+    Full,
+    /// `synchronous = NORMAL`: a commit survives an app crash but maybe not power loss.
+    Normal,
+}
+
+/// Options for [`Replica::open_with`].
+#[derive(Clone, Debug)]
+pub struct ReplicaOptions {
+    /// Commit durability.
+    pub durability: Durability,
+    /// How many loaded documents to keep in memory.
+    pub cache_capacity: usize,
+    /// Compact a document once it has this many stored changes since its snapshot.
+    pub compact_after_changes: u32,
+}
+
+impl Default for ReplicaOptions {
+    fn default() -> Self {
+        Self { durability: Durability::Full, cache_capacity: 64, compact_after_changes: 32 }
+    }
+}
+
+/// What [`Replica::rebuild_indexes`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexReport {
+    /// Documents indexed.
+    pub indexed: usize,
+    /// Documents that could not be read, with the reason.
+    pub damaged: Vec<(DocumentId, String)>,
+}
+
+/// A device's local replica: its documents, indexes and unacknowledged changes, in one file.
+///
+/// ```
+/// use doorstep_core::ids::{GridId, MemberId};
+/// use doorstep_core::model::{Address, NewHousehold, NewVisit, VisitKind};
+/// use doorstep_core::store::Replica;
+/// use doorstep_core::time::Timestamp;
+///
+/// let mut replica = Replica::open_in_memory()?;
+/// replica.set_member(MemberId::new_random())?;
+/// let grid = GridId::new_random();
+/// let home = replica.create_household(
+///     &NewHousehold {
+///         address: Address {
+///             community: "幸福社区".into(),
+///             grid,
+///             building: "3栋".into(),
+///             unit: "2单元".into(),
+///             room: "501".into(),
+///         },
+///         residents: vec![],
+///         notes: String::new(),
+///     },
+///     Timestamp(1_700_000_000_000),
+/// )?;
+/// replica.record_visit(home, &NewVisit {
+///     at: Timestamp(1_700_000_100_000),
+///     kind: VisitKind::Routine,
+///     notes: "一切正常".into(),
+///     needs: vec![],
+/// })?;
+/// let list = replica.households_in_grid(grid)?;
+/// assert_eq!(list[0].last_visit_at, Some(Timestamp(1_700_000_100_000)));
+/// assert_eq!(replica.unsynced_change_count()?, 2);
+/// # Ok::<(), doorstep_core::CoreError>(())
+/// ```
+pub struct Replica {
+    conn: Connection,
+    actor: ActorId,
+    member: Option<MemberId>,
+    taxonomy: Taxonomy,
+    cache: DocCache,
+    options: ReplicaOptions,
+}
+
+const META_ACTOR: &str = "actor";
+const META_MEMBER: &str = "member";
+const META_TAXONOMY: &str = "taxonomy";
+
+impl Replica {
+    /// Opens (or creates) the replica file at `path` with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, ReplicaOptions::default())
+    }
+
+    /// Opens (or creates) the replica file at `path`.
+    pub fn open_with(path: impl AsRef<Path>, options: ReplicaOptions) -> Result<Self> {
+        Self::from_connection(Connection::open(path)?, options)
+    }
+
+    /// A replica in memory, for tests and tools.
+    pub fn open_in_memory() -> Result<Self> {
+        Self::from_connection(Connection::open_in_memory()?, ReplicaOptions::default())
+    }
+
+    /// Opens a replica over an already opened SQLite connection (for example one an encrypted
+    /// SQLite build has unlocked with its key).
+    pub fn from_connection(mut conn: Connection, options: ReplicaOptions) -> Result<Self> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let synchronous = match options.durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        schema::migrate(&mut conn)?;
+        let actor = match get_meta(&conn, META_ACTOR)? {
+            Some(hex) => ActorId::try_from(hex.as_str()).map_err(|_| CoreError::InvalidValue {
+                field: "replica file",
+                reason: "stored actor id is damaged".into(),
+            })?,
+            None => {
+                let actor = ActorId::random();
+                set_meta(&conn, META_ACTOR, &actor.to_hex_string())?;
+                actor
+            }
+        };
+        let member = get_meta(&conn, META_MEMBER)?.and_then(|m| m.parse().ok());
+        let taxonomy = match get_meta(&conn, META_TAXONOMY)? {
+            Some(json) => Taxonomy::from_json(&json)?,
+            None => Taxonomy::default_county(),
+        };
+        Ok(Self { conn, actor, member, taxonomy, cache: DocCache::new(options.cache_capacity), options })
+    }
+
+    /// The Automerge actor id this device writes every change with. The server binds it to
+    /// the device at enrolment and refuses changes from any other actor on this device's behalf.
+    pub fn actor_id(&self) -> &ActorId {
+        &self.actor
+    }
+
+    /// The member signed in on this device, if any.
+    pub fn member(&self) -> Option<MemberId> {
+        self.member
+    }
+
+    /// Records who uses this device; every visit and event is recorded as theirs.
+    pub fn set_member(&mut self, member: MemberId) -> Result<()> {
+        set_meta(&self.conn, META_MEMBER, &member.to_string())?;
+        self.member = Some(member);
+        Ok(())
+    }
+
+    /// The county taxonomy in use.
+    pub fn taxonomy(&self) -> &Taxonomy {
+        &self.taxonomy
+    }
+
+    /// Replaces the county taxonomy (as sent by the server); kept across restarts.
+    pub fn set_taxonomy(&mut self, taxonomy: Taxonomy) -> Result<()> {
+        let json = serde_json::to_string(&taxonomy).map_err(|e| CoreError::InvalidTaxonomy(e.to_string()))?;
+        set_meta(&self.conn, META_TAXONOMY, &json)?;
+        self.taxonomy = taxonomy;
+        Ok(())
+    }
+
+    fn require_member(&self) -> Result<MemberId> {
+        self.member.ok_or(CoreError::NoMember)
+    }
+
+    // ---- households ------------------------------------------------------------------------
+
+    /// Registers a new household. `at` is the device time of registration.
+    pub fn create_household(&mut self, new: &NewHousehold, at: Timestamp) -> Result<HouseholdId> {
+        let by = self.require_member()?;
+        let id = HouseholdId::new_random();
+        let resident_ids: Vec<ResidentId> = new.residents.iter().map(|_| ResidentId::new_random()).collect();
+        self.create_document(id.into(), DocumentKind::Household, |doc| {
+            doc::household::create(doc, id, new, &resident_ids, by, at)
+        })?;
+        Ok(id)
+    }
+
+    /// Reads a household.
+    pub fn household(&mut self, id: HouseholdId) -> Result<Household> {
+        let loaded = self.load(id.into(), DocumentKind::Household)?;
+        doc::household::read(&loaded.doc, id)
+    }
+
+    /// The household's row as lists show it (from the index, no document load).
+    pub fn household_summary(&self, id: HouseholdId) -> Result<HouseholdSummary> {
+        index::household_summary_of(&self.conn, id)?.ok_or(CoreError::UnknownHousehold(id))
+    }
+
+    /// Changes a household's address fields or notes.
+    pub fn update_household(&mut self, id: HouseholdId, patch: &HouseholdPatch) -> Result<()> {
+        self.edit(id.into(), DocumentKind::Household, |doc| doc::household::patch(doc, id, patch))
+    }
+
+    /// Moves a household to another grid.
+    pub fn move_household(&mut self, id: HouseholdId, grid: GridId) -> Result<()> {
+        self.edit(id.into(), DocumentKind::Household, |doc| doc::household::set_grid(doc, id, grid))
+    }
+
+    /// Assigns (or unassigns) a helper to a household.
+    pub fn set_helper(&mut self, id: HouseholdId, helper: MemberId, assigned: bool) -> Result<()> {
+        self.edit(id.into(), DocumentKind::Household, |doc| {
+            doc::household::set_helper(doc, id, helper, assigned)
+        })
+    }
+
+    /// Adds a resident to a household.
+    pub fn add_resident(&mut self, id: HouseholdId, new: &NewResident, at: Timestamp) -> Result<ResidentId> {
+        let rid = ResidentId::new_random();
+        self.edit(id.into(), DocumentKind::Household, |doc| {
+            doc::household::add_resident(doc, id, rid, new, at)
+        })?;
+        Ok(rid)
+    }
+
+    /// Changes a resident's fields.
+    pub fn update_resident(&mut self, id: HouseholdId, rid: ResidentId, patch: &ResidentPatch) -> Result<()> {
+        self.edit(id.into(), DocumentKind::Household, |doc| {
+            doc::household::update_resident(doc, id, rid, patch)
+        })
+    }
+
+    /// Marks a resident as moved out (kept in the history).
+    pub fn remove_resident(&mut self, id: HouseholdId, rid: ResidentId) -> Result<()> {
+        self.edit(id.into(), DocumentKind::Household, |doc| doc::household::remove_resident(doc, id, rid))
+    }
+
+    /// Records a visit to a household by the signed-in member.
+    pub fn record_visit(&mut self, id: HouseholdId, visit: &NewVisit) -> Result<VisitId> {
+        let by = self.require_member()?;
+        let vid = VisitId::new_random();
+        self.edit(id.into(), DocumentKind::Household, |doc| {
+            doc::household::record_visit(doc, id, vid, visit, by)
+        })?;
+        Ok(vid)
+    }
+
+    /// A grid's households with last visit and open requests, longest unvisited first.
+    pub fn households_in_grid(&self, grid: GridId) -> Result<Vec<HouseholdSummary>> {
+        index::households_in_grid(&self.conn, grid)
+    }
+
+    /// Households with a current resident carrying `tag`.
+    pub fn households_with_tag(&self, tag: ResidentTag) -> Result<Vec<HouseholdSummary>> {
+        index::households_with_tag(&self.conn, tag)
+    }
+
+    /// A household's visits and requests, newest first.
+    pub fn household_timeline(&self, id: HouseholdId) -> Result<Vec<TimelineEntry>> {
+        if index::household_summary_of(&self.conn, id)?.is_none() {
+            return Err(CoreError::UnknownHousehold(id));
+        }
+        index::timeline(&self.conn, id)
+    }
+
+    // ---- requests --------------------------------------------------------------------------
+
+    /// Raises a request. Its grid is the household's when a household is given.
+    pub fn raise_request(&mut self, new: &NewRequest) -> Result<RequestId> {
+        let by = self.require_member()?;
+        let category = self.taxonomy.category(&new.category)?.clone();
+        let grid = match (new.household, new.grid) {
+            (Some(household), _) => self.household_summary(household)?.grid,
+            (None, Some(grid)) => grid,
+            (None, None) => {
+                return Err(CoreError::InvalidValue {
+                    field: "grid",
+                    reason: "a request without a household needs a grid".into(),
+                });
+            }
+        };
+        let id = RequestId::new_random();
+        let raised = EventId::new_random();
+        self.create_document(id.into(), DocumentKind::Request, |doc| {
+            doc::request::create(doc, id, raised, new, grid, &category, by)
+        })?;
+        Ok(id)
+    }
+
+    /// Reads a request with its derived status.
+    pub fn request(&mut self, id: RequestId) -> Result<Request> {
+        let loaded = self.load(id.into(), DocumentKind::Request)?;
+        doc::request::read(&loaded.doc, id)
+    }
+
+    /// Records an event on a request after checking it against the lifecycle rules.
+    pub fn add_request_event(&mut self, id: RequestId, event: &NewEvent) -> Result<EventId> {
+        let by = self.require_member()?;
+        if let EventAction::Dispatched { department } = &event.action
+            && self.taxonomy.department(department.as_str()).is_none()
+        {
+            return Err(CoreError::InvalidValue {
+                field: "department",
+                reason: format!("{department} is not a department of this county"),
+            });
+        }
+        let eid = EventId::new_random();
+        self.edit(id.into(), DocumentKind::Request, |doc| {
+            doc::request::add_event(doc, id, eid, event, by).map(|_| ())
+        })?;
+        Ok(eid)
+    }
+
+    /// Requests matching a filter, most urgent and earliest due first.
+    pub fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<RequestSummary>> {
+        index::list_requests(&self.conn, filter)
+    }
+
+    // ---- conflicts -------------------------------------------------------------------------
+
+    /// Every conflict waiting for a person: concurrent household values and concurrent
+    /// request transitions.
+    pub fn conflicts(&mut self) -> Result<Vec<Conflict>> {
+        let mut out = Vec::new();
+        for id in index::documents_with_conflicts(&self.conn)? {
+            out.extend(self.conflicts_of(id)?);
+        }
+        Ok(out)
+    }
+
+    /// The conflicts of one document.
+    pub fn conflicts_of(&mut self, id: DocumentId) -> Result<Vec<Conflict>> {
+        let kind = self.kind_of(id)?;
+        let loaded = self.load(id, kind)?;
+        Ok(match kind {
+            DocumentKind::Household => doc::household::conflicts(&loaded.doc, id.as_household())
+                .into_iter()
+                .map(Conflict::Field)
+                .collect(),
+            DocumentKind::Request => {
+                doc::request::conflicts(&doc::request::read(&loaded.doc, id.as_request())?)
+                    .into_iter()
+                    .map(Conflict::Request)
+                    .collect()
+            }
+        })
+    }
+
+    /// Settles a household field conflict with the chosen (or a newly typed) value.
+    pub fn resolve_household_field(
+        &mut self,
+        id: HouseholdId,
+        field: &HouseholdField,
+        value: &str,
+    ) -> Result<()> {
+        self.edit(id.into(), DocumentKind::Household, |doc| {
+            doc::household::resolve_field(doc, id, field, value)
+        })
+    }
+
+    /// Records a supervisor's review of a request's conflict. `outcome` is the status the
+    /// request should take, or `None` to accept the derived one.
+    pub fn review_request_conflict(
+        &mut self,
+        id: RequestId,
+        outcome: Option<RequestStatus>,
+        note: &str,
+        at: Timestamp,
+    ) -> Result<EventId> {
+        self.add_request_event(
+            id,
+            &NewEvent { action: EventAction::Reviewed { outcome }, note: note.to_owned(), at },
+        )
+    }
+
+    // ---- sync support ----------------------------------------------------------------------
+
+    /// Every document in the replica, with its kind.
+    pub fn documents(&self) -> Result<Vec<(DocumentId, DocumentKind)>> {
+        let mut stmt = self.conn.prepare_cached("SELECT doc_id, kind FROM documents ORDER BY doc_id")?;
+        let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, kind) = row?;
+            let kind = DocumentKind::from_stored(&kind).unwrap_or(DocumentKind::Household);
+            out.push((id.parse()?, kind));
+        }
+        Ok(out)
+    }
+
+    /// The document's current heads, from the store (no load).
+    pub fn heads(&self, id: DocumentId) -> Result<Vec<ChangeHash>> {
+        let blob: Vec<u8> = self
+            .conn
+            .query_row("SELECT heads FROM documents WHERE doc_id = ?1", [id.to_string()], |r| r.get(0))
+            .optional()?
+            .ok_or(CoreError::UnknownDocument(id))?;
+        decode_heads(&blob)
+            .ok_or_else(|| CoreError::CorruptDocument { id, reason: "stored heads are damaged".into() })
+    }
+
+    /// How many local changes the server has not acknowledged yet.
+    pub fn unsynced_change_count(&self) -> Result<u64> {
+        let count: i64 = self.conn.query_row("SELECT count(*) FROM pending", [], |r| r.get(0))?;
+        Ok(count.unsigned_abs())
+    }
+
+    /// Documents with local changes the server has not acknowledged.
+    pub fn documents_with_unsynced_changes(&self) -> Result<Vec<DocumentId>> {
+        let mut stmt = self.conn.prepare_cached("SELECT DISTINCT doc_id FROM pending ORDER BY doc_id")?;
+        let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+        rows.map(|r| Ok(r?.parse()?)).collect()
+    }
+
+    /// The raw bytes of a document's unacknowledged local changes, in causal order: exactly
+    /// what an upload must carry.
+    pub fn unsynced_changes(&mut self, id: DocumentId) -> Result<Vec<Vec<u8>>> {
+        let pending = pending_hashes(&self.conn, id)?;
+        if pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let kind = self.kind_of(id)?;
+        let loaded = self.load(id, kind)?;
+        Ok(loaded
+            .doc
+            .get_changes(&[])
+            .into_iter()
+            .filter(|c| pending.contains(&c.hash()))
+            .map(|c| c.raw_bytes().to_vec())
+            .collect())
+    }
+
+    /// Records that the server has durably stored every change up to `heads` of a document.
+    /// Returns how many pending changes this acknowledged. Hashes the replica does not hold
+    /// are ignored: only what is known here can be marked.
+    pub fn acknowledge(&mut self, id: DocumentId, heads: &[ChangeHash]) -> Result<usize> {
+        let pending = pending_hashes(&self.conn, id)?;
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let kind = self.kind_of(id)?;
+        let loaded = self.load(id, kind)?;
+        let known: Vec<ChangeHash> =
+            heads.iter().copied().filter(|h| loaded.doc.get_change_by_hash(h).is_some()).collect();
+        let not_covered: std::collections::HashSet<ChangeHash> =
+            loaded.doc.get_changes(&known).iter().map(Change::hash).collect();
+        let acked: Vec<&ChangeHash> = pending.iter().filter(|h| !not_covered.contains(h)).collect();
+        let tx = self.conn.transaction()?;
+        {
+            let mut delete = tx.prepare_cached("DELETE FROM pending WHERE doc_id = ?1 AND hash = ?2")?;
+            for hash in &acked {
+                delete.execute(params![id.to_string(), hash.0.as_slice()])?;
+            }
+        }
+        tx.commit()?;
+        Ok(acked.len())
+    }
+
+    /// Applies changes (or a whole saved document) received from the server. A document the
+    /// replica did not hold is created. Returns how many new changes were stored. The bytes
+    /// are checked: damaged bytes or a document of another kind are refused and nothing is
+    /// stored.
+    pub fn apply_remote(&mut self, id: DocumentId, bytes: &[u8]) -> Result<usize> {
+        let bad = |reason: String| CoreError::CorruptDocument { id, reason };
+        let existing = self.kind_of(id).ok();
+        let mut doc = match existing {
+            Some(kind) => self.load(id, kind)?.doc.fork(),
+            None => AutoCommit::new(),
+        };
+        let before = doc.get_heads();
+        doc.load_incremental(bytes).map_err(|e| bad(e.to_string()))?;
+        if !doc.get_missing_deps(&[]).is_empty() {
+            return Err(bad("changes depend on changes this replica does not have".into()));
+        }
+        let new_changes: Vec<Vec<u8>> =
+            doc.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect();
+        if new_changes.is_empty() {
+            return Ok(0);
+        }
+        let kind = DocumentKind::of(&doc).ok_or_else(|| bad("received document has no known type".into()))?;
+        if existing.is_some_and(|k| k != kind) {
+            return Err(bad("received changes change the document's type".into()));
+        }
+        check_identity(&doc, id, kind)?;
+        doc.set_actor(self.actor.clone());
+        let heads = doc.get_heads();
+        let tx = self.conn.transaction()?;
+        if existing.is_none() {
+            insert_document_row(&tx, id, kind, &heads)?;
+        }
+        store_changes(&tx, id, &new_changes, &heads, &[])?;
+        reindex(&tx, id, kind, &doc)?;
+        let count = new_changes.len();
+        let mut loaded = Loaded { kind, doc };
+        maybe_compact(&tx, id, &mut loaded, self.options.compact_after_changes)?;
+        tx.commit()?;
+        self.cache.insert(id, loaded);
+        Ok(count)
+    }
+
+    /// Removes a document and everything derived from it from the file (when it leaves the
+    /// device's scope). Refused while the document has unacknowledged local changes: those
+    /// must reach the server first.
+    pub fn purge(&mut self, id: DocumentId) -> Result<()> {
+        if !pending_hashes(&self.conn, id)?.is_empty() {
+            return Err(CoreError::UnsyncedChanges(id));
+        }
+        let tx = self.conn.transaction()?;
+        let doc_id = id.to_string();
+        tx.execute("DELETE FROM changes WHERE doc_id = ?1", [&doc_id])?;
+        let removed = tx.execute("DELETE FROM documents WHERE doc_id = ?1", [&doc_id])?;
+        index::remove_document(&tx, id)?;
+        tx.commit()?;
+        self.cache.remove(&id);
+        if removed == 0 {
+            return Err(CoreError::UnknownDocument(id));
+        }
+        Ok(())
+    }
+
+    /// The whole document as one saved Automerge blob.
+    pub fn save_document(&mut self, id: DocumentId) -> Result<Vec<u8>> {
+        let kind = self.kind_of(id)?;
+        Ok(self.load(id, kind)?.doc.save())
+    }
+
+    /// Compacts every document into a single snapshot (for example before a backup).
+    pub fn compact_all(&mut self) -> Result<()> {
+        for (id, kind) in self.documents()? {
+            let mut loaded = self.load_uncached(id, kind)?;
+            let tx = self.conn.transaction()?;
+            compact(&tx, id, &mut loaded)?;
+            tx.commit()?;
+            self.cache.insert(id, loaded);
+        }
+        Ok(())
+    }
+
+    /// Rebuilds every index table from the documents. Damaged documents are listed in the
+    /// report and left out; the rest are indexed.
+    pub fn rebuild_indexes(&mut self) -> Result<IndexReport> {
+        let mut report = IndexReport::default();
+        let docs = self.documents()?;
+        let tx = self.conn.transaction()?;
+        index::clear(&tx)?;
+        for (id, kind) in docs {
+            let loaded = match self.cache.get_mut(&id) {
+                Some(loaded) => Ok(loaded.doc.fork()),
+                None => load_from(&tx, id, kind, &self.actor).map(|l| l.doc),
+            };
+            match loaded.and_then(|doc| reindex(&tx, id, kind, &doc)) {
+                Ok(()) => report.indexed += 1,
+                Err(e) => report.damaged.push((id, e.to_string())),
+            }
+        }
+        tx.commit()?;
+        Ok(report)
+    }
+
+    /// Bytes the replica's documents take on disk (snapshots plus incremental changes).
+    pub fn stored_document_bytes(&self) -> Result<u64> {
+        let bytes: i64 = self.conn.query_row(
+            "SELECT COALESCE(sum(snapshot_bytes + change_bytes), 0) FROM documents",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(bytes.unsigned_abs())
+    }
+
+    // ---- internals -------------------------------------------------------------------------
+
+    fn kind_of(&self, id: DocumentId) -> Result<DocumentKind> {
+        let kind: Option<String> = self
+            .conn
+            .query_row("SELECT kind FROM documents WHERE doc_id = ?1", [id.to_string()], |r| r.get(0))
+            .optional()?;
+        kind.and_then(|k| DocumentKind::from_stored(&k)).ok_or(CoreError::UnknownDocument(id))
+    }
+
+    fn unknown(id: DocumentId, kind: DocumentKind) -> CoreError {
+        match kind {
+            DocumentKind::Household => CoreError::UnknownHousehold(id.as_household()),
+            DocumentKind::Request => CoreError::UnknownRequest(id.as_request()),
+        }
+    }
+
+    /// The loaded document, from the cache or from SQLite.
+    fn load(&mut self, id: DocumentId, kind: DocumentKind) -> Result<&mut Loaded> {
+        if !self.cache.contains(&id) {
+            let loaded = self.load_uncached(id, kind)?;
+            self.cache.insert(id, loaded);
+        }
+        let loaded = self.cache.get_mut(&id).ok_or(CoreError::UnknownDocument(id))?;
+        if loaded.kind != kind {
+            return Err(Self::unknown(id, kind));
+        }
+        Ok(loaded)
+    }
+
+    fn load_uncached(&self, id: DocumentId, kind: DocumentKind) -> Result<Loaded> {
+        load_from(&self.conn, id, kind, &self.actor).map_err(|e| match e {
+            CoreError::UnknownDocument(id) => Self::unknown(id, kind),
+            other => other,
+        })
+    }
+
+    /// Creates a document, lets `write` fill it, and stores it with its first change.
+    fn create_document(
+        &mut self,
+        id: DocumentId,
+        kind: DocumentKind,
+        write: impl FnOnce(&mut AutoCommit) -> Result<()>,
+    ) -> Result<()> {
+        let mut doc = AutoCommit::new().with_actor(self.actor.clone());
+        write(&mut doc)?;
+        doc.commit();
+        let changes: Vec<Vec<u8>> = doc.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect();
+        let hashes: Vec<ChangeHash> = doc.get_changes(&[]).iter().map(Change::hash).collect();
+        let heads = doc.get_heads();
+        let tx = self.conn.transaction()?;
+        insert_document_row(&tx, id, kind, &heads)?;
+        store_changes(&tx, id, &changes, &heads, &hashes)?;
+        reindex(&tx, id, kind, &doc)?;
+        tx.commit()?;
+        self.cache.insert(id, Loaded { kind, doc });
+        Ok(())
+    }
+
+    /// Applies `edit` to a document as one change and stores that change, its pending mark and
+    /// the index rows in one transaction. On any error the document is left as it was.
+    fn edit(
+        &mut self,
+        id: DocumentId,
+        kind: DocumentKind,
+        edit: impl FnOnce(&mut AutoCommit) -> Result<()>,
+    ) -> Result<()> {
+        let compact_after = self.options.compact_after_changes;
+        self.load(id, kind)?;
+        let Self { conn, cache, .. } = self;
+        let loaded = cache.get_mut(&id).ok_or(CoreError::UnknownDocument(id))?;
+        let before = loaded.doc.get_heads();
+        if let Err(e) = edit(&mut loaded.doc) {
+            loaded.doc.rollback();
+            return Err(e);
+        }
+        if loaded.doc.commit().is_none() {
+            return Ok(());
+        }
+        let result = (|| {
+            let new = loaded.doc.get_changes(&before);
+            let bytes: Vec<Vec<u8>> = new.iter().map(|c| c.raw_bytes().to_vec()).collect();
+            let hashes: Vec<ChangeHash> = new.iter().map(Change::hash).collect();
+            let heads = loaded.doc.get_heads();
+            let tx = conn.transaction()?;
+            store_changes(&tx, id, &bytes, &heads, &hashes)?;
+            reindex(&tx, id, kind, &loaded.doc)?;
+            maybe_compact(&tx, id, loaded, compact_after)?;
+            tx.commit()?;
+            Ok(())
+        })();
+        if result.is_err() {
+            // The in-memory document is ahead of the file: drop it so the next read reloads
+            // the stored state.
+            cache.remove(&id);
+        }
+        result
+    }
+}
+
+fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>> {
+    Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+}
+
+fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+fn pending_hashes(conn: &Connection, id: DocumentId) -> Result<Vec<ChangeHash>> {
+    let mut stmt = conn.prepare_cached("SELECT hash FROM pending WHERE doc_id = ?1")?;
+    let rows = stmt.query_map([id.to_string()], |r| r.get::<_, Vec<u8>>(0))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let bytes = row?;
+        let hash = ChangeHash::try_from(bytes.as_slice()).map_err(|_| CoreError::CorruptDocument {
+            id,
+            reason: "a pending change hash is damaged".into(),
+        })?;
+        out.push(hash);
+    }
+    Ok(out)
+}
+
+fn insert_document_row(
+    tx: &Transaction<'_>,
+    id: DocumentId,
+    kind: DocumentKind,
+    heads: &[ChangeHash],
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO documents (doc_id, kind, heads) VALUES (?1, ?2, ?3)",
+        params![id.to_string(), kind.as_str(), encode_heads(heads)],
+    )?;
+    Ok(())
+}
+
+/// Appends change rows, marks `pending` the local ones, and records the new heads.
+fn store_changes(
+    tx: &Transaction<'_>,
+    id: DocumentId,
+    changes: &[Vec<u8>],
+    heads: &[ChangeHash],
+    pending: &[ChangeHash],
+) -> Result<()> {
+    let doc_id = id.to_string();
+    let mut insert = tx.prepare_cached("INSERT INTO changes (doc_id, bytes) VALUES (?1, ?2)")?;
+    let mut added = 0i64;
+    for bytes in changes {
+        insert.execute(params![doc_id, bytes])?;
+        added += bytes.len() as i64;
+    }
+    let mut mark = tx.prepare_cached("INSERT OR IGNORE INTO pending (doc_id, hash) VALUES (?1, ?2)")?;
+    for hash in pending {
+        mark.execute(params![doc_id, hash.0.as_slice()])?;
+    }
+    tx.execute(
+        "UPDATE documents SET heads = ?2, change_rows = change_rows + ?3, change_bytes = change_bytes + ?4
+         WHERE doc_id = ?1",
+        params![doc_id, encode_heads(heads), changes.len() as i64, added],
+    )?;
+    Ok(())
+}
+
+/// Loads a document from its snapshot and changes, and checks the result against the stored
+/// heads, so that damaged bytes are caught rather than half-loaded.
+fn load_from(conn: &Connection, id: DocumentId, kind: DocumentKind, actor: &ActorId) -> Result<Loaded> {
+    let corrupt = |reason: String| CoreError::CorruptDocument { id, reason };
+    let row: Option<(String, Option<Vec<u8>>, Vec<u8>)> = conn
+        .query_row("SELECT kind, snapshot, heads FROM documents WHERE doc_id = ?1", [id.to_string()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let (stored_kind, snapshot, heads) = row.ok_or(CoreError::UnknownDocument(id))?;
+    if DocumentKind::from_stored(&stored_kind) != Some(kind) {
+        return Err(CoreError::UnknownDocument(id));
+    }
+    let mut doc = match snapshot {
+        Some(bytes) => AutoCommit::load(&bytes).map_err(|e| corrupt(format!("snapshot: {e}")))?,
+        None => AutoCommit::new(),
+    };
+    let mut stmt = conn.prepare_cached("SELECT bytes FROM changes WHERE doc_id = ?1 ORDER BY seq")?;
+    let rows = stmt.query_map([id.to_string()], |r| r.get::<_, Vec<u8>>(0))?;
+    let mut incremental = Vec::new();
+    for row in rows {
+        incremental.extend_from_slice(&row?);
+    }
+    if !incremental.is_empty() {
+        doc.load_incremental(&incremental).map_err(|e| corrupt(format!("changes: {e}")))?;
+    }
+    let expected = decode_heads(&heads).ok_or_else(|| corrupt("stored heads are damaged".into()))?;
+    if doc.get_heads() != expected {
+        return Err(corrupt("stored changes do not match the recorded heads".into()));
+    }
+    doc.set_actor(actor.clone());
+    Ok(Loaded { kind, doc })
+}
+
+/// Checks that a received document says it is the document it is stored as.
+fn check_identity(doc: &AutoCommit, id: DocumentId, kind: DocumentKind) -> Result<()> {
+    match kind {
+        DocumentKind::Household => doc::household::read(doc, id.as_household()).map(|_| ()),
+        DocumentKind::Request => doc::request::read(doc, id.as_request()).map(|_| ()),
+    }?;
+    let stored_id = crate::doc::stored_id(doc);
+    if stored_id.as_deref() != Some(id.to_string().as_str()) {
+        return Err(CoreError::CorruptDocument {
+            id,
+            reason: "the document's id field names another document".into(),
+        });
+    }
+    Ok(())
+}
+
+fn reindex(conn: &Connection, id: DocumentId, kind: DocumentKind, doc: &AutoCommit) -> Result<()> {
+    match kind {
+        DocumentKind::Household => {
+            let household = doc::household::read(doc, id.as_household())?;
+            let has_conflict = !doc::household::conflicts(doc, id.as_household()).is_empty();
+            index::index_household(conn, &household, has_conflict)
+        }
+        DocumentKind::Request => index::index_request(conn, &doc::request::read(doc, id.as_request())?),
+    }
+}
+
+fn maybe_compact(tx: &Transaction<'_>, id: DocumentId, loaded: &mut Loaded, after: u32) -> Result<()> {
+    let (rows, change_bytes, snapshot_bytes): (u32, i64, i64) = tx.query_row(
+        "SELECT change_rows, change_bytes, snapshot_bytes FROM documents WHERE doc_id = ?1",
+        [id.to_string()],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    if rows >= after || (rows > 1 && change_bytes > snapshot_bytes.max(4096) * 2) {
+        compact(tx, id, loaded)?;
+    }
+    Ok(())
+}
+
+/// Replaces a document's snapshot and changes with one fresh snapshot. Pending marks stay.
+fn compact(tx: &Transaction<'_>, id: DocumentId, loaded: &mut Loaded) -> Result<()> {
+    let snapshot = loaded.doc.save();
+    let doc_id = id.to_string();
+    tx.execute("DELETE FROM changes WHERE doc_id = ?1", [&doc_id])?;
+    tx.execute(
+        "UPDATE documents SET snapshot = ?2, snapshot_bytes = ?3, heads = ?4, change_rows = 0, change_bytes = 0
+         WHERE doc_id = ?1",
+        params![doc_id, snapshot, snapshot.len() as i64, encode_heads(&loaded.doc.get_heads())],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! Doorstep examples and cross-crate tests live in examples/ and tests/.
