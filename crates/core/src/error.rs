@@ -81,6 +81,17 @@ pub enum CoreError {
     /// A taxonomy file could not be read.
     #[error("invalid taxonomy: {0}")]
     InvalidTaxonomy(String),
+    /// The server refused a sync request; nothing of it was stored.
+    #[error("the server refused the request ({code}): {message}")]
+    Rejected {
+        /// The protocol error code.
+        code: crate::sync::message::ErrorCode,
+        /// The server's explanation.
+        message: String,
+    },
+    /// A frame from the other side could not be decoded.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] crate::sync::frame::FrameError),
     /// The SQLite store failed (disk full, file locked, not a database…).
     #[error("storage error: {0}")]
     Storage(#[from] rusqlite::Error),

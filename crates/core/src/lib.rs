@@ -9,6 +9,8 @@
 //! - [`doc`]: the Automerge layout of household and request documents.
 //! - [`store`]: the device's local replica on SQLite, with index tables for the app's screens
 //!   and the record of what the server has acknowledged.
+//! - [`sync`]: the sans-IO sync engine: protocol messages, frames, the device-side client,
+//!   the server's upload checks and the scope digest.
 //! - [`error`]: the crate's one error type.
 
 pub mod conflict;
@@ -18,6 +20,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod model;
 pub mod store;
+pub mod sync;
 pub mod time;
 
 pub use error::{CoreError, Result};

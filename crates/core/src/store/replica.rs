@@ -116,6 +116,9 @@ pub struct Replica {
 const META_ACTOR: &str = "actor";
 const META_MEMBER: &str = "member";
 const META_TAXONOMY: &str = "taxonomy";
+const META_CURSOR: &str = "sync_cursor";
+const META_PURGE_LATER: &str = "purge_later";
+const META_PURGED_UNREPORTED: &str = "purged_unreported";
 
 impl Replica {
     /// Opens (or creates) the replica file at `path` with default options.
@@ -541,6 +544,114 @@ impl Replica {
             return Err(CoreError::UnknownDocument(id));
         }
         Ok(())
+    }
+
+    /// Removes every document from the file, acknowledged or not: what a revoked device does.
+    pub fn purge_everything(&mut self) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        let removed = tx.execute("DELETE FROM documents", [])?;
+        tx.execute_batch("DELETE FROM changes; DELETE FROM pending;")?;
+        index::clear(&tx)?;
+        set_meta(&tx, META_CURSOR, "0")?;
+        set_meta(&tx, META_PURGE_LATER, "[]")?;
+        tx.commit()?;
+        self.cache = DocCache::new(self.options.cache_capacity);
+        // Reclaim the freed pages so the data is gone from the file, not only unlinked.
+        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;")?;
+        Ok(removed)
+    }
+
+    /// The sync cursor: the position in the server's change log this replica has caught up to.
+    pub fn sync_cursor(&self) -> Result<u64> {
+        Ok(get_meta(&self.conn, META_CURSOR)?.and_then(|c| c.parse().ok()).unwrap_or(0))
+    }
+
+    /// Records the sync cursor after a reply has been applied.
+    pub fn set_sync_cursor(&mut self, cursor: u64) -> Result<()> {
+        set_meta(&self.conn, META_CURSOR, &cursor.to_string())
+    }
+
+    fn id_list(&self, key: &str) -> Result<Vec<DocumentId>> {
+        let json = get_meta(&self.conn, key)?.unwrap_or_else(|| "[]".into());
+        let ids: Vec<DocumentId> = serde_json::from_str(&json).unwrap_or_default();
+        Ok(ids)
+    }
+
+    fn set_id_list(&self, key: &str, ids: &[DocumentId]) -> Result<()> {
+        let json = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+        set_meta(&self.conn, key, &json)
+    }
+
+    /// Documents the server asked this device to purge that still had unacknowledged changes;
+    /// they are purged as soon as those changes are acknowledged.
+    pub fn purges_waiting_for_upload(&self) -> Result<Vec<DocumentId>> {
+        self.id_list(META_PURGE_LATER)
+    }
+
+    /// Purges a document the server no longer lets this device hold, or, if it still has
+    /// unacknowledged changes, remembers to purge it once they are acknowledged. Returns true
+    /// if it was purged now.
+    pub fn purge_when_synced(&mut self, id: DocumentId) -> Result<bool> {
+        let mut later = self.id_list(META_PURGE_LATER)?;
+        if !pending_hashes(&self.conn, id)?.is_empty() {
+            if !later.contains(&id) {
+                later.push(id);
+                self.set_id_list(META_PURGE_LATER, &later)?;
+            }
+            return Ok(false);
+        }
+        match self.purge(id) {
+            Ok(()) | Err(CoreError::UnknownDocument(_)) => {}
+            Err(e) => return Err(e),
+        }
+        later.retain(|d| *d != id);
+        self.set_id_list(META_PURGE_LATER, &later)?;
+        let mut unreported = self.id_list(META_PURGED_UNREPORTED)?;
+        if !unreported.contains(&id) {
+            unreported.push(id);
+            self.set_id_list(META_PURGED_UNREPORTED, &unreported)?;
+        }
+        Ok(true)
+    }
+
+    /// Documents purged since the server was last told.
+    pub fn purged_unreported(&self) -> Result<Vec<DocumentId>> {
+        self.id_list(META_PURGED_UNREPORTED)
+    }
+
+    /// Forgets purges the server has now been told about.
+    pub fn mark_purges_reported(&mut self, reported: &[DocumentId]) -> Result<()> {
+        let mut unreported = self.id_list(META_PURGED_UNREPORTED)?;
+        unreported.retain(|d| !reported.contains(d));
+        self.set_id_list(META_PURGED_UNREPORTED, &unreported)
+    }
+
+    /// Every document's id and heads, in one query (for the scope digest).
+    pub fn all_heads(&self) -> Result<Vec<(DocumentId, DocumentKind, Vec<ChangeHash>)>> {
+        let mut stmt = self.conn.prepare_cached("SELECT doc_id, kind, heads FROM documents")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, kind, heads) = row?;
+            let id: DocumentId = id.parse()?;
+            let kind = DocumentKind::from_stored(&kind).ok_or(CoreError::UnknownDocument(id))?;
+            let heads = decode_heads(&heads)
+                .ok_or_else(|| CoreError::CorruptDocument { id, reason: "stored heads are damaged".into() })?;
+            out.push((id, kind, heads));
+        }
+        Ok(out)
+    }
+
+    /// A copy of a document for an Automerge sync session, or `None` if the replica lacks it.
+    /// Store what the session brings with [`Replica::apply_remote`].
+    pub fn fork_document(&mut self, id: DocumentId) -> Result<Option<AutoCommit>> {
+        match self.kind_of(id) {
+            Ok(kind) => Ok(Some(self.load(id, kind)?.doc.fork())),
+            Err(CoreError::UnknownDocument(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The whole document as one saved Automerge blob.
