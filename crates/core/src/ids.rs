@@ -149,6 +149,14 @@ impl fmt::Display for Code {
     }
 }
 
+impl FromStr for Code {
+    type Err = CoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
 impl TryFrom<String> for Code {
     type Error = CoreError;
 

@@ -165,7 +165,7 @@ pub fn read(doc: &AutoCommit, id: HouseholdId) -> Result<Household> {
             Some((i64_at(doc, &obj, "added_at").unwrap_or(0), read_resident(doc, &obj, rid)))
         })
         .collect();
-    residents.sort_by(|a, b| (a.0, a.1.id).cmp(&(b.0, b.1.id)));
+    residents.sort_by_key(|(added, r)| (*added, r.id));
 
     let helpers_obj = root_map(doc, id, "helpers")?;
     let mut helpers: Vec<MemberId> = keys_of(doc, &helpers_obj)
@@ -191,7 +191,7 @@ pub fn read(doc: &AutoCommit, id: HouseholdId) -> Result<Household> {
             })
         })
         .collect();
-    visits.sort_by(|a, b| (b.at, b.id).cmp(&(a.at, a.id)));
+    visits.sort_by_key(|v| std::cmp::Reverse((v.at, v.id)));
 
     Ok(Household {
         id,

@@ -12,7 +12,7 @@ pub fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
 
 /// Decodes heads written by [`encode_heads`]; `None` if the length is not a multiple of 32.
 pub fn decode_heads(bytes: &[u8]) -> Option<Vec<ChangeHash>> {
-    if bytes.len() % 32 != 0 {
+    if !bytes.len().is_multiple_of(32) {
         return None;
     }
     bytes.chunks_exact(32).map(|chunk| ChangeHash::try_from(chunk).ok()).collect()

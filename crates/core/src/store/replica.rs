@@ -18,7 +18,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use crate::conflict::{Conflict, HouseholdField};
 use crate::doc::{self, DocumentKind};
 use crate::error::{CoreError, Result};
-use crate::ids::{DocumentId, EventId, GridId, HouseholdId, MemberId, RequestId, ResidentId, VisitId};
+use crate::ids::{
+    DeviceId, DocumentId, EventId, GridId, HouseholdId, MemberId, RequestId, ResidentId, VisitId,
+};
 use crate::lifecycle::RequestStatus;
 use crate::model::household::{Household, HouseholdPatch, HouseholdSummary, NewHousehold};
 use crate::model::request::{EventAction, NewEvent, NewRequest, Request, RequestSummary};
@@ -57,6 +59,19 @@ impl Default for ReplicaOptions {
     fn default() -> Self {
         Self { durability: Durability::Full, cache_capacity: 64, compact_after_changes: 32 }
     }
+}
+
+/// A device's enrolment with a server.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Enrolment {
+    /// The server's base URL.
+    pub server: String,
+    /// The device's id on the server.
+    pub device: DeviceId,
+    /// The device token (secret).
+    pub token: String,
+    /// The member using the device.
+    pub member: MemberId,
 }
 
 /// What [`Replica::rebuild_indexes`] found.
@@ -117,6 +132,7 @@ const META_ACTOR: &str = "actor";
 const META_MEMBER: &str = "member";
 const META_TAXONOMY: &str = "taxonomy";
 const META_CURSOR: &str = "sync_cursor";
+const META_ENROLMENT: &str = "enrolment";
 const META_PURGE_LATER: &str = "purge_later";
 const META_PURGED_UNREPORTED: &str = "purged_unreported";
 
@@ -437,7 +453,7 @@ impl Replica {
     pub fn documents_with_unsynced_changes(&self) -> Result<Vec<DocumentId>> {
         let mut stmt = self.conn.prepare_cached("SELECT DISTINCT doc_id FROM pending ORDER BY doc_id")?;
         let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
-        rows.map(|r| Ok(r?.parse()?)).collect()
+        rows.map(|r| r?.parse()).collect()
     }
 
     /// The raw bytes of a document's unacknowledged local changes, in causal order: exactly
@@ -561,6 +577,20 @@ impl Replica {
         Ok(removed)
     }
 
+    /// The enrolment this replica holds (server, device id and token), if enrolled.
+    pub fn enrolment(&self) -> Result<Option<Enrolment>> {
+        Ok(get_meta(&self.conn, META_ENROLMENT)?.and_then(|json| serde_json::from_str(&json).ok()))
+    }
+
+    /// Records the device's enrolment and signs its member in. The token is a secret: on
+    /// phones the replica file is encrypted.
+    pub fn set_enrolment(&mut self, enrolment: &Enrolment) -> Result<()> {
+        let json = serde_json::to_string(enrolment)
+            .map_err(|e| CoreError::InvalidValue { field: "enrolment", reason: e.to_string() })?;
+        set_meta(&self.conn, META_ENROLMENT, &json)?;
+        self.set_member(enrolment.member)
+    }
+
     /// The sync cursor: the position in the server's change log this replica has caught up to.
     pub fn sync_cursor(&self) -> Result<u64> {
         Ok(get_meta(&self.conn, META_CURSOR)?.and_then(|c| c.parse().ok()).unwrap_or(0))
@@ -637,8 +667,10 @@ impl Replica {
             let (id, kind, heads) = row?;
             let id: DocumentId = id.parse()?;
             let kind = DocumentKind::from_stored(&kind).ok_or(CoreError::UnknownDocument(id))?;
-            let heads = decode_heads(&heads)
-                .ok_or_else(|| CoreError::CorruptDocument { id, reason: "stored heads are damaged".into() })?;
+            let heads = decode_heads(&heads).ok_or_else(|| CoreError::CorruptDocument {
+                id,
+                reason: "stored heads are damaged".into(),
+            })?;
             out.push((id, kind, heads));
         }
         Ok(out)

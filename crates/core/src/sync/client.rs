@@ -20,8 +20,8 @@ use crate::store::Replica;
 use crate::sync::digest::scope_digest;
 use crate::sync::frame::{self, DEFAULT_MAX_FRAME_BYTES};
 use crate::sync::message::{
-    ClientMessage, DocSyncMessage, ErrorCode, ManifestEntry, ServerMessage, SyncRequest, Upload, doc_id, heads_of,
-    wire_id,
+    ClientMessage, DocSyncMessage, ErrorCode, ManifestEntry, ServerMessage, SyncRequest, Upload, doc_id,
+    heads_of, wire_id,
 };
 
 /// Limits the device keeps to.
@@ -68,7 +68,11 @@ pub struct RoundReport {
 }
 
 /// Builds a sync round's request frame from the replica.
-pub fn begin_round(replica: &mut Replica, limits: &ClientLimits, want_digest: bool) -> Result<(Vec<u8>, Round)> {
+pub fn begin_round(
+    replica: &mut Replica,
+    limits: &ClientLimits,
+    want_digest: bool,
+) -> Result<(Vec<u8>, Round)> {
     let mut round = Round::default();
     let mut uploads = Vec::new();
     let mut bytes = 0;
@@ -110,7 +114,12 @@ fn refused(replica: &mut Replica, code: ErrorCode, message: String) -> CoreError
 }
 
 /// Applies a round's reply: acknowledgements, new data, purges, then the new cursor.
-pub fn finish_round(replica: &mut Replica, round: Round, reply: &[u8], limits: &ClientLimits) -> Result<RoundReport> {
+pub fn finish_round(
+    replica: &mut Replica,
+    round: Round,
+    reply: &[u8],
+    limits: &ClientLimits,
+) -> Result<RoundReport> {
     let reply = match server_message(reply, limits)? {
         ServerMessage::Sync(reply) => reply,
         ServerMessage::Error(e) => return Err(refused(replica, e.code, e.message)),
@@ -136,7 +145,8 @@ pub fn finish_round(replica: &mut Replica, round: Round, reply: &[u8], limits: &
         && !reply.more
         && replica.unsynced_change_count()? == 0
     {
-        let local = scope_digest(replica.all_heads()?.into_iter().map(|(id, _, heads)| (id, heads)).collect());
+        let local =
+            scope_digest(replica.all_heads()?.into_iter().map(|(id, _, heads)| (id, heads)).collect());
         report.digest_matches = Some(local == *server);
     }
     Ok(report)
@@ -269,10 +279,8 @@ impl Repair {
             let Some((_, doc, state, heads)) = self.sessions.get_mut(&id) else {
                 continue;
             };
-            let message = sync::Message::decode(&m.message).map_err(|e| CoreError::CorruptDocument {
-                id,
-                reason: format!("repair message: {e}"),
-            })?;
+            let message = sync::Message::decode(&m.message)
+                .map_err(|e| CoreError::CorruptDocument { id, reason: format!("repair message: {e}") })?;
             doc.sync()
                 .receive_sync_message(state, message)
                 .map_err(|e| CoreError::CorruptDocument { id, reason: format!("repair message: {e}") })?;

@@ -11,7 +11,7 @@ use crate::ids::DocumentId;
 
 /// Computes the digest of `(document, heads)` pairs given in any order.
 pub fn scope_digest(mut docs: Vec<(DocumentId, Vec<ChangeHash>)>) -> [u8; 32] {
-    docs.sort_by(|a, b| a.0.cmp(&b.0));
+    docs.sort_by_key(|(id, _)| *id);
     let mut hasher = Sha256::new();
     for (id, mut heads) in docs {
         heads.sort();

@@ -8,6 +8,8 @@ use crate::sync::message::{ClientMessage, ErrorBody, ErrorCode, ServerMessage};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u8 = 1;
+/// The HTTP content type of frames.
+pub const FRAME_CONTENT_TYPE: &str = "application/vnd.doorstep.v1+cbor";
 /// Default limit on one frame, both directions.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 
@@ -50,14 +52,21 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, FrameError
     if version != PROTOCOL_VERSION {
         return Err(FrameError {
             code: ErrorCode::UnsupportedVersion,
-            message: format!("protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}"),
+            message: format!(
+                "protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}"
+            ),
         });
     }
     let mut reader = body;
-    let message = ciborium::from_reader(&mut reader)
-        .map_err(|e| FrameError { code: ErrorCode::MalformedFrame, message: format!("undecodable frame: {e}") })?;
+    let message = ciborium::from_reader(&mut reader).map_err(|e| FrameError {
+        code: ErrorCode::MalformedFrame,
+        message: format!("undecodable frame: {e}"),
+    })?;
     if !reader.is_empty() {
-        return Err(FrameError { code: ErrorCode::MalformedFrame, message: "trailing bytes after the message".into() });
+        return Err(FrameError {
+            code: ErrorCode::MalformedFrame,
+            message: "trailing bytes after the message".into(),
+        });
     }
     Ok(message)
 }
@@ -104,7 +113,10 @@ mod tests {
         wrong_version[0] = 9;
         assert_eq!(decode_client(&wrong_version, 1024).unwrap_err().code, ErrorCode::UnsupportedVersion);
         assert_eq!(decode_client(&good[..good.len() - 1], 1024).unwrap_err().code, ErrorCode::MalformedFrame);
-        assert_eq!(decode_client(&[PROTOCOL_VERSION, 0xff, 0x00], 1024).unwrap_err().code, ErrorCode::MalformedFrame);
+        assert_eq!(
+            decode_client(&[PROTOCOL_VERSION, 0xff, 0x00], 1024).unwrap_err().code,
+            ErrorCode::MalformedFrame
+        );
         let mut trailing = good;
         trailing.push(0);
         assert_eq!(decode_client(&trailing, 1024).unwrap_err().code, ErrorCode::MalformedFrame);

@@ -99,7 +99,7 @@ pub fn check_upload(
     max_document_bytes: usize,
 ) -> Result<CheckedUpload, Rejection> {
     let before = existing.map(|doc| facts(doc, id)).transpose()?;
-    let mut doc = existing.map(|d| d.clone()).unwrap_or_default();
+    let mut doc = existing.cloned().unwrap_or_default();
     let mut parsed = Vec::with_capacity(changes.len());
     let mut added_bytes = 0;
     let mut uploaded: Vec<ChangeHash> = Vec::with_capacity(changes.len());
@@ -117,7 +117,11 @@ pub fn check_upload(
         if change.actor_id() != device_actor {
             return Err(Rejection {
                 code: ErrorCode::ForgedActor,
-                message: format!("change {} was written by actor {}, not by this device", change.hash(), change.actor_id()),
+                message: format!(
+                    "change {} was written by actor {}, not by this device",
+                    change.hash(),
+                    change.actor_id()
+                ),
             });
         }
         added_bytes += bytes.len();
@@ -150,7 +154,8 @@ pub fn check_upload(
             message: "an upload cannot change a document's kind".into(),
         });
     }
-    let mut upload_heads: Vec<ChangeHash> = uploaded.into_iter().filter(|h| !deps_within.contains(h)).collect();
+    let mut upload_heads: Vec<ChangeHash> =
+        uploaded.into_iter().filter(|h| !deps_within.contains(h)).collect();
     upload_heads.sort();
     upload_heads.dedup();
     Ok(CheckedUpload { doc, new_changes, upload_heads, before, after })

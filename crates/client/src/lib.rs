@@ -1,0 +1,337 @@
+//! `doorstep-client`: runs `doorstep-core`'s sans-IO sync engine over HTTP and WebSocket.
+//! Used by the phone bindings, the examples and the end-to-end tests.
+//!
+//! ```no_run
+//! # async fn day() -> Result<(), doorstep_client::ClientError> {
+//! use doorstep_core::store::Replica;
+//! let mut replica = Replica::open("phone.db")?;
+//! let client = doorstep_client::Client::new("http://127.0.0.1:8080");
+//! client.enrol(&mut replica, "ABCDE-FGHJK", "王芳的手机").await?;
+//! // … record visits offline …
+//! let report = client.sync(&mut replica).await?;
+//! println!("uploaded {} changes, received {}", report.uploaded_changes, report.received_changes);
+//! # Ok(()) }
+//! ```
+
+use doorstep_core::CoreError;
+use doorstep_core::ids::{DeviceId, MemberId};
+use doorstep_core::store::{Enrolment, Replica};
+use doorstep_core::sync::client::{self, ClientLimits, Repair};
+use doorstep_core::sync::frame::{self, FRAME_CONTENT_TYPE};
+use doorstep_core::sync::message::{ErrorCode, ServerMessage};
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio_tungstenite::tungstenite;
+
+/// Most rounds one `sync` runs before giving up (a county's worth of pages).
+const MAX_ROUNDS: usize = 10_000;
+/// Most repair rounds per document set.
+const MAX_REPAIR_ROUNDS: usize = 16;
+
+/// What can go wrong talking to the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached, or the connection broke. Nothing was lost; retry.
+    #[error("network error: {0}")]
+    Network(String),
+    /// The server refused the request with a protocol error; nothing of it was stored.
+    #[error("the server refused the request ({code}): {message}")]
+    Refused {
+        /// The protocol code.
+        code: ErrorCode,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The server answered something that is not the protocol (wrong URL, a proxy page…).
+    #[error("unexpected answer from the server: {0}")]
+    Unexpected(String),
+    /// The replica has no enrolment yet.
+    #[error("this device is not enrolled")]
+    NotEnrolled,
+    /// The local replica failed.
+    #[error(transparent)]
+    Core(CoreError),
+}
+
+impl From<CoreError> for ClientError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::Rejected { code, message } => ClientError::Refused { code, message },
+            other => ClientError::Core(other),
+        }
+    }
+}
+
+impl From<reqwest::Error> for ClientError {
+    fn from(e: reqwest::Error) -> Self {
+        ClientError::Network(e.to_string())
+    }
+}
+
+/// What one `sync` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    /// Round trips made.
+    pub round_trips: usize,
+    /// Local changes the server acknowledged.
+    pub uploaded_changes: usize,
+    /// Documents that received data.
+    pub received_docs: usize,
+    /// New changes stored from the server.
+    pub received_changes: usize,
+    /// Documents purged because they left this device's scope.
+    pub purged: usize,
+    /// Bytes sent (frame bodies).
+    pub bytes_up: usize,
+    /// Bytes received (frame bodies).
+    pub bytes_down: usize,
+    /// The scope digest matched after catch-up (or a repair made it match).
+    pub verified: bool,
+    /// Documents repaired with Automerge's sync protocol after a digest mismatch.
+    pub repaired_docs: usize,
+}
+
+#[derive(Deserialize)]
+struct EnrolReply {
+    device_id: DeviceId,
+    token: String,
+    member_id: MemberId,
+}
+
+/// A client for one server.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+    limits: ClientLimits,
+}
+
+impl Client {
+    /// A client for the server at `base_url` (`http://host:port`).
+    pub fn new(base_url: &str) -> Self {
+        Self {
+            base: base_url.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            limits: ClientLimits::default(),
+        }
+    }
+
+    /// Uses these limits.
+    pub fn with_limits(mut self, limits: ClientLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Exchanges an enrolment code for a device token and records the enrolment in the replica.
+    pub async fn enrol(
+        &self,
+        replica: &mut Replica,
+        code: &str,
+        device_name: &str,
+    ) -> Result<Enrolment, ClientError> {
+        let body = serde_json::json!({
+            "code": code,
+            "actor": replica.actor_id().to_hex_string(),
+            "device_name": device_name,
+        });
+        let response = self.http.post(format!("{}/v1/enrol", self.base)).json(&body).send().await?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            let detail: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let code = match detail["error"].as_str() {
+                Some("unauthorized") => ErrorCode::Unauthorized,
+                Some("rate_limited") => ErrorCode::RateLimited,
+                Some("internal") => ErrorCode::Internal,
+                _ => ErrorCode::MalformedFrame,
+            };
+            return Err(ClientError::Refused {
+                code,
+                message: detail["message"].as_str().unwrap_or(&text).to_owned(),
+            });
+        }
+        let reply: EnrolReply = response.json().await.map_err(|e| ClientError::Unexpected(e.to_string()))?;
+        let enrolment = Enrolment {
+            server: self.base.clone(),
+            device: reply.device_id,
+            token: reply.token,
+            member: reply.member_id,
+        };
+        replica.set_enrolment(&enrolment)?;
+        Ok(enrolment)
+    }
+
+    fn token(replica: &Replica) -> Result<String, ClientError> {
+        Ok(replica.enrolment()?.ok_or(ClientError::NotEnrolled)?.token)
+    }
+
+    /// Posts one frame and returns the reply frame. Error frames come back as frames (the
+    /// engine decodes them); only a non-protocol answer is an error here.
+    pub async fn post_frame(&self, token: &str, frame: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        let response = self
+            .http
+            .post(format!("{}/v1/sync", self.base))
+            .bearer_auth(token)
+            .header("content-type", FRAME_CONTENT_TYPE)
+            .body(frame)
+            .send()
+            .await?;
+        let is_frame = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == FRAME_CONTENT_TYPE);
+        let status = response.status();
+        let bytes = response.bytes().await?.to_vec();
+        if !is_frame {
+            return Err(ClientError::Unexpected(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// Syncs the replica over HTTP: uploads every pending change, downloads everything new in
+    /// scope, checks the scope digest and repairs any document that differs. Safe to call
+    /// again after any failure: nothing acknowledged is resent in vain, nothing pending is lost.
+    pub async fn sync(&self, replica: &mut Replica) -> Result<SyncReport, ClientError> {
+        let token = Self::token(replica)?;
+        let mut report = SyncReport::default();
+        let mut digest_ok = None;
+        for _ in 0..MAX_ROUNDS {
+            let (frame, round) = client::begin_round(replica, &self.limits, true)?;
+            report.bytes_up += frame.len();
+            let reply = self.post_frame(&token, frame).await?;
+            report.bytes_down += reply.len();
+            report.round_trips += 1;
+            let outcome = client::finish_round(replica, round, &reply, &self.limits)?;
+            report.uploaded_changes += outcome.acknowledged_changes;
+            report.received_docs += outcome.received_docs;
+            report.received_changes += outcome.received_changes;
+            report.purged += outcome.purged;
+            digest_ok = outcome.digest_matches;
+            if !outcome.more {
+                break;
+            }
+        }
+        report.verified = digest_ok == Some(true);
+        if digest_ok == Some(false) {
+            report.repaired_docs = self.repair(replica, &token, &mut report).await?;
+            report.verified = true;
+        }
+        Ok(report)
+    }
+
+    async fn repair(
+        &self,
+        replica: &mut Replica,
+        token: &str,
+        report: &mut SyncReport,
+    ) -> Result<usize, ClientError> {
+        let request = client::manifest_request();
+        report.bytes_up += request.len();
+        let manifest = self.post_frame(token, request).await?;
+        report.bytes_down += manifest.len();
+        report.round_trips += 1;
+        let mut repair = Repair::from_manifest(replica, &manifest, &self.limits)?;
+        report.purged += repair.purged;
+        let docs = repair.pending();
+        for _ in 0..MAX_REPAIR_ROUNDS {
+            let Some(frame) = repair.next_frame() else { break };
+            report.bytes_up += frame.len();
+            let reply = self.post_frame(token, frame).await?;
+            report.bytes_down += reply.len();
+            report.round_trips += 1;
+            report.received_changes += repair.receive(replica, &reply, &self.limits)?;
+        }
+        Ok(docs)
+    }
+
+    /// Opens a live WebSocket connection for this replica's device.
+    pub async fn connect_live(&self, replica: &Replica) -> Result<LiveConnection, ClientError> {
+        let token = Self::token(replica)?;
+        let url = format!("{}/v1/ws", self.base.replacen("http", "ws", 1));
+        let mut request = tungstenite::client::IntoClientRequest::into_client_request(url.as_str())
+            .map_err(|e| ClientError::Network(e.to_string()))?;
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ClientError::Unexpected("token is not a valid header value".into()))?;
+        request.headers_mut().insert("authorization", value);
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .map_err(|e| ClientError::Network(e.to_string()))?;
+        Ok(LiveConnection { socket, limits: self.limits.clone() })
+    }
+}
+
+/// A live WebSocket connection: sync rounds over it, and pushes of new changes while it is open.
+pub struct LiveConnection {
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    limits: ClientLimits,
+}
+
+impl LiveConnection {
+    async fn next_frame(&mut self) -> Result<Vec<u8>, ClientError> {
+        loop {
+            match self.socket.next().await {
+                Some(Ok(tungstenite::Message::Binary(bytes))) => return Ok(bytes.to_vec()),
+                Some(Ok(tungstenite::Message::Close(_))) | None => {
+                    return Err(ClientError::Network("the server closed the connection".into()));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(ClientError::Network(e.to_string())),
+            }
+        }
+    }
+
+    /// Sends one raw frame (tests use this to send malformed input).
+    pub async fn send_frame(&mut self, frame: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        self.socket
+            .send(tungstenite::Message::Binary(frame.into()))
+            .await
+            .map_err(|e| ClientError::Network(e.to_string()))?;
+        self.next_frame().await
+    }
+
+    /// Runs sync rounds over the socket until there is nothing more to exchange. After this the
+    /// server pushes new changes in scope as they arrive.
+    pub async fn sync(&mut self, replica: &mut Replica) -> Result<SyncReport, ClientError> {
+        let mut report = SyncReport::default();
+        for _ in 0..MAX_ROUNDS {
+            let (frame, round) = client::begin_round(replica, &self.limits, false)?;
+            report.bytes_up += frame.len();
+            let reply = self.send_frame(frame).await?;
+            report.bytes_down += reply.len();
+            report.round_trips += 1;
+            let outcome = client::finish_round(replica, round, &reply, &self.limits)?;
+            report.uploaded_changes += outcome.acknowledged_changes;
+            report.received_docs += outcome.received_docs;
+            report.received_changes += outcome.received_changes;
+            report.purged += outcome.purged;
+            if !outcome.more {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Waits for the next push from the server and applies it.
+    pub async fn next_push(&mut self, replica: &mut Replica) -> Result<SyncReport, ClientError> {
+        let frame = self.next_frame().await?;
+        let outcome = client::apply_push(replica, &frame, &self.limits)?;
+        Ok(SyncReport {
+            received_docs: outcome.received_docs,
+            received_changes: outcome.received_changes,
+            purged: outcome.purged,
+            bytes_down: frame.len(),
+            ..SyncReport::default()
+        })
+    }
+}
+
+/// Decodes a reply frame for inspection (tests).
+pub fn decode_reply(frame: &[u8]) -> Result<ServerMessage, ClientError> {
+    frame::decode_server(frame, frame::DEFAULT_MAX_FRAME_BYTES)
+        .map_err(|e| ClientError::Unexpected(e.to_string()))
+}

@@ -1,0 +1,120 @@
+//! `ApiError`: every way an HTTP request can fail, mapped to a status code and a plain
+//! message. The internal cause is logged, never sent.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use doorstep_core::sync::frame::encode_server;
+use doorstep_core::sync::message::{ErrorBody, ErrorCode, ServerMessage};
+
+use crate::storage::{StorageError, SyncFailure};
+
+/// A failed request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A protocol-level refusal, answered with an error frame.
+    #[error("{code}: {message}")]
+    Protocol {
+        /// The protocol code.
+        code: ErrorCode,
+        /// Plain detail for the client.
+        message: String,
+        /// The document concerned.
+        doc: Option<doorstep_core::ids::DocumentId>,
+    },
+    /// A JSON endpoint's bad input.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The server failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The status code this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Protocol { code, .. } => match code {
+                ErrorCode::MalformedFrame | ErrorCode::UnsupportedVersion | ErrorCode::MalformedChange => {
+                    StatusCode::BAD_REQUEST
+                }
+                ErrorCode::FrameTooLarge | ErrorCode::DocumentTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::Unauthorized | ErrorCode::DeviceRevoked => StatusCode::UNAUTHORIZED,
+                ErrorCode::OutOfScope | ErrorCode::ForgedActor => StatusCode::FORBIDDEN,
+                ErrorCode::MissingDependencies => StatusCode::CONFLICT,
+                ErrorCode::InvalidDocument => StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The error as a protocol error frame.
+    pub fn frame(&self) -> Vec<u8> {
+        let (code, message, doc) = match self {
+            ApiError::Protocol { code, message, doc } => (*code, message.clone(), *doc),
+            ApiError::BadRequest(message) => (ErrorCode::MalformedFrame, message.clone(), None),
+            ApiError::Internal(_) => (ErrorCode::Internal, "the server failed; retry later".to_owned(), None),
+        };
+        encode_server(&ServerMessage::Error(ErrorBody {
+            code,
+            message,
+            doc: doc.map(doorstep_core::sync::message::wire_id),
+        }))
+    }
+
+    /// A protocol error without a document.
+    pub fn protocol(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError::Protocol { code, message: message.into(), doc: None }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<SyncFailure> for ApiError {
+    fn from(e: SyncFailure) -> Self {
+        match e {
+            SyncFailure::Refused { code, message, doc } => ApiError::Protocol { code, message, doc },
+            SyncFailure::Storage(e) => e.into(),
+        }
+    }
+}
+
+/// Sync endpoints answer errors with an error frame.
+pub struct FrameError(pub ApiError);
+
+impl IntoResponse for FrameError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self.0 {
+            tracing::error!(%cause, "sync request failed");
+        }
+        let status = self.0.status();
+        let mut response =
+            (status, [("content-type", crate::http::FRAME_CONTENT_TYPE)], self.0.frame()).into_response();
+        if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was not read: the connection cannot carry another request.
+            response.headers_mut().insert("connection", axum::http::HeaderValue::from_static("close"));
+        }
+        response
+    }
+}
+
+/// JSON endpoints answer errors with `{"error": code, "message": text}`.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(%cause, "request failed");
+        }
+        let (code, message) = match &self {
+            ApiError::Protocol { code, message, .. } => (code.as_str().to_owned(), message.clone()),
+            ApiError::BadRequest(message) => ("bad_request".to_owned(), message.clone()),
+            ApiError::Internal(_) => ("internal".to_owned(), "the server failed; retry later".to_owned()),
+        };
+        (self.status(), axum::Json(serde_json::json!({ "error": code, "message": message }))).into_response()
+    }
+}

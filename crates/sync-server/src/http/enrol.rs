@@ -1,0 +1,55 @@
+//! `POST /v1/enrol`: a device exchanges a single-use enrolment code for its token.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::http::{AppState, blocking, now};
+use crate::storage::{EnrolError, Enrolled};
+
+/// The enrolment request body.
+#[derive(Deserialize)]
+pub struct EnrolRequest {
+    /// The code as typed (case, spaces and dashes do not matter).
+    pub code: String,
+    /// The device's Automerge actor id, hex.
+    pub actor: String,
+    /// A name for the device ("王芳的手机").
+    #[serde(default)]
+    pub device_name: String,
+}
+
+/// Enrols a device.
+pub async fn enrol(
+    State(state): State<Arc<AppState>>,
+    Json(request): Json<EnrolRequest>,
+) -> Result<Json<Enrolled>, ApiError> {
+    let code = crate::auth::normalize_code(&request.code);
+    if code.is_empty() || code.len() > 32 {
+        return Err(ApiError::BadRequest("enrolment code is missing or malformed".into()));
+    }
+    let code_hash = crate::auth::hash_secret(&code);
+    let token = crate::auth::new_token().map_err(|e| ApiError::Internal(format!("randomness: {e}")))?;
+    let storage = state.storage.clone();
+    let result =
+        blocking(move || storage.enrol(&code_hash, &request.actor, &request.device_name, &token, now()))
+            .await?;
+    match result {
+        Ok(enrolled) => {
+            tracing::info!(device = %enrolled.device_id, member = %enrolled.member_id, "device enrolled");
+            Ok(Json(enrolled))
+        }
+        Err(EnrolError::InvalidCode) => Err(ApiError::Protocol {
+            code: doorstep_core::sync::message::ErrorCode::Unauthorized,
+            message: "the enrolment code is not valid (unknown, used or expired)".into(),
+            doc: None,
+        }),
+        Err(EnrolError::BadActor) => {
+            Err(ApiError::BadRequest("the device's actor id is not acceptable".into()))
+        }
+        Err(EnrolError::Storage(e)) => Err(e.into()),
+    }
+}

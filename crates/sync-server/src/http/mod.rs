@@ -1,0 +1,117 @@
+//! The HTTP surface: routes, shared state, and device authentication.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /healthz` | liveness, no token |
+//! | `GET /metrics` | Prometheus text, with the configured metrics token |
+//! | `POST /v1/enrol` | exchange an enrolment code for a device token (JSON) |
+//! | `POST /v1/sync` | one protocol frame in, one frame out |
+//! | `GET /v1/ws` | WebSocket: frames both ways, live pushes |
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use doorstep_core::ids::DeviceId;
+use doorstep_core::sync::message::ErrorCode;
+use doorstep_core::time::Timestamp;
+use tokio::sync::broadcast;
+
+use crate::error::ApiError;
+use crate::storage::{Authenticated, Device, Storage, SyncLimits};
+
+mod enrol;
+pub mod metrics;
+mod sync;
+mod ws;
+
+pub use doorstep_core::sync::frame::FRAME_CONTENT_TYPE;
+
+/// What every handler shares.
+pub struct AppState {
+    /// The storage backend.
+    pub storage: Arc<dyn Storage>,
+    /// Limits on sync requests.
+    pub limits: SyncLimits,
+    /// Largest frame accepted.
+    pub max_frame_bytes: usize,
+    /// Token for `/metrics`; `None` disables the endpoint.
+    pub metrics_token: Option<String>,
+    /// Raised with the newest change sequence after every commit of new changes.
+    pub changes: broadcast::Sender<u64>,
+    /// Devices revoked while the server runs (their WebSockets close at once).
+    pub revoked: broadcast::Sender<DeviceId>,
+    /// Counters for `/metrics`.
+    pub metrics: metrics::Metrics,
+}
+
+impl AppState {
+    /// New state over a storage backend.
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        limits: SyncLimits,
+        max_frame_bytes: usize,
+        metrics_token: Option<String>,
+    ) -> Self {
+        Self {
+            storage,
+            limits,
+            max_frame_bytes,
+            metrics_token,
+            changes: broadcast::channel(1024).0,
+            revoked: broadcast::channel(256).0,
+            metrics: metrics::Metrics::default(),
+        }
+    }
+}
+
+/// The router over shared state.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics::serve))
+        .route("/v1/enrol", post(enrol::enrol))
+        .route("/v1/sync", post(sync::sync))
+        .route("/v1/ws", get(ws::upgrade))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// The server's clock (the core never reads one).
+pub fn now() -> Timestamp {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Timestamp(millis)
+}
+
+/// Runs a blocking storage call on tokio's blocking pool.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("storage task: {e}")))
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ").map(|t| t.trim().to_owned())
+}
+
+/// Authenticates a device token: unknown and revoked tokens are refused with their codes.
+pub async fn authenticate(state: &AppState, token: Option<String>) -> Result<Device, ApiError> {
+    let Some(token) = token else {
+        return Err(ApiError::protocol(ErrorCode::Unauthorized, "a device token is required"));
+    };
+    let hash = crate::auth::hash_secret(&token);
+    let storage = state.storage.clone();
+    match blocking(move || storage.authenticate(&hash)).await?? {
+        Authenticated::Device(device) => Ok(device),
+        Authenticated::Revoked(_) => Err(ApiError::protocol(
+            ErrorCode::DeviceRevoked,
+            "this device was revoked; delete its local data",
+        )),
+        Authenticated::Unknown => Err(ApiError::protocol(ErrorCode::Unauthorized, "unknown device token")),
+    }
+}

@@ -1,0 +1,78 @@
+//! `POST /v1/sync`: one protocol frame in, one out. [`handle_frame`] is shared with the
+//! WebSocket, so both transports drive exactly the same logic.
+
+use std::sync::Arc;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use doorstep_core::sync::frame::{decode_client, encode_server};
+use doorstep_core::sync::message::{ClientMessage, ErrorCode, ServerMessage};
+
+use crate::error::{ApiError, FrameError};
+use crate::http::{AppState, FRAME_CONTENT_TYPE, authenticate, bearer, blocking, now};
+use crate::storage::Device;
+
+/// Handles one decoded-or-not client frame for an authenticated device. Returns the reply
+/// frame and, for a sync round, the cursor the device will hold after applying it.
+pub async fn handle_frame(
+    state: &Arc<AppState>,
+    device: Device,
+    frame: &[u8],
+) -> Result<(Vec<u8>, Option<u64>), ApiError> {
+    state.metrics.add_bytes_in(frame.len());
+    let message = decode_client(frame, state.max_frame_bytes).map_err(|e| ApiError::Protocol {
+        code: e.code,
+        message: e.message,
+        doc: None,
+    })?;
+    let storage = state.storage.clone();
+    let limits = state.limits.clone();
+    let (reply, cursor) = match message {
+        ClientMessage::Sync(request) => {
+            let uploaded: usize = request.uploads.iter().map(|u| u.changes.len()).sum();
+            let reply = blocking(move || storage.sync(&device, &request, &limits, now())).await??;
+            state.metrics.sync_round(uploaded);
+            if uploaded > 0 {
+                // Wake live connections; a send error only means nobody listens.
+                let _ = state.changes.send(reply.cursor);
+            }
+            let cursor = reply.cursor;
+            (ServerMessage::Sync(reply), Some(cursor))
+        }
+        ClientMessage::Manifest => {
+            (ServerMessage::Manifest(blocking(move || storage.manifest(&device)).await??), None)
+        }
+        ClientMessage::Repair(messages) => {
+            let replies = blocking(move || storage.repair(&device, &messages, &limits, now())).await??;
+            let _ = state.changes.send(0);
+            (ServerMessage::Repair(replies), None)
+        }
+    };
+    let bytes = encode_server(&reply);
+    state.metrics.add_bytes_out(bytes.len());
+    Ok((bytes, cursor))
+}
+
+/// `POST /v1/sync`.
+pub async fn sync(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let result = async {
+        let device = authenticate(&state, bearer(&headers)).await?;
+        let frame = to_bytes(body, state.max_frame_bytes).await.map_err(|_| {
+            ApiError::protocol(
+                ErrorCode::FrameTooLarge,
+                format!("the request is larger than {} bytes, or was cut off", state.max_frame_bytes),
+            )
+        })?;
+        handle_frame(&state, device, &frame).await
+    }
+    .await;
+    match result {
+        Ok((bytes, _)) => ([("content-type", FRAME_CONTENT_TYPE)], bytes).into_response(),
+        Err(e) => {
+            state.metrics.error(&e);
+            FrameError(e).into_response()
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! `GET /v1/ws`: the same frames as `POST /v1/sync`, over one WebSocket, plus live pushes:
+//! when changes are committed, every connection whose device has done a sync round is sent
+//! what it now lacks. A revoked device's socket is sent `device_revoked` and closed at once.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use doorstep_core::sync::frame::encode_server;
+use doorstep_core::sync::message::{ErrorCode, ServerMessage, SyncRequest};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::error::{ApiError, FrameError};
+use crate::http::{AppState, authenticate, bearer, blocking, now, sync::handle_frame};
+use crate::storage::Device;
+
+/// Upgrades an authenticated request to a WebSocket.
+pub async fn upgrade(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let token = bearer(&headers);
+    match authenticate(&state, token.clone()).await {
+        Ok(device) => ws
+            .max_message_size(state.max_frame_bytes)
+            .on_upgrade(move |socket| serve(state, device, token.unwrap_or_default(), socket)),
+        Err(e) => FrameError(e).into_response(),
+    }
+}
+
+async fn send_error(socket: &mut WebSocket, error: &ApiError) -> bool {
+    socket.send(Message::Binary(error.frame().into())).await.is_ok()
+}
+
+async fn serve(state: Arc<AppState>, device: Device, token: String, mut socket: WebSocket) {
+    state.metrics.websocket(true);
+    let mut changes = state.changes.subscribe();
+    let mut revoked = state.revoked.subscribe();
+    let device_id = device.id;
+    let mut cursor: Option<u64> = None;
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                let frame = match incoming {
+                    Some(Ok(Message::Binary(bytes))) => bytes,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(Message::Text(_))) => {
+                        let e = ApiError::protocol(ErrorCode::MalformedFrame, "frames are binary messages");
+                        if !send_error(&mut socket, &e).await { break; }
+                        continue;
+                    }
+                    Some(Ok(_)) => continue,
+                };
+                // Re-check the token on every frame: a revoked device stops at once.
+                let device = match authenticate(&state, Some(token.clone())).await {
+                    Ok(device) => device,
+                    Err(e) => { send_error(&mut socket, &e).await; break; }
+                };
+                match handle_frame(&state, device, &frame).await {
+                    Ok((reply, new_cursor)) => {
+                        if new_cursor.is_some() { cursor = new_cursor; }
+                        if socket.send(Message::Binary(reply.into())).await.is_err() { break; }
+                    }
+                    Err(e) => {
+                        state.metrics.error(&e);
+                        if !send_error(&mut socket, &e).await { break; }
+                    }
+                }
+            }
+            notice = changes.recv() => {
+                if matches!(notice, Err(RecvError::Closed)) { break; }
+                let Some(from) = cursor else { continue };
+                match push(&state, &token, from).await {
+                    Ok(Some((frame, next))) => {
+                        cursor = Some(next);
+                        if socket.send(Message::Binary(frame.into())).await.is_err() { break; }
+                    }
+                    Ok(None) => {}
+                    Err(e) => { send_error(&mut socket, &e).await; break; }
+                }
+            }
+            gone = revoked.recv() => {
+                match gone {
+                    Ok(id) if id == device_id => {
+                        let e = ApiError::protocol(ErrorCode::DeviceRevoked, "this device was revoked; delete its local data");
+                        send_error(&mut socket, &e).await;
+                        break;
+                    }
+                    Err(RecvError::Closed) => break,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+    state.metrics.websocket(false);
+}
+
+/// What the device lacks since `cursor`, as a frame, if anything.
+async fn push(state: &Arc<AppState>, token: &str, cursor: u64) -> Result<Option<(Vec<u8>, u64)>, ApiError> {
+    let device = authenticate(state, Some(token.to_owned())).await?;
+    let storage = state.storage.clone();
+    let limits = state.limits.clone();
+    let request = SyncRequest { cursor, ..SyncRequest::default() };
+    let reply = blocking(move || storage.sync(&device, &request, &limits, now())).await??;
+    if reply.docs.is_empty() && reply.purge.is_empty() {
+        return Ok(None);
+    }
+    let next = reply.cursor;
+    let frame = encode_server(&ServerMessage::Sync(reply));
+    state.metrics.add_bytes_out(frame.len());
+    Ok(Some((frame, next)))
+}

@@ -1,0 +1,67 @@
+//! `doorstep-server`: the county relay.
+//!
+//! Map of the crate:
+//! - [`config`]: the one configuration struct.
+//! - [`http`]: routes (`/v1/sync`, `/v1/ws`, `/v1/enrol`, `/healthz`, `/metrics`) and shared state.
+//! - [`scope`]: roles and what each member may see and write.
+//! - [`storage`]: the storage trait and the embedded SQLite backend.
+//! - [`auth`]: device tokens and enrolment codes (random, stored hashed).
+//! - [`demo`]: a demo county for newcomers.
+//! - [`import`]: household register import from CSV.
+//! - [`error`]: `ApiError`, mapped to status codes and plain messages.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod http;
+pub mod import;
+pub mod scope;
+pub mod storage;
+
+use crate::config::Config;
+use crate::http::AppState;
+use crate::storage::{Storage, SyncLimits};
+
+/// Serves the relay on `listener` until `shutdown` resolves.
+pub async fn serve(
+    config: &Config,
+    storage: Arc<dyn Storage>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = SyncLimits { max_document_bytes: config.max_document_bytes, page_bytes: config.page_bytes };
+    let state =
+        Arc::new(AppState::new(storage, limits, config.max_frame_bytes, config.metrics_token.clone()));
+    tokio::spawn(watch_revocations(state.clone()));
+    axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// Revocations may come from the admin CLI, another process: look for them once a second and
+/// close the revoked devices' WebSockets. Each look overlaps the last by a few seconds so a
+/// revocation committed during a look is not missed.
+async fn watch_revocations(state: Arc<AppState>) {
+    let mut announced = std::collections::HashSet::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let storage = state.storage.clone();
+        let from = doorstep_core::time::Timestamp(http::now().millis() - 5_000);
+        match http::blocking(move || storage.revoked_since(from)).await {
+            Ok(Ok(devices)) => {
+                for device in devices {
+                    if announced.insert(device) {
+                        let _ = state.revoked.send(device);
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "revocation check failed"),
+            Err(e) => tracing::warn!(error = %e, "revocation check failed"),
+        }
+    }
+}

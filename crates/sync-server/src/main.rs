@@ -1,0 +1,293 @@
+//! `doorstep-server`: run the relay, or administer it from the command line.
+//! Administrator messages are printed in Simplified Chinese and English.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use doorstep_core::ids::{Code, DeviceId, GridId, MemberId};
+use doorstep_server::config::Config;
+use doorstep_server::scope::Role;
+use doorstep_server::storage::Storage;
+use doorstep_server::storage::sqlite::SqliteStorage;
+use doorstep_server::{auth, demo, http, import};
+
+#[derive(Parser)]
+#[command(
+    name = "doorstep-server",
+    version,
+    about = "Doorstep county relay server / Doorstep 县级同步服务器"
+)]
+struct Cli {
+    /// Data directory (holds doorstep.db).
+    #[arg(long, global = true, env = "DOORSTEP_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML config file.
+    #[arg(long, global = true, env = "DOORSTEP_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server. 运行服务器。
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080.
+        #[arg(long, env = "DOORSTEP_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
+        /// Fill an empty database with the demo county first.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Run the server with the demo county (same as `serve --demo`). 以演示数据运行。
+    Demo {
+        /// Address to listen on.
+        #[arg(long, env = "DOORSTEP_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Grids. 网格管理。
+    #[command(subcommand)]
+    Grid(GridCommand),
+    /// Members and roles. 人员与角色。
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// Create a single-use enrolment code for a member's device. 生成设备注册码。
+    EnrolCode {
+        /// The member.
+        #[arg(long)]
+        member: MemberId,
+        /// Hours until the code expires.
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+    },
+    /// Devices. 设备管理。
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Import households from a CSV file, with a per-row report. 从 CSV 导入住户。
+    ImportHouseholds {
+        /// The CSV file.
+        #[arg(long)]
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum GridCommand {
+    /// Add a grid.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        community: String,
+        #[arg(long, default_value = "")]
+        street: String,
+    },
+    /// List grids.
+    List,
+}
+
+#[derive(Subcommand)]
+enum MemberCommand {
+    /// Add a member.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// grid_worker, volunteer, department_staff, supervisor or admin.
+        #[arg(long)]
+        role: Role,
+        /// Department code (department staff).
+        #[arg(long)]
+        department: Option<Code>,
+        /// Grids to assign (repeat the flag).
+        #[arg(long = "grid")]
+        grids: Vec<GridId>,
+    },
+    /// Assign a grid to a member.
+    Assign {
+        #[arg(long)]
+        member: MemberId,
+        #[arg(long)]
+        grid: GridId,
+    },
+    /// Take a grid from a member (their devices purge it on next sync).
+    Unassign {
+        #[arg(long)]
+        member: MemberId,
+        #[arg(long)]
+        grid: GridId,
+    },
+    /// List members.
+    List,
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// List devices.
+    List,
+    /// Revoke a device at once (it is told to delete its data).
+    Revoke {
+        #[arg(long)]
+        device: DeviceId,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut config = match &cli.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = &cli.data_dir {
+        config.data_dir = dir.clone();
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| config.log.as_str().into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let storage = SqliteStorage::open(&config.data_dir).with_context(|| {
+        format!("打开数据库失败 / cannot open the database in {}", config.data_dir.display())
+    })?;
+    let now = http::now();
+    match cli.command {
+        Command::Serve { listen, demo } => run(config, storage, listen, demo),
+        Command::Demo { listen } => run(config, storage, listen, true),
+        Command::Grid(GridCommand::Add { name, community, street }) => {
+            let id = storage.create_grid(&name, &community, &street)?;
+            println!("已创建网格 / grid created: {id}  {name}");
+            Ok(())
+        }
+        Command::Grid(GridCommand::List) => {
+            for g in storage.grids()? {
+                println!("{}  {}  {}  {}", g.id, g.street, g.community, g.name);
+            }
+            Ok(())
+        }
+        Command::Member(MemberCommand::Add { name, role, department, grids }) => {
+            if role == Role::DepartmentStaff && department.is_none() {
+                bail!("部门工作人员需要 --department / department staff need --department");
+            }
+            let id = storage.create_member(&name, role, department.as_ref(), now)?;
+            for grid in grids {
+                storage.set_member_grid(id, grid, true)?;
+            }
+            println!("已添加人员 / member added: {id}  {name} ({} / {role})", role.label_zh());
+            Ok(())
+        }
+        Command::Member(MemberCommand::Assign { member, grid }) => {
+            storage.set_member_grid(member, grid, true)?;
+            println!("已分配网格 / grid assigned: {grid} → {member}");
+            Ok(())
+        }
+        Command::Member(MemberCommand::Unassign { member, grid }) => {
+            if storage.set_member_grid(member, grid, false)? {
+                println!(
+                    "已移除网格，设备下次同步时清除数据 / grid removed; devices purge it on their next sync"
+                );
+            } else {
+                println!("该人员未分配此网格 / that member did not hold that grid");
+            }
+            Ok(())
+        }
+        Command::Member(MemberCommand::List) => {
+            for m in storage.members()? {
+                println!("{}  {}  {}  {} grid(s)", m.id, m.role, m.name, m.grids.len());
+            }
+            Ok(())
+        }
+        Command::EnrolCode { member, hours } => {
+            let code = auth::new_enrolment_code()?;
+            let hash = auth::hash_secret(&auth::normalize_code(&code));
+            if !storage.create_enrolment_code(member, &hash, now, now.plus_hours(hours))? {
+                bail!("未找到该人员 / no such member: {member}");
+            }
+            println!(
+                "注册码（仅显示一次，{hours} 小时内有效，只能使用一次）/ enrolment code (shown once, valid {hours} h, single use):"
+            );
+            println!("{code}");
+            Ok(())
+        }
+        Command::Device(DeviceCommand::List) => {
+            for d in storage.devices()? {
+                let state = if d.revoked_at.is_some() { "revoked/已吊销" } else { "active/有效" };
+                println!("{}  {}  {}  {state}", d.id, d.member_id, d.name);
+            }
+            Ok(())
+        }
+        Command::Device(DeviceCommand::Revoke { device }) => {
+            if storage.revoke_device(device, now)? {
+                println!("设备已吊销，立即生效 / device revoked, effective at once: {device}");
+            } else {
+                println!("未找到有效设备 / no active device with that id: {device}");
+            }
+            Ok(())
+        }
+        Command::ImportHouseholds { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("无法读取 / cannot read {}", file.display()))?;
+            let admin = storage.members()?.into_iter().find(|m| m.role == Role::Admin).map(|m| m.id);
+            let report =
+                import::import_csv(&storage, &text, admin.unwrap_or_else(MemberId::new_random), now)?;
+            println!(
+                "已导入 {} 户、{} 人；拒绝 {} 行 / imported {} households, {} residents; rejected {} rows",
+                report.households,
+                report.residents,
+                report.rejected.len(),
+                report.households,
+                report.residents,
+                report.rejected.len()
+            );
+            for row in &report.rejected {
+                println!("  第 {} 行 / line {}: {}", row.line, row.line, row.reason);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn run(
+    mut config: Config,
+    storage: SqliteStorage,
+    listen: Option<std::net::SocketAddr>,
+    demo_data: bool,
+) -> anyhow::Result<()> {
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    let storage: Arc<dyn Storage> = Arc::new(storage);
+    if demo_data {
+        match demo::seed(storage.as_ref(), http::now())? {
+            Some(summary) => {
+                println!(
+                    "演示数据已生成 / demo county created: {} households, {} requests",
+                    summary.households, summary.requests
+                );
+                println!("设备注册码 / enrolment codes to try (valid 7 days, single use):");
+                for login in &summary.logins {
+                    println!("  {}  {} ({})  {}", login.code, login.name, login.role.label_zh(), login.area);
+                }
+            }
+            None => println!("数据库已有数据，跳过演示数据 / the database has data; demo county not added"),
+        }
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("无法监听 / cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        println!(
+            "Doorstep 服务器已启动 / server listening on http://{addr}  (data: {})",
+            config.data_dir.display()
+        );
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        doorstep_server::serve(&config, storage, listener, shutdown).await?;
+        Ok(())
+    })
+}

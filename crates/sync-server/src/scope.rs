@@ -1,0 +1,110 @@
+//! Who may see and write which documents (DESIGN.md §2). The server decides this for every
+//! document a device asks for or sends; the app's own filtering is a convenience only.
+
+use std::fmt;
+use std::str::FromStr;
+
+use doorstep_core::doc::DocumentKind;
+use doorstep_core::ids::{Code, GridId, MemberId};
+use doorstep_core::sync::validate::DocFacts;
+use serde::{Deserialize, Serialize};
+
+/// A member's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// 网格员: households and requests of the grids assigned to them.
+    GridWorker,
+    /// 志愿者 / 党员中心户: households assigned to them, requests they hold or of those households.
+    Volunteer,
+    /// 部门工作人员: requests dispatched to their department.
+    DepartmentStaff,
+    /// 社区/街道负责人: everything in the grids they supervise.
+    Supervisor,
+    /// 县级管理员: everything.
+    Admin,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 5] =
+        [Role::GridWorker, Role::Volunteer, Role::DepartmentStaff, Role::Supervisor, Role::Admin];
+
+    /// The stored text.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::GridWorker => "grid_worker",
+            Role::Volunteer => "volunteer",
+            Role::DepartmentStaff => "department_staff",
+            Role::Supervisor => "supervisor",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The Simplified Chinese name.
+    pub const fn label_zh(self) -> &'static str {
+        match self {
+            Role::GridWorker => "网格员",
+            Role::Volunteer => "志愿者",
+            Role::DepartmentStaff => "部门工作人员",
+            Role::Supervisor => "社区负责人",
+            Role::Admin => "管理员",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
+            format!("unknown role {s:?} (one of grid_worker, volunteer, department_staff, supervisor, admin)")
+        })
+    }
+}
+
+/// What one member may see and write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    /// The member.
+    pub member: MemberId,
+    /// Their role.
+    pub role: Role,
+    /// Grids they work or supervise (grid workers, supervisors).
+    pub grids: Vec<GridId>,
+    /// Their department (department staff).
+    pub department: Option<Code>,
+}
+
+impl Scope {
+    /// May this member hold (read) a document with these facts? `helps_household` says
+    /// whether the member is a helper of the request's household (volunteers only).
+    pub fn may_hold(&self, facts: &DocFacts, helps_household: bool) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::GridWorker | Role::Supervisor => self.grids.contains(&facts.grid),
+            Role::Volunteer => match facts.kind {
+                DocumentKind::Household => facts.helpers.contains(&self.member),
+                DocumentKind::Request => facts.assignee == Some(self.member) || helps_household,
+            },
+            Role::DepartmentStaff => {
+                facts.kind == DocumentKind::Request
+                    && facts.department.is_some()
+                    && facts.department == self.department
+            }
+        }
+    }
+
+    /// May this member write to a document with these facts? Today the same as holding it:
+    /// every role writes what it sees (department staff and volunteers only add events and
+    /// visits, which the app enforces and the audit trail shows).
+    pub fn may_write(&self, facts: &DocFacts, helps_household: bool) -> bool {
+        self.may_hold(facts, helps_household)
+    }
+}

@@ -1,0 +1,242 @@
+//! Storage behind one trait, so the sync service, the HTTP layer and the CLI never know which
+//! database holds the data. [`sqlite::SqliteStorage`] is the embedded default.
+//!
+//! Methods are blocking: the HTTP layer calls them on tokio's blocking pool. Each method is
+//! one transaction; a method that returns `Ok` has committed durably.
+
+use doorstep_core::ids::{Code, DeviceId, DocumentId, GridId, MemberId};
+use doorstep_core::sync::message::{DocSyncMessage, ErrorCode, ManifestEntry, SyncReply, SyncRequest};
+use doorstep_core::time::Timestamp;
+use serde::Serialize;
+
+use crate::scope::{Role, Scope};
+
+pub mod sqlite;
+
+/// A storage failure that is not the client's fault (disk full, database gone…).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// Stored data could not be read.
+    #[error("stored data is damaged: {0}")]
+    Damaged(String),
+    /// The blocking task running the storage call failed.
+    #[error("storage task failed: {0}")]
+    Task(String),
+}
+
+/// Why a sync or repair request was refused: the device's fault, with a protocol code, or the
+/// server's.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncFailure {
+    /// Refused with a protocol error; nothing was stored.
+    #[error("{code}: {message}")]
+    Refused {
+        /// The protocol code.
+        code: ErrorCode,
+        /// Detail for the device.
+        message: String,
+        /// The document concerned.
+        doc: Option<DocumentId>,
+    },
+    /// The server failed; nothing was stored.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// An authenticated device and its member's scope.
+#[derive(Clone, Debug)]
+pub struct Device {
+    /// The device.
+    pub id: DeviceId,
+    /// The Automerge actor it writes with (hex).
+    pub actor: automerge::ActorId,
+    /// Its member's scope.
+    pub scope: Scope,
+    /// The member's scope version now.
+    pub scope_version: i64,
+    /// The scope version this device was last fully caught up with.
+    pub scope_version_seen: i64,
+}
+
+/// The outcome of looking up a device token.
+#[derive(Clone, Debug)]
+pub enum Authenticated {
+    /// A valid, active device.
+    Device(Device),
+    /// A device that was revoked.
+    Revoked(DeviceId),
+    /// No device has this token.
+    Unknown,
+}
+
+/// A device just enrolled.
+#[derive(Clone, Debug, Serialize)]
+pub struct Enrolled {
+    /// The new device's id.
+    pub device_id: DeviceId,
+    /// The device token (shown once; only its hash is stored).
+    pub token: String,
+    /// The member it belongs to.
+    pub member_id: MemberId,
+    /// The member's name.
+    pub member_name: String,
+    /// The member's role.
+    pub role: Role,
+}
+
+/// Why an enrolment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrolError {
+    /// The code is unknown, expired or used (the three are not told apart, to not help guessing).
+    #[error("the enrolment code is not valid")]
+    InvalidCode,
+    /// The actor id is malformed or already belongs to another device.
+    #[error("the device's actor id is not acceptable")]
+    BadActor,
+    /// The server failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Limits applied to sync requests.
+#[derive(Clone, Debug)]
+pub struct SyncLimits {
+    /// Largest stored size of one document.
+    pub max_document_bytes: usize,
+    /// Stop adding data to one reply past this many bytes (one document always goes).
+    pub page_bytes: usize,
+}
+
+impl Default for SyncLimits {
+    fn default() -> Self {
+        Self { max_document_bytes: 4 * 1024 * 1024, page_bytes: 2 * 1024 * 1024 }
+    }
+}
+
+/// A grid as administered.
+#[derive(Clone, Debug, Serialize)]
+pub struct GridRow {
+    /// Id.
+    pub id: GridId,
+    /// Name.
+    pub name: String,
+    /// Community.
+    pub community: String,
+    /// Street or town.
+    pub street: String,
+}
+
+/// A member as administered.
+#[derive(Clone, Debug, Serialize)]
+pub struct MemberRow {
+    /// Id.
+    pub id: MemberId,
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Department (staff only).
+    pub department: Option<String>,
+    /// Grids assigned.
+    pub grids: Vec<GridId>,
+}
+
+/// A device as administered.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeviceRow {
+    /// Id.
+    pub id: DeviceId,
+    /// Member.
+    pub member_id: MemberId,
+    /// Name given at enrolment.
+    pub name: String,
+    /// When enrolled.
+    pub enrolled_at: Timestamp,
+    /// When revoked, if revoked.
+    pub revoked_at: Option<Timestamp>,
+    /// Last successful sync.
+    pub last_seen_at: Option<Timestamp>,
+    /// Unsynced changes it reported then.
+    pub last_unsynced: Option<i64>,
+}
+
+/// Everything the relay stores. Implemented by [`sqlite::SqliteStorage`].
+pub trait Storage: Send + Sync + 'static {
+    /// Looks up a device by the SHA-256 of its token.
+    fn authenticate(&self, token_hash: &[u8; 32]) -> Result<Authenticated, StorageError>;
+    /// Exchanges an enrolment code (by hash) for a new device with this actor and token hash.
+    fn enrol(
+        &self,
+        code_hash: &[u8; 32],
+        actor: &str,
+        device_name: &str,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Enrolled, EnrolError>;
+    /// One sync round: store the uploads (all or nothing), then answer with what the device
+    /// lacks in its scope since its cursor.
+    fn sync(
+        &self,
+        device: &Device,
+        request: &SyncRequest,
+        limits: &SyncLimits,
+        now: Timestamp,
+    ) -> Result<SyncReply, SyncFailure>;
+    /// Every document in the device's scope with its heads.
+    fn manifest(&self, device: &Device) -> Result<Vec<ManifestEntry>, StorageError>;
+    /// Answers Automerge sync messages for documents whose heads differ; changes they carry
+    /// pass the same checks as uploads.
+    fn repair(
+        &self,
+        device: &Device,
+        messages: &[DocSyncMessage],
+        limits: &SyncLimits,
+        now: Timestamp,
+    ) -> Result<Vec<DocSyncMessage>, SyncFailure>;
+    /// Stores documents the server itself wrote (import, demo data, dashboard actions), all in
+    /// one transaction.
+    fn write_server_documents(
+        &self,
+        docs: &mut [(DocumentId, automerge::AutoCommit)],
+        now: Timestamp,
+    ) -> Result<(), StorageError>;
+    /// The saved document, if stored.
+    fn document(&self, id: DocumentId) -> Result<Option<automerge::AutoCommit>, StorageError>;
+    /// Devices revoked at or after `since`.
+    fn revoked_since(&self, since: Timestamp) -> Result<Vec<DeviceId>, StorageError>;
+
+    /// Creates a grid.
+    fn create_grid(&self, name: &str, community: &str, street: &str) -> Result<GridId, StorageError>;
+    /// Creates a member.
+    fn create_member(
+        &self,
+        name: &str,
+        role: Role,
+        department: Option<&Code>,
+        now: Timestamp,
+    ) -> Result<MemberId, StorageError>;
+    /// Assigns (or with `assigned == false` unassigns) a grid to a member; raises their scope
+    /// version so their devices catch up or purge.
+    fn set_member_grid(&self, member: MemberId, grid: GridId, assigned: bool) -> Result<bool, StorageError>;
+    /// Creates a single-use enrolment code (stored as its hash) valid until `expires_at`.
+    fn create_enrolment_code(
+        &self,
+        member: MemberId,
+        code_hash: &[u8; 32],
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StorageError>;
+    /// Revokes a device at once.
+    fn revoke_device(&self, device: DeviceId, now: Timestamp) -> Result<bool, StorageError>;
+    /// Every grid.
+    fn grids(&self) -> Result<Vec<GridRow>, StorageError>;
+    /// Every member.
+    fn members(&self) -> Result<Vec<MemberRow>, StorageError>;
+    /// Every device.
+    fn devices(&self) -> Result<Vec<DeviceRow>, StorageError>;
+    /// The highest change sequence number stored.
+    fn latest_seq(&self) -> Result<u64, StorageError>;
+}

@@ -1,0 +1,165 @@
+//! Test support: a real `doorstep-server` process on 127.0.0.1 over a temporary data directory,
+//! with helpers to set up a county and devices.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use doorstep_client::Client;
+use doorstep_core::ids::{GridId, MemberId};
+use doorstep_core::model::{Address, NewHousehold, NewResident, Sex};
+use doorstep_core::store::Replica;
+use doorstep_core::time::Timestamp;
+use doorstep_server::auth;
+use doorstep_server::scope::Role;
+use doorstep_server::storage::Storage;
+use doorstep_server::storage::sqlite::SqliteStorage;
+
+/// The server binary built for these tests.
+pub const SERVER: &str = env!("CARGO_BIN_EXE_doorstep-server");
+
+/// A running server process.
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    child: Child,
+}
+
+impl TestServer {
+    /// Starts a server on a free port over a fresh data directory.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir)
+    }
+
+    /// Starts a server over an existing data directory.
+    pub fn start_in(dir: tempfile::TempDir) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// Starts a server with extra `serve` flags.
+    pub fn start_with(dir: tempfile::TempDir, extra: &[&str]) -> Self {
+        let mut child = Command::new(SERVER)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start doorstep-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut url = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("server output");
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                url = Some(rest.split_whitespace().next().expect("address").to_owned());
+                break;
+            }
+        }
+        let url = url.expect("the server printed its address");
+        Self { dir, url, child }
+    }
+
+    /// Kills the process with SIGKILL (no shutdown, no flush) and returns its data directory.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+        let dir = tempfile::tempdir().expect("placeholder");
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    /// Direct access to the server's database (WAL allows it beside the running server).
+    pub fn storage(&self) -> SqliteStorage {
+        SqliteStorage::open(self.dir.path()).expect("open server database")
+    }
+
+    /// A client for this server.
+    pub fn client(&self) -> Client {
+        Client::new(&self.url)
+    }
+
+    /// Runs an admin command of the server binary and returns its standard output.
+    pub fn admin(&self, args: &[&str]) -> String {
+        admin(self.dir.path(), args)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `doorstep-server --data-dir DIR ARGS…` and returns its standard output.
+pub fn admin(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(SERVER).arg("--data-dir").arg(dir).args(args).output().expect("run admin command");
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// An enrolment code for a member, created through storage.
+pub fn code_for(storage: &dyn Storage, member: MemberId) -> String {
+    let code = auth::new_enrolment_code().expect("random");
+    let hash = auth::hash_secret(&auth::normalize_code(&code));
+    let now = doorstep_server::http::now();
+    assert!(storage.create_enrolment_code(member, &hash, now, now.plus_hours(1)).expect("code"));
+    code
+}
+
+/// A member with a role and grids.
+pub fn member(storage: &dyn Storage, name: &str, role: Role, grids: &[GridId]) -> MemberId {
+    let id = storage.create_member(name, role, None, doorstep_server::http::now()).expect("member");
+    for grid in grids {
+        storage.set_member_grid(id, *grid, true).expect("assign");
+    }
+    id
+}
+
+/// A device: a replica file in `dir`, enrolled for `member`.
+pub async fn device(server: &TestServer, dir: &Path, name: &str, member: MemberId) -> Replica {
+    let mut replica = Replica::open(dir.join(format!("{name}.db"))).expect("replica");
+    let code = code_for(&server.storage(), member);
+    server.client().enrol(&mut replica, &code, name).await.expect("enrol");
+    replica
+}
+
+/// A household to register.
+pub fn household(grid: GridId, room: &str, resident: &str) -> NewHousehold {
+    NewHousehold {
+        address: Address {
+            community: "幸福社区".into(),
+            grid,
+            building: "3栋".into(),
+            unit: "1单元".into(),
+            room: room.into(),
+        },
+        residents: vec![NewResident {
+            name: resident.into(),
+            sex: Sex::Female,
+            birth_year: Some(1950),
+            phone: String::new(),
+            tags: vec![],
+        }],
+        notes: String::new(),
+    }
+}
+
+/// A fixed time for tests (the server never trusts device times anyway).
+pub fn t(n: i64) -> Timestamp {
+    Timestamp(1_780_000_000_000 + n * 60_000)
+}
+
+/// A fresh temporary directory for device files.
+pub fn devices_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// Path helper.
+pub fn path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().to_path_buf()
+}

@@ -1,0 +1,461 @@
+//! End-to-end sync through a real `doorstep-server` process on 127.0.0.1 with real SQLite files.
+
+mod support;
+
+use doorstep_client::ClientError;
+use doorstep_core::conflict::{Conflict, HouseholdField};
+use doorstep_core::ids::{Code, DocumentId, GridId};
+use doorstep_core::model::{EventAction, NewEvent, NewRequest, NewVisit, ResidentPatch, Urgency, VisitKind};
+use doorstep_core::store::Replica;
+use doorstep_core::sync::client::{self, ClientLimits};
+use doorstep_core::sync::frame::{PROTOCOL_VERSION, encode_client};
+use doorstep_core::sync::message::{ClientMessage, ErrorCode, ServerMessage, SyncRequest, Upload, wire_id};
+use doorstep_server::scope::Role;
+use doorstep_server::storage::Storage;
+use serde_bytes::ByteBuf;
+use support::*;
+
+fn visit(n: i64, notes: &str) -> NewVisit {
+    NewVisit { at: t(n), kind: VisitKind::Routine, notes: notes.into(), needs: vec![] }
+}
+
+fn event(action: EventAction, n: i64) -> NewEvent {
+    NewEvent { action, note: String::new(), at: t(n) }
+}
+
+fn grid(storage: &dyn Storage, name: &str) -> GridId {
+    storage.create_grid(name, "幸福社区", "城关街道").expect("grid")
+}
+
+async fn sync(server: &TestServer, replica: &mut Replica) -> doorstep_client::SyncReport {
+    server.client().sync(replica).await.expect("sync")
+}
+
+#[tokio::test]
+async fn offline_edits_on_two_devices_converge_in_either_order_with_the_conflict_on_both() {
+    for a_first in [true, false] {
+        let server = TestServer::start();
+        let storage = server.storage();
+        let g = grid(&storage, "第一网格");
+        let worker = member(&storage, "王芳", Role::GridWorker, &[g]);
+        let boss = member(&storage, "李主任", Role::Supervisor, &[g]);
+        let dir = devices_dir();
+        let mut a = device(&server, dir.path(), "worker", worker).await;
+        let mut b = device(&server, dir.path(), "supervisor", boss).await;
+
+        let home = a.create_household(&household(g, "501", "陈奶奶"), t(0)).expect("household");
+        let req = a
+            .raise_request(&NewRequest {
+                household: Some(home),
+                grid: None,
+                category: "elderly_care".into(),
+                description: "需要每周送餐".into(),
+                urgency: Urgency::Normal,
+                at: t(1),
+            })
+            .expect("request");
+        sync(&server, &mut a).await;
+        assert_eq!(sync(&server, &mut b).await.received_docs, 2);
+        let resident = b.household(home).expect("b has it").residents[0].id;
+
+        // Both offline: visits, a phone number each, and concurrent transitions.
+        a.record_visit(home, &visit(10, "送药")).expect("visit");
+        b.record_visit(home, &visit(11, "回访")).expect("visit");
+        a.update_resident(
+            home,
+            resident,
+            &ResidentPatch { phone: Some("13800000001".into()), ..Default::default() },
+        )
+        .expect("edit");
+        b.update_resident(
+            home,
+            resident,
+            &ResidentPatch { phone: Some("13900000002".into()), ..Default::default() },
+        )
+        .expect("edit");
+        a.add_request_event(req, &event(EventAction::ResolvedOnSpot, 12)).expect("on the spot");
+        let dispatch = EventAction::Dispatched { department: Code::new("civil_affairs").expect("code") };
+        b.add_request_event(req, &event(dispatch, 12)).expect("dispatch");
+
+        let (first, second) = if a_first { (&mut a, &mut b) } else { (&mut b, &mut a) };
+        sync(&server, first).await;
+        sync(&server, second).await;
+        sync(&server, first).await;
+
+        for replica in [&mut a, &mut b] {
+            assert_eq!(replica.unsynced_change_count().expect("count"), 0);
+            let h = replica.household(home).expect("household");
+            assert_eq!(h.visits.len(), 2, "both visits kept");
+            let conflicts = replica.conflicts().expect("conflicts");
+            assert!(conflicts.iter().any(
+                |c| matches!(c, Conflict::Field(f) if f.field == HouseholdField::ResidentPhone(resident))
+            ));
+            assert!(
+                conflicts
+                    .iter()
+                    .any(|c| matches!(c, Conflict::Request(r) if r.request == req && r.events.len() == 2))
+            );
+        }
+        assert_eq!(a.heads(home.into()).expect("a"), b.heads(home.into()).expect("b"));
+        assert_eq!(a.heads(req.into()).expect("a"), b.heads(req.into()).expect("b"));
+        assert_eq!(a.request(req).expect("a").status(), b.request(req).expect("b").status());
+        // The server holds the same.
+        let on_server = storage.document(req.into()).expect("read").expect("stored");
+        let mut on_server = on_server;
+        let mut heads = on_server.get_heads();
+        heads.sort();
+        assert_eq!(heads, a.heads(req.into()).expect("a"));
+    }
+}
+
+#[tokio::test]
+async fn an_idle_reconnect_is_one_round_trip_of_a_few_hundred_bytes_and_verifies_the_scope() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&storage, "第一网格");
+    let worker = member(&storage, "王芳", Role::GridWorker, &[g]);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "a", worker).await;
+    for n in 0..60 {
+        let home = a.create_household(&household(g, &format!("{n}"), "住户"), t(n)).expect("household");
+        a.record_visit(home, &visit(n, "走访")).expect("visit");
+    }
+    let first = sync(&server, &mut a).await;
+    assert_eq!(first.uploaded_changes, 120);
+    assert!(first.verified);
+    let idle = sync(&server, &mut a).await;
+    assert_eq!(idle.round_trips, 1);
+    assert!(
+        idle.bytes_up + idle.bytes_down < 300,
+        "idle reconnect moved {} bytes",
+        idle.bytes_up + idle.bytes_down
+    );
+    assert!(idle.verified, "the scope digest matched");
+
+    // A second device of the same worker downloads the grid whole, then is idle too.
+    let mut b = device(&server, dir.path(), "b", worker).await;
+    let fresh = sync(&server, &mut b).await;
+    assert_eq!(fresh.received_docs, 60);
+    assert!(fresh.verified);
+    assert_eq!(b.households_in_grid(g).expect("list").len(), 60);
+    assert_eq!(sync(&server, &mut b).await.received_docs, 0);
+}
+
+#[tokio::test]
+async fn a_worker_can_neither_read_nor_write_another_grid() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let (ga, gb) = (grid(&storage, "A"), grid(&storage, "B"));
+    let wa = member(&storage, "A网格员", Role::GridWorker, &[ga]);
+    let wb = member(&storage, "B网格员", Role::GridWorker, &[gb]);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "a", wa).await;
+    let mut b = device(&server, dir.path(), "b", wb).await;
+    let home_b = b.create_household(&household(gb, "1", "B户"), t(0)).expect("household");
+    sync(&server, &mut b).await;
+
+    // Reading: catch-up, manifest and repair never hand out grid B's household.
+    let report = sync(&server, &mut a).await;
+    assert_eq!(report.received_docs, 0);
+    assert!(a.documents().expect("docs").is_empty());
+    let token = a.enrolment().expect("e").expect("enrolled").token;
+    let manifest = server.client().post_frame(&token, client::manifest_request()).await.expect("manifest");
+    assert!(
+        matches!(doorstep_client::decode_reply(&manifest).expect("frame"), ServerMessage::Manifest(m) if m.is_empty())
+    );
+    let mut probe = automerge::AutoCommit::new();
+    let ask = automerge::sync::SyncDoc::generate_sync_message(&probe.sync(), &mut automerge::sync::State::new())
+        .expect("a first message");
+    let repair = ClientMessage::Repair(vec![doorstep_core::sync::message::DocSyncMessage {
+        doc: wire_id(home_b.into()),
+        kind: doorstep_core::doc::DocumentKind::Household,
+        message: ByteBuf::from(ask.encode()),
+    }]);
+    let reply = server.client().post_frame(&token, encode_client(&repair)).await.expect("reply");
+    assert!(matches!(doorstep_client::decode_reply(&reply).expect("frame"),
+        ServerMessage::Error(e) if e.code == ErrorCode::OutOfScope));
+
+    // Writing: a household registered in grid B by A's device is refused, nothing stored,
+    // and A keeps it pending.
+    let smuggled = a.create_household(&household(gb, "2", "偷偷加的"), t(1)).expect("local edit");
+    let err = server.client().sync(&mut a).await.unwrap_err();
+    assert!(matches!(err, ClientError::Refused { code: ErrorCode::OutOfScope, .. }), "{err:?}");
+    assert!(storage.document(smuggled.into()).expect("read").is_none());
+    assert_eq!(a.unsynced_change_count().expect("count"), 1, "nothing lost on the device");
+
+    // Also refused: an edit of grid B's household uploaded under its id.
+    let mut forged = Replica::open_in_memory().expect("replica");
+    forged.set_member(wa).expect("member");
+    let saved = b.save_document(home_b.into()).expect("save");
+    forged.apply_remote(home_b.into(), &saved).expect("copy");
+    let fake = a.actor_id().clone();
+    let mut doc = automerge::AutoCommit::load(&saved).expect("load").with_actor(fake);
+    doorstep_core::doc::household::record_visit(
+        &mut doc,
+        home_b,
+        doorstep_core::ids::VisitId::new_random(),
+        &visit(2, "x"),
+        wa,
+    )
+    .expect("edit");
+    doc.commit();
+    let change = doc.get_last_local_change().expect("change").raw_bytes().to_vec();
+    let upload = ClientMessage::Sync(SyncRequest {
+        uploads: vec![Upload { doc: wire_id(home_b.into()), changes: vec![ByteBuf::from(change)] }],
+        ..SyncRequest::default()
+    });
+    let reply = server.client().post_frame(&token, encode_client(&upload)).await.expect("reply");
+    assert!(matches!(doorstep_client::decode_reply(&reply).expect("frame"),
+        ServerMessage::Error(e) if e.code == ErrorCode::OutOfScope));
+    assert_eq!(storage.document(home_b.into()).expect("read").expect("stored").get_heads().len(), 1);
+}
+
+#[tokio::test]
+async fn a_change_written_by_another_actor_is_rejected_and_nothing_of_the_upload_is_stored() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&storage, "G");
+    let w = member(&storage, "网格员", Role::GridWorker, &[g]);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "a", w).await;
+    let honest = a.create_household(&household(g, "1", "甲"), t(0)).expect("household");
+    // A change of a household made with somebody else's actor id.
+    let mut other = Replica::open_in_memory().expect("replica");
+    other.set_member(w).expect("member");
+    let forged = other.create_household(&household(g, "2", "乙"), t(0)).expect("household");
+    let forged_changes = other.unsynced_changes(forged.into()).expect("changes");
+    let (frame, _) = client::begin_round(&mut a, &ClientLimits::default(), false).expect("round");
+    let ClientMessage::Sync(mut request) =
+        doorstep_core::sync::frame::decode_client(&frame, usize::MAX).expect("decode")
+    else {
+        panic!("a sync frame")
+    };
+    request.uploads.push(Upload {
+        doc: wire_id(forged.into()),
+        changes: forged_changes.into_iter().map(ByteBuf::from).collect(),
+    });
+    let token = a.enrolment().expect("e").expect("enrolled").token;
+    let reply = server
+        .client()
+        .post_frame(&token, encode_client(&ClientMessage::Sync(request)))
+        .await
+        .expect("reply");
+    assert!(matches!(doorstep_client::decode_reply(&reply).expect("frame"),
+        ServerMessage::Error(e) if e.code == ErrorCode::ForgedActor));
+    assert!(
+        storage.document(honest.into()).expect("read").is_none(),
+        "the honest part was not stored either"
+    );
+    assert!(storage.document(forged.into()).expect("read").is_none());
+    assert_eq!(storage.latest_seq().expect("seq"), 0);
+    // The honest upload alone goes through.
+    assert_eq!(sync(&server, &mut a).await.uploaded_changes, 1);
+}
+
+#[tokio::test]
+async fn a_revoked_device_is_refused_and_purges_everything_even_on_an_open_websocket() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&storage, "G");
+    let w = member(&storage, "网格员", Role::GridWorker, &[g]);
+    let dir = devices_dir();
+    let mut phone = device(&server, dir.path(), "phone", w).await;
+    let mut other = device(&server, dir.path(), "other", w).await;
+    phone.create_household(&household(g, "1", "甲"), t(0)).expect("household");
+    sync(&server, &mut phone).await;
+    let device_id = phone.enrolment().expect("e").expect("enrolled").device;
+
+    // Revoked on the command line while the phone's WebSocket is open.
+    let mut live = server.client().connect_live(&phone).await.expect("ws");
+    live.sync(&mut phone).await.expect("live sync");
+    let out = server.admin(&["device", "revoke", "--device", &device_id.to_string()]);
+    assert!(out.contains("revoked"), "{out}");
+    let err = live.next_push(&mut phone).await.unwrap_err();
+    assert!(matches!(err, ClientError::Refused { code: ErrorCode::DeviceRevoked, .. }), "{err:?}");
+    assert!(phone.documents().expect("docs").is_empty(), "the phone purged its data");
+
+    // Over HTTP too.
+    let err = server.client().sync(&mut phone).await.unwrap_err();
+    assert!(matches!(err, ClientError::Refused { code: ErrorCode::DeviceRevoked, .. }), "{err:?}");
+    // Other devices are unaffected.
+    assert_eq!(sync(&server, &mut other).await.received_docs, 1);
+}
+
+#[tokio::test]
+async fn a_reassigned_worker_uploads_first_then_purges_and_the_new_worker_receives() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&storage, "G");
+    let old = member(&storage, "老网格员", Role::GridWorker, &[g]);
+    let new = member(&storage, "新网格员", Role::GridWorker, &[]);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "old", old).await;
+    let home = a.create_household(&household(g, "1", "甲"), t(0)).expect("household");
+    sync(&server, &mut a).await;
+    // Offline visit, then the grid is handed over before the phone reconnects.
+    a.record_visit(home, &visit(5, "交接前的走访")).expect("visit");
+    storage.set_member_grid(old, g, false).expect("unassign");
+    storage.set_member_grid(new, g, true).expect("assign");
+    let report = sync(&server, &mut a).await;
+    assert_eq!(report.uploaded_changes, 1, "the offline visit reached the server");
+    assert!(a.documents().expect("docs").is_empty(), "then the household left the old phone");
+    let mut b = device(&server, dir.path(), "new", new).await;
+    sync(&server, &mut b).await;
+    assert_eq!(b.household(home).expect("new worker has it").visits.len(), 1);
+}
+
+#[tokio::test]
+async fn changes_reach_a_live_websocket_without_asking() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&storage, "G");
+    let w = member(&storage, "网格员", Role::GridWorker, &[g]);
+    let s = member(&storage, "主任", Role::Supervisor, &[g]);
+    let dir = devices_dir();
+    let mut worker = device(&server, dir.path(), "worker", w).await;
+    let mut boss = device(&server, dir.path(), "boss", s).await;
+    let mut live = server.client().connect_live(&boss).await.expect("ws");
+    live.sync(&mut boss).await.expect("first round");
+    let home = worker.create_household(&household(g, "1", "甲"), t(0)).expect("household");
+    sync(&server, &mut worker).await;
+    let pushed = live.next_push(&mut boss).await.expect("push");
+    assert_eq!(pushed.received_docs, 1);
+    assert_eq!(boss.household(home).expect("pushed").residents[0].name, "甲");
+    // The push moved the cursor: the next round is idle.
+    assert_eq!(live.sync(&mut boss).await.expect("round").received_docs, 0);
+}
+
+#[tokio::test]
+async fn a_digest_mismatch_is_repaired_with_automerge_sync() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&storage, "G");
+    let w = member(&storage, "网格员", Role::GridWorker, &[g]);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "a", w).await;
+    let mut b = device(&server, dir.path(), "b", w).await;
+    let home = a.create_household(&household(g, "1", "甲"), t(0)).expect("household");
+    a.record_visit(home, &visit(1, "走访")).expect("visit");
+    sync(&server, &mut a).await;
+    sync(&server, &mut b).await;
+    // B's replica loses the document behind the cursor's back (a restored backup, a bug…).
+    b.purge(DocumentId::from(home)).expect("local loss");
+    let report = sync(&server, &mut b).await;
+    assert_eq!(report.repaired_docs, 1);
+    assert!(report.verified);
+    assert_eq!(b.household(home).expect("repaired").visits.len(), 1);
+    assert!(sync(&server, &mut b).await.verified);
+}
+
+#[tokio::test]
+async fn a_killed_server_loses_nothing_it_acknowledged_and_duplicates_nothing() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&storage, "G");
+    let w = member(&storage, "网格员", Role::GridWorker, &[g]);
+    drop(storage);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "a", w).await;
+    let home = a.create_household(&household(g, "1", "甲"), t(0)).expect("household");
+    sync(&server, &mut a).await;
+    let limits = ClientLimits { max_upload_bytes: 1, ..ClientLimits::default() };
+    let client = server.client().with_limits(limits.clone());
+    let token = a.enrolment().expect("e").expect("enrolled").token;
+    // Many small uploads; the server dies with one in flight.
+    for n in 0..30 {
+        a.record_visit(home, &visit(n, "走访")).expect("visit");
+    }
+    let mut acknowledged = 0;
+    let mut in_flight = None;
+    for round in 0..30 {
+        let (frame, r) = client::begin_round(&mut a, &limits, false).expect("round");
+        if round == 10 {
+            in_flight = Some(frame);
+            break;
+        }
+        let reply = client.post_frame(&token, frame).await.expect("reply");
+        acknowledged += client::finish_round(&mut a, r, &reply, &limits).expect("apply").acknowledged_changes;
+    }
+    let data = server.kill();
+    let killed_request = client.post_frame(&token, in_flight.expect("frame")).await;
+    assert!(killed_request.is_err(), "the server is gone");
+    assert!(acknowledged > 0);
+
+    let server = TestServer::start_in(data);
+    let report = server.client().sync(&mut a).await.expect("retry after restart");
+    assert_eq!(acknowledged + report.uploaded_changes, 30);
+    assert_eq!(a.unsynced_change_count().expect("count"), 0);
+    let mut doc = server.storage().document(home.into()).expect("read").expect("stored");
+    let visits = doorstep_core::doc::household::read(&doc, home).expect("household").visits.len();
+    assert_eq!(visits, 30, "every visit once");
+    assert_eq!(doc.get_changes(&[]).len(), 31, "no change twice");
+    assert!(report.verified);
+}
+
+#[tokio::test]
+async fn bad_frames_get_their_documented_errors_over_http_and_websocket() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&storage, "G");
+    let w = member(&storage, "网格员", Role::GridWorker, &[g]);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "a", w).await;
+    let token = a.enrolment().expect("e").expect("enrolled").token;
+    let good = encode_client(&ClientMessage::Sync(SyncRequest::default()));
+    let mut wrong_version = good.clone();
+    wrong_version[0] = PROTOCOL_VERSION + 1;
+    let cases: Vec<(&str, Vec<u8>, ErrorCode)> = vec![
+        ("garbage", b"\x01not cbor at all".to_vec(), ErrorCode::MalformedFrame),
+        ("empty", Vec::new(), ErrorCode::MalformedFrame),
+        ("truncated", good[..good.len() - 3].to_vec(), ErrorCode::MalformedFrame),
+        ("wrong version", wrong_version, ErrorCode::UnsupportedVersion),
+        ("oversized", vec![PROTOCOL_VERSION; 9 * 1024 * 1024], ErrorCode::FrameTooLarge),
+    ];
+    let http = reqwest::Client::new();
+    for (name, body, code) in &cases {
+        let response = http
+            .post(format!("{}/v1/sync", server.url))
+            .bearer_auth(&token)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("answered");
+        let status = response.status().as_u16();
+        let frame = response.bytes().await.expect("body");
+        match doorstep_client::decode_reply(&frame).expect("an error frame") {
+            ServerMessage::Error(e) => assert_eq!(e.code, *code, "{name}"),
+            other => panic!("{name}: {other:?}"),
+        }
+        assert!(matches!(status, 400 | 413), "{name}: HTTP {status}");
+    }
+    // No token, a wrong token.
+    let response =
+        http.post(format!("{}/v1/sync", server.url)).body(good.clone()).send().await.expect("answered");
+    assert_eq!(response.status().as_u16(), 401);
+    let response = http
+        .post(format!("{}/v1/sync", server.url))
+        .bearer_auth("dst_nope")
+        .body(good.clone())
+        .send()
+        .await
+        .expect("a");
+    assert_eq!(response.status().as_u16(), 401);
+    // Over the WebSocket the same codes come back and the connection stays usable.
+    let mut live = server.client().connect_live(&a).await.expect("ws");
+    for (name, body, code) in cases.into_iter().filter(|(n, ..)| *n != "oversized" && *n != "empty") {
+        let reply = live.send_frame(body).await.expect("answered");
+        match doorstep_client::decode_reply(&reply).expect("frame") {
+            ServerMessage::Error(e) => assert_eq!(e.code, code, "{name}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    assert_eq!(live.sync(&mut a).await.expect("still usable").round_trips, 1);
+    // Health needs no token; the enrolment code is single use.
+    assert_eq!(http.get(format!("{}/healthz", server.url)).send().await.expect("ok").status().as_u16(), 200);
+    let code = code_for(&storage, w);
+    let mut c = Replica::open_in_memory().expect("replica");
+    server.client().enrol(&mut c, &code, "c").await.expect("first use");
+    let mut d = Replica::open_in_memory().expect("replica");
+    let err = server.client().enrol(&mut d, &code, "d").await.unwrap_err();
+    assert!(matches!(err, ClientError::Refused { code: ErrorCode::Unauthorized, .. }), "{err:?}");
+}
