@@ -24,6 +24,10 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// Log filter (`info`, `doorstep_server=debug`, …).
     pub log: String,
+    /// PEM certificate chain for HTTPS; with `tls_key`, the server speaks TLS (rustls).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -36,11 +40,22 @@ impl Default for Config {
             page_bytes: 2 * 1024 * 1024,
             metrics_token: None,
             log: "info".into(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
 
 impl Config {
+    /// The certificate and key paths, when TLS is configured. Exactly one of them is an error.
+    pub fn tls(&self) -> anyhow::Result<Option<(&Path, &Path)>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some((cert, key))),
+            (None, None) => Ok(None),
+            _ => anyhow::bail!("TLS needs both a certificate and a key (--tls-cert and --tls-key)"),
+        }
+    }
+
     /// Reads a TOML config file.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)

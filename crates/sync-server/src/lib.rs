@@ -28,18 +28,40 @@ use crate::config::Config;
 use crate::http::AppState;
 use crate::storage::{Storage, SyncLimits};
 
-/// Serves the relay on `listener` until `shutdown` resolves.
+/// Serves the relay on `listener` until `shutdown` resolves: plain HTTP, or HTTPS when the
+/// config names a certificate and key.
 pub async fn serve(
     config: &Config,
     storage: Arc<dyn Storage>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> anyhow::Result<()> {
     let limits = SyncLimits { max_document_bytes: config.max_document_bytes, page_bytes: config.page_bytes };
     let state =
         Arc::new(AppState::new(storage, limits, config.max_frame_bytes, config.metrics_token.clone()));
     tokio::spawn(watch_revocations(state.clone()));
-    axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown).await
+    let router = http::router(state);
+    match config.tls()? {
+        None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await?,
+        Some((cert, key)) => {
+            // Several servers in one process (tests) may race to install it; any one will do.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot load TLS certificate or key: {e}"))?;
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+            });
+            axum_server::from_tcp_rustls(listener.into_std()?, tls)?
+                .handle(handle)
+                .serve(router.into_make_service())
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Revocations may come from the admin CLI, another process: look for them once a second and

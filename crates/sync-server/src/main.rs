@@ -40,12 +40,16 @@ enum Command {
         /// Fill an empty database with the demo county first.
         #[arg(long)]
         demo: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Run the server with the demo county (same as `serve --demo`). 以演示数据运行。
     Demo {
         /// Address to listen on.
         #[arg(long, env = "DOORSTEP_LISTEN")]
         listen: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Grids. 网格管理。
     #[command(subcommand)]
@@ -71,6 +75,17 @@ enum Command {
         #[arg(long)]
         file: PathBuf,
     },
+}
+
+/// HTTPS with rustls: both or neither.
+#[derive(clap::Args)]
+struct TlsArgs {
+    /// PEM certificate chain.
+    #[arg(long, env = "DOORSTEP_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, env = "DOORSTEP_TLS_KEY")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -154,8 +169,8 @@ fn main() -> anyhow::Result<()> {
     })?;
     let now = http::now();
     match cli.command {
-        Command::Serve { listen, demo } => run(config, storage, listen, demo),
-        Command::Demo { listen } => run(config, storage, listen, true),
+        Command::Serve { listen, demo, tls } => run(config.with_tls(tls), storage, listen, demo),
+        Command::Demo { listen, tls } => run(config.with_tls(tls), storage, listen, true),
         Command::Grid(GridCommand::Add { name, community, street }) => {
             let id = storage.create_grid(&name, &community, &street)?;
             println!("已创建网格 / grid created: {id}  {name}");
@@ -249,6 +264,18 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+trait WithTls {
+    fn with_tls(self, tls: TlsArgs) -> Self;
+}
+
+impl WithTls for Config {
+    fn with_tls(mut self, tls: TlsArgs) -> Self {
+        self.tls_cert = tls.tls_cert.or(self.tls_cert);
+        self.tls_key = tls.tls_key.or(self.tls_key);
+        self
+    }
+}
+
 fn run(
     mut config: Config,
     storage: SqliteStorage,
@@ -274,6 +301,7 @@ fn run(
             None => println!("数据库已有数据，跳过演示数据 / the database has data; demo county not added"),
         }
     }
+    let scheme = if config.tls()?.is_some() { "https" } else { "http" };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -281,7 +309,7 @@ fn run(
             .with_context(|| format!("无法监听 / cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
         println!(
-            "Doorstep 服务器已启动 / server listening on http://{addr}  (data: {})",
+            "Doorstep 服务器已启动 / server listening on {scheme}://{addr}  (data: {})",
             config.data_dir.display()
         );
         let shutdown = async {
