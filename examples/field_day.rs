@@ -32,7 +32,12 @@ const REGISTER: &str = "社区,网格,楼栋,单元,室,姓名,性别,出生年�
 fn code_for(storage: &dyn Storage, member: doorstep_core::ids::MemberId) -> anyhow::Result<String> {
     let code = auth::new_enrolment_code()?;
     let now = http::now();
-    storage.create_enrolment_code(member, &auth::hash_secret(&auth::normalize_code(&code)), now, now.plus_hours(1))?;
+    storage.create_enrolment_code(
+        member,
+        &auth::hash_secret(&auth::normalize_code(&code)),
+        now,
+        now.plus_hours(1),
+    )?;
     Ok(code)
 }
 
@@ -66,7 +71,10 @@ async fn main() -> anyhow::Result<()> {
     let mut phone = Replica::open(dir.path().join("wang-fang.db"))?;
     client.enrol(&mut phone, &code_for(storage.as_ref(), worker)?, "王芳的手机").await?;
     let first = client.sync(&mut phone).await?;
-    println!("   {} documents, {} bytes down, scope verified: {}", first.received_docs, first.bytes_down, first.verified);
+    println!(
+        "   {} documents, {} bytes down, scope verified: {}",
+        first.received_docs, first.bytes_down, first.verified
+    );
     let homes = phone.households_in_grid(grid)?;
     ensure!(homes.len() == 3 && first.verified, "the grid arrived whole");
 
@@ -74,12 +82,15 @@ async fn main() -> anyhow::Result<()> {
     let elderly = homes.iter().find(|h| h.display_name == "赵桂兰").context("赵桂兰's household")?;
     let now = http::now().millis();
     for (i, home) in homes.iter().enumerate() {
-        phone.record_visit(home.id, &NewVisit {
-            at: Timestamp(now + i as i64 * 600_000),
-            kind: VisitKind::Routine,
-            notes: "入户走访，了解近况".into(),
-            needs: vec![],
-        })?;
+        phone.record_visit(
+            home.id,
+            &NewVisit {
+                at: Timestamp(now + i as i64 * 600_000),
+                kind: VisitKind::Routine,
+                notes: "入户走访，了解近况".into(),
+                needs: vec![],
+            },
+        )?;
     }
     let request = phone.raise_request(&NewRequest {
         household: Some(elderly.id),
@@ -103,11 +114,14 @@ async fn main() -> anyhow::Result<()> {
     let ledger = office.list_requests(&RequestFilter { open_only: true, ..RequestFilter::default() })?;
     ensure!(ledger.len() == 1 && ledger[0].id == request, "the request is in the supervisor's ledger");
     ensure!(office.household(elderly.id)?.visits.len() == 1, "the visit reached the supervisor");
-    office.add_request_event(request, &NewEvent {
-        action: EventAction::Dispatched { department: Code::new("housing_construction")? },
-        note: "请物业三日内修复".into(),
-        at: Timestamp(now + 7_200_000),
-    })?;
+    office.add_request_event(
+        request,
+        &NewEvent {
+            action: EventAction::Dispatched { department: Code::new("housing_construction")? },
+            note: "请物业三日内修复".into(),
+            at: Timestamp(now + 7_200_000),
+        },
+    )?;
     client.sync(&mut office).await?;
 
     println!("6. 王芳的手机收到转办 / the worker's phone receives the dispatch");

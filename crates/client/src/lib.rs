@@ -14,11 +14,13 @@
 //! ```
 
 use doorstep_core::CoreError;
-use doorstep_core::ids::{DeviceId, MemberId};
+use doorstep_core::ids::{DeviceId, DocumentId, MemberId};
 use doorstep_core::store::{Enrolment, Replica};
 use doorstep_core::sync::client::{self, ClientLimits, Repair};
 use doorstep_core::sync::frame::{self, FRAME_CONTENT_TYPE};
 use doorstep_core::sync::message::{ErrorCode, ServerMessage};
+use std::collections::VecDeque;
+
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite;
@@ -41,6 +43,8 @@ pub enum ClientError {
         code: ErrorCode,
         /// The server's explanation.
         message: String,
+        /// The document the refusal is about, if one.
+        doc: Option<DocumentId>,
     },
     /// The server answered something that is not the protocol (wrong URL, a proxy page…).
     #[error("unexpected answer from the server: {0}")]
@@ -56,7 +60,7 @@ pub enum ClientError {
 impl From<CoreError> for ClientError {
     fn from(e: CoreError) -> Self {
         match e {
-            CoreError::Rejected { code, message } => ClientError::Refused { code, message },
+            CoreError::Rejected { code, message, doc } => ClientError::Refused { code, message, doc },
             other => ClientError::Core(other),
         }
     }
@@ -89,6 +93,9 @@ pub struct SyncReport {
     pub verified: bool,
     /// Documents repaired with Automerge's sync protocol after a digest mismatch.
     pub repaired_docs: usize,
+    /// Documents whose upload the server refused for good (out of scope, too large…), with the
+    /// reason. Their changes stay on the device; everything else synced.
+    pub held_back: Vec<(DocumentId, ErrorCode)>,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +155,7 @@ impl Client {
             return Err(ClientError::Refused {
                 code,
                 message: detail["message"].as_str().unwrap_or(&text).to_owned(),
+                doc: None,
             });
         }
         let reply: EnrolReply = response.json().await.map_err(|e| ClientError::Unexpected(e.to_string()))?;
@@ -195,17 +203,45 @@ impl Client {
     /// Syncs the replica over HTTP: uploads every pending change, downloads everything new in
     /// scope, checks the scope digest and repairs any document that differs. Safe to call
     /// again after any failure: nothing acknowledged is resent in vain, nothing pending is lost.
+    /// A document the server refuses for good is held back (reported, kept pending) so that it
+    /// cannot block the rest.
     pub async fn sync(&self, replica: &mut Replica) -> Result<SyncReport, ClientError> {
         let token = Self::token(replica)?;
         let mut report = SyncReport::default();
+        let digest_ok = self.rounds(replica, &token, &mut report).await?;
+        report.verified = digest_ok == Some(true);
+        if digest_ok == Some(false) {
+            report.repaired_docs = self.repair(replica, &token, &mut report).await?;
+            report.verified = self.rounds(replica, &token, &mut report).await? == Some(true);
+        }
+        Ok(report)
+    }
+
+    /// Runs rounds until nothing is left to exchange; returns the last digest comparison.
+    async fn rounds(
+        &self,
+        replica: &mut Replica,
+        token: &str,
+        report: &mut SyncReport,
+    ) -> Result<Option<bool>, ClientError> {
         let mut digest_ok = None;
         for _ in 0..MAX_ROUNDS {
-            let (frame, round) = client::begin_round(replica, &self.limits, true)?;
+            let held: Vec<DocumentId> = report.held_back.iter().map(|(d, _)| *d).collect();
+            let (frame, round) = client::begin_round(replica, &self.limits, true, &held)?;
             report.bytes_up += frame.len();
-            let reply = self.post_frame(&token, frame).await?;
+            let reply = self.post_frame(token, frame).await?;
             report.bytes_down += reply.len();
             report.round_trips += 1;
-            let outcome = client::finish_round(replica, round, &reply, &self.limits)?;
+            let outcome = match client::finish_round(replica, round, &reply, &self.limits) {
+                Ok(outcome) => outcome,
+                Err(CoreError::Rejected { code, doc: Some(doc), .. })
+                    if is_permanent(code) && !held.contains(&doc) =>
+                {
+                    report.held_back.push((doc, code));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             report.uploaded_changes += outcome.acknowledged_changes;
             report.received_docs += outcome.received_docs;
             report.received_changes += outcome.received_changes;
@@ -215,12 +251,7 @@ impl Client {
                 break;
             }
         }
-        report.verified = digest_ok == Some(true);
-        if digest_ok == Some(false) {
-            report.repaired_docs = self.repair(replica, &token, &mut report).await?;
-            report.verified = true;
-        }
-        Ok(report)
+        Ok(digest_ok)
     }
 
     async fn repair(
@@ -261,7 +292,7 @@ impl Client {
         let (socket, _) = tokio_tungstenite::connect_async(request)
             .await
             .map_err(|e| ClientError::Network(e.to_string()))?;
-        Ok(LiveConnection { socket, limits: self.limits.clone() })
+        Ok(LiveConnection { socket, limits: self.limits.clone(), pushes: VecDeque::new() })
     }
 }
 
@@ -269,6 +300,8 @@ impl Client {
 pub struct LiveConnection {
     socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
     limits: ClientLimits,
+    /// Pushes that arrived while waiting for the answer to a request.
+    pushes: VecDeque<Vec<u8>>,
 }
 
 impl LiveConnection {
@@ -285,13 +318,21 @@ impl LiveConnection {
         }
     }
 
-    /// Sends one raw frame (tests use this to send malformed input).
+    /// Sends one frame and returns the answer to it; pushes arriving meanwhile are kept for
+    /// [`LiveConnection::next_push`].
     pub async fn send_frame(&mut self, frame: Vec<u8>) -> Result<Vec<u8>, ClientError> {
         self.socket
             .send(tungstenite::Message::Binary(frame.into()))
             .await
             .map_err(|e| ClientError::Network(e.to_string()))?;
-        self.next_frame().await
+        loop {
+            let frame = self.next_frame().await?;
+            if client::is_push(&frame, &self.limits) {
+                self.pushes.push_back(frame);
+            } else {
+                return Ok(frame);
+            }
+        }
     }
 
     /// Runs sync rounds over the socket until there is nothing more to exchange. After this the
@@ -299,7 +340,7 @@ impl LiveConnection {
     pub async fn sync(&mut self, replica: &mut Replica) -> Result<SyncReport, ClientError> {
         let mut report = SyncReport::default();
         for _ in 0..MAX_ROUNDS {
-            let (frame, round) = client::begin_round(replica, &self.limits, false)?;
+            let (frame, round) = client::begin_round(replica, &self.limits, false, &[])?;
             report.bytes_up += frame.len();
             let reply = self.send_frame(frame).await?;
             report.bytes_down += reply.len();
@@ -318,7 +359,10 @@ impl LiveConnection {
 
     /// Waits for the next push from the server and applies it.
     pub async fn next_push(&mut self, replica: &mut Replica) -> Result<SyncReport, ClientError> {
-        let frame = self.next_frame().await?;
+        let frame = match self.pushes.pop_front() {
+            Some(frame) => frame,
+            None => self.next_frame().await?,
+        };
         let outcome = client::apply_push(replica, &frame, &self.limits)?;
         Ok(SyncReport {
             received_docs: outcome.received_docs,
@@ -328,6 +372,19 @@ impl LiveConnection {
             ..SyncReport::default()
         })
     }
+}
+
+/// Refusals about one document that retrying will not change.
+fn is_permanent(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::OutOfScope
+            | ErrorCode::ForgedActor
+            | ErrorCode::DocumentTooLarge
+            | ErrorCode::InvalidDocument
+            | ErrorCode::MalformedChange
+            | ErrorCode::MissingDependencies
+    )
 }
 
 /// Decodes a reply frame for inspection (tests).

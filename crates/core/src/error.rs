@@ -88,6 +88,8 @@ pub enum CoreError {
         code: crate::sync::message::ErrorCode,
         /// The server's explanation.
         message: String,
+        /// The document the refusal is about, if one.
+        doc: Option<DocumentId>,
     },
     /// A frame from the other side could not be decoded.
     #[error("protocol error: {0}")]

@@ -21,7 +21,10 @@ fn id_after(output: &str, marker: &str) -> String {
 async fn an_administrator_sets_up_a_grid_imports_households_and_enrols_a_phone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path();
-    let grid = id_after(&admin(data, &["grid", "add", "--name", "和平社区第二网格", "--community", "和平社区"]), "grid created: ");
+    let grid = id_after(
+        &admin(data, &["grid", "add", "--name", "和平社区第二网格", "--community", "和平社区"]),
+        "grid created: ",
+    );
     let out = admin(data, &["member", "add", "--name", "周敏", "--role", "grid_worker", "--grid", &grid]);
     assert!(out.contains("网格员"), "{out}");
     let member = id_after(&out, "member added: ");
@@ -80,7 +83,10 @@ async fn a_config_file_sets_the_metrics_token() {
     let server = TestServer::start();
     // Without the file, /metrics is disabled.
     let http = reqwest::Client::new();
-    assert_eq!(http.get(format!("{}/metrics", server.url)).send().await.expect("answer").status().as_u16(), 404);
+    assert_eq!(
+        http.get(format!("{}/metrics", server.url)).send().await.expect("answer").status().as_u16(),
+        404
+    );
     drop(server);
 
     let data = tempfile::tempdir().expect("tempdir");
@@ -98,10 +104,12 @@ async fn a_config_file_sets_the_metrics_token() {
         .map(|l| l.expect("line"))
         .find(|l| l.contains("listening on"))
         .expect("started");
-    let url = line.split("listening on ").nth(1).and_then(|r| r.split_whitespace().next()).expect("url").to_owned();
+    let url =
+        line.split("listening on ").nth(1).and_then(|r| r.split_whitespace().next()).expect("url").to_owned();
     let unauthorised = http.get(format!("{url}/metrics")).send().await.expect("answer");
     assert_eq!(unauthorised.status().as_u16(), 401);
-    let metrics = http.get(format!("{url}/metrics")).bearer_auth("s3cret-metrics").send().await.expect("answer");
+    let metrics =
+        http.get(format!("{url}/metrics")).bearer_auth("s3cret-metrics").send().await.expect("answer");
     assert_eq!(metrics.status().as_u16(), 200);
     let text = metrics.text().await.expect("text");
     assert!(text.contains("doorstep_sync_rounds_total 0"), "{text}");

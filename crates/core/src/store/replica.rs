@@ -135,6 +135,7 @@ const META_CURSOR: &str = "sync_cursor";
 const META_ENROLMENT: &str = "enrolment";
 const META_PURGE_LATER: &str = "purge_later";
 const META_PURGED_UNREPORTED: &str = "purged_unreported";
+const META_NEED_RESEND: &str = "need_resend";
 
 impl Replica {
     /// Opens (or creates) the replica file at `path` with default options.
@@ -654,6 +655,29 @@ impl Replica {
         let mut unreported = self.id_list(META_PURGED_UNREPORTED)?;
         unreported.retain(|d| !reported.contains(d));
         self.set_id_list(META_PURGED_UNREPORTED, &unreported)
+    }
+
+    /// Asks for a document to be sent whole on the next round (its received changes could not
+    /// be applied).
+    pub fn need_resend(&mut self, id: DocumentId) -> Result<()> {
+        let mut ids = self.id_list(META_NEED_RESEND)?;
+        if !ids.contains(&id) {
+            ids.push(id);
+            self.set_id_list(META_NEED_RESEND, &ids)?;
+        }
+        Ok(())
+    }
+
+    /// Documents to ask the server to send whole.
+    pub fn documents_needing_resend(&self) -> Result<Vec<DocumentId>> {
+        self.id_list(META_NEED_RESEND)
+    }
+
+    /// Forgets resend requests the server has answered.
+    pub fn mark_resent(&mut self, answered: &[DocumentId]) -> Result<()> {
+        let mut ids = self.id_list(META_NEED_RESEND)?;
+        ids.retain(|d| !answered.contains(d));
+        self.set_id_list(META_NEED_RESEND, &ids)
     }
 
     /// Every document's id and heads, in one query (for the scope digest).

@@ -45,6 +45,7 @@ impl Default for ClientLimits {
 pub struct Round {
     uploaded: HashMap<DocumentId, Vec<ChangeHash>>,
     reported_purges: Vec<DocumentId>,
+    reported_missing: Vec<DocumentId>,
     upload_left_out: bool,
 }
 
@@ -67,16 +68,21 @@ pub struct RoundReport {
     pub digest_matches: Option<bool>,
 }
 
-/// Builds a sync round's request frame from the replica.
+/// Builds a sync round's request frame from the replica. Documents in `held_back` are not
+/// uploaded this time (the server refused them for good; their changes stay pending).
 pub fn begin_round(
     replica: &mut Replica,
     limits: &ClientLimits,
     want_digest: bool,
+    held_back: &[DocumentId],
 ) -> Result<(Vec<u8>, Round)> {
     let mut round = Round::default();
     let mut uploads = Vec::new();
     let mut bytes = 0;
     for id in replica.documents_with_unsynced_changes()? {
+        if held_back.contains(&id) {
+            continue;
+        }
         if !uploads.is_empty() && bytes >= limits.max_upload_bytes {
             round.upload_left_out = true;
             break;
@@ -90,12 +96,14 @@ pub fn begin_round(
         uploads.push(Upload { doc: wire_id(id), changes: changes.into_iter().map(ByteBuf::from).collect() });
     }
     round.reported_purges = replica.purged_unreported()?;
+    round.reported_missing = replica.documents_needing_resend()?;
     let request = SyncRequest {
         cursor: replica.sync_cursor()?,
         uploads,
         purged: round.reported_purges.iter().map(|d| wire_id(*d)).collect(),
         unsynced: replica.unsynced_change_count()?,
         want_digest,
+        missing: round.reported_missing.iter().map(|d| wire_id(*d)).collect(),
     };
     Ok((frame::encode_client(&ClientMessage::Sync(request)), round))
 }
@@ -104,13 +112,13 @@ fn server_message(reply: &[u8], limits: &ClientLimits) -> Result<ServerMessage> 
     Ok(frame::decode_server(reply, limits.max_frame_bytes)?)
 }
 
-fn refused(replica: &mut Replica, code: ErrorCode, message: String) -> CoreError {
-    if code == ErrorCode::DeviceRevoked
+fn refused(replica: &mut Replica, error: crate::sync::message::ErrorBody) -> CoreError {
+    if error.code == ErrorCode::DeviceRevoked
         && let Err(e) = replica.purge_everything()
     {
         return e;
     }
-    CoreError::Rejected { code, message }
+    CoreError::Rejected { code: error.code, message: error.message, doc: error.doc.as_ref().map(doc_id) }
 }
 
 /// Applies a round's reply: acknowledgements, new data, purges, then the new cursor.
@@ -122,7 +130,7 @@ pub fn finish_round(
 ) -> Result<RoundReport> {
     let reply = match server_message(reply, limits)? {
         ServerMessage::Sync(reply) => reply,
-        ServerMessage::Error(e) => return Err(refused(replica, e.code, e.message)),
+        ServerMessage::Error(e) => return Err(refused(replica, e)),
         _ => {
             return Err(CoreError::Protocol(frame::FrameError {
                 code: ErrorCode::MalformedFrame,
@@ -138,9 +146,10 @@ pub fn finish_round(
             report.acknowledged_changes += replica.acknowledge(id, &heads_of(&ack.heads))?;
         }
     }
+    replica.mark_resent(&round.reported_missing)?;
     apply_sync_reply(replica, &reply, &mut report)?;
     replica.mark_purges_reported(&round.reported_purges)?;
-    report.more = reply.more || round.upload_left_out;
+    report.more = reply.more || round.upload_left_out || !replica.documents_needing_resend()?.is_empty();
     if let Some(server) = reply.digest
         && !reply.more
         && replica.unsynced_change_count()? == 0
@@ -161,9 +170,16 @@ fn apply_sync_reply(
 ) -> Result<()> {
     for data in &reply.docs {
         let id = doc_id(&data.doc);
-        let stored = replica.apply_remote(id, &data.data)?;
-        report.received_docs += 1;
-        report.received_changes += stored;
+        match replica.apply_remote(id, &data.data) {
+            Ok(stored) => {
+                report.received_docs += 1;
+                report.received_changes += stored;
+            }
+            // Changes that build on changes this replica lacks (a reply lost on the way, a
+            // document that left and re-entered scope): ask for the whole document next round.
+            Err(CoreError::CorruptDocument { .. }) if !data.full => replica.need_resend(id)?,
+            Err(e) => return Err(e),
+        }
     }
     let mut purge: Vec<DocumentId> = reply.purge.iter().map(doc_id).collect();
     purge.extend(replica.purges_waiting_for_upload()?);
@@ -178,17 +194,22 @@ fn apply_sync_reply(
 /// Applies a frame the server pushed on a live connection (new changes in scope).
 pub fn apply_push(replica: &mut Replica, frame_bytes: &[u8], limits: &ClientLimits) -> Result<RoundReport> {
     match server_message(frame_bytes, limits)? {
-        ServerMessage::Sync(reply) => {
+        ServerMessage::Push(reply) => {
             let mut report = RoundReport::default();
             apply_sync_reply(replica, &reply, &mut report)?;
             Ok(report)
         }
-        ServerMessage::Error(e) => Err(refused(replica, e.code, e.message)),
+        ServerMessage::Error(e) => Err(refused(replica, e)),
         _ => Err(CoreError::Protocol(frame::FrameError {
             code: ErrorCode::MalformedFrame,
             message: "unexpected pushed message".into(),
         })),
     }
+}
+
+/// Whether a frame from the server is a live push rather than the answer to a request.
+pub fn is_push(frame_bytes: &[u8], limits: &ClientLimits) -> bool {
+    matches!(frame::decode_server(frame_bytes, limits.max_frame_bytes), Ok(ServerMessage::Push(_)))
 }
 
 /// The request frame asking for the server's manifest of the scope.
@@ -210,7 +231,7 @@ impl Repair {
     pub fn from_manifest(replica: &mut Replica, manifest: &[u8], limits: &ClientLimits) -> Result<Self> {
         let entries: Vec<ManifestEntry> = match server_message(manifest, limits)? {
             ServerMessage::Manifest(entries) => entries,
-            ServerMessage::Error(e) => return Err(refused(replica, e.code, e.message)),
+            ServerMessage::Error(e) => return Err(refused(replica, e)),
             _ => {
                 return Err(CoreError::Protocol(frame::FrameError {
                     code: ErrorCode::MalformedFrame,
@@ -265,7 +286,7 @@ impl Repair {
     pub fn receive(&mut self, replica: &mut Replica, reply: &[u8], limits: &ClientLimits) -> Result<usize> {
         let messages = match server_message(reply, limits)? {
             ServerMessage::Repair(messages) => messages,
-            ServerMessage::Error(e) => return Err(refused(replica, e.code, e.message)),
+            ServerMessage::Error(e) => return Err(refused(replica, e)),
             _ => {
                 return Err(CoreError::Protocol(frame::FrameError {
                     code: ErrorCode::MalformedFrame,

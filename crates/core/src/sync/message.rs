@@ -45,8 +45,10 @@ pub enum ClientMessage {
     Repair(Vec<DocSyncMessage>),
 }
 
-/// One sync round from the device.
+/// One sync round from the device. Fields missing from a frame read as their defaults, so a
+/// newer field never breaks an older peer.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SyncRequest {
     /// The cursor of the last reply the device applied; 0 for a fresh device.
     pub cursor: u64,
@@ -59,6 +61,9 @@ pub struct SyncRequest {
     pub unsynced: u64,
     /// Ask for the scope digest in the reply.
     pub want_digest: bool,
+    /// Documents whose data the device could not apply (it lacks changes they build on):
+    /// send them whole.
+    pub missing: Vec<WireId>,
 }
 
 /// The changes of one document that the device uploads.
@@ -74,8 +79,11 @@ pub struct Upload {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServerMessage {
-    /// The answer to [`ClientMessage::Sync`], or a live push of new changes on a WebSocket.
+    /// The answer to [`ClientMessage::Sync`].
     Sync(SyncReply),
+    /// New changes in scope, pushed on a WebSocket without being asked; applied like a reply
+    /// without acknowledgements. Never the answer to a request.
+    Push(SyncReply),
     /// The answer to [`ClientMessage::Manifest`].
     Manifest(Vec<ManifestEntry>),
     /// The answer to [`ClientMessage::Repair`].
@@ -86,6 +94,7 @@ pub enum ServerMessage {
 
 /// The server's half of a sync round.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SyncReply {
     /// Uploaded documents, now durably stored.
     pub acks: Vec<Ack>,

@@ -9,7 +9,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use doorstep_core::sync::frame::encode_server;
-use doorstep_core::sync::message::{ErrorCode, ServerMessage, SyncRequest};
+use doorstep_core::sync::message::{ErrorCode, ServerMessage};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::{ApiError, FrameError};
@@ -25,7 +25,9 @@ pub async fn upgrade(
     let token = bearer(&headers);
     match authenticate(&state, token.clone()).await {
         Ok(device) => ws
-            .max_message_size(state.max_frame_bytes)
+            // Room above the frame limit, so an oversized frame gets its protocol error rather
+            // than a closed socket; past this the socket closes (code 1009).
+            .max_message_size(state.max_frame_bytes.saturating_add(1024 * 1024))
             .on_upgrade(move |socket| serve(state, device, token.unwrap_or_default(), socket)),
         Err(e) => FrameError(e).into_response(),
     }
@@ -104,13 +106,12 @@ async fn push(state: &Arc<AppState>, token: &str, cursor: u64) -> Result<Option<
     let device = authenticate(state, Some(token.to_owned())).await?;
     let storage = state.storage.clone();
     let limits = state.limits.clone();
-    let request = SyncRequest { cursor, ..SyncRequest::default() };
-    let reply = blocking(move || storage.sync(&device, &request, &limits, now())).await??;
+    let reply = blocking(move || storage.push(&device, cursor, &limits, now())).await??;
     if reply.docs.is_empty() && reply.purge.is_empty() {
         return Ok(None);
     }
     let next = reply.cursor;
-    let frame = encode_server(&ServerMessage::Sync(reply));
+    let frame = encode_server(&ServerMessage::Push(reply));
     state.metrics.add_bytes_out(frame.len());
     Ok(Some((frame, next)))
 }

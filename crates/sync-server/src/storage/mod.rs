@@ -185,6 +185,15 @@ pub trait Storage: Send + Sync + 'static {
         limits: &SyncLimits,
         now: Timestamp,
     ) -> Result<SyncReply, SyncFailure>;
+    /// What the device lacks since `cursor`, for a live push: like a round with nothing
+    /// uploaded, but it does not count as the device's contact (last seen, unsynced count).
+    fn push(
+        &self,
+        device: &Device,
+        cursor: u64,
+        limits: &SyncLimits,
+        now: Timestamp,
+    ) -> Result<SyncReply, SyncFailure>;
     /// Every document in the device's scope with its heads.
     fn manifest(&self, device: &Device) -> Result<Vec<ManifestEntry>, StorageError>;
     /// Answers Automerge sync messages for documents whose heads differ; changes they carry

@@ -207,12 +207,27 @@ fn store_document(
             added,
         ],
     )?;
-    tx.execute("DELETE FROM doc_helpers WHERE doc_id = ?1", [&doc_id])?;
-    for helper in &facts.helpers {
-        tx.execute(
-            "INSERT INTO doc_helpers (doc_id, member_id) VALUES (?1, ?2)",
-            params![doc_id, helper.to_string()],
-        )?;
+    let before: HashSet<String> = {
+        let mut stmt = tx.prepare_cached("SELECT member_id FROM doc_helpers WHERE doc_id = ?1")?;
+        stmt.query_map([&doc_id], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<_>>()?
+    };
+    let after: HashSet<String> = facts.helpers.iter().map(ToString::to_string).collect();
+    if before != after {
+        tx.execute("DELETE FROM doc_helpers WHERE doc_id = ?1", [&doc_id])?;
+        for helper in &after {
+            tx.execute(
+                "INSERT INTO doc_helpers (doc_id, member_id) VALUES (?1, ?2)",
+                params![doc_id, helper],
+            )?;
+        }
+        // A helper added or removed gains or loses the household's requests too, which did not
+        // change themselves: their scope changed, so their devices do a full comparison.
+        for member in before.symmetric_difference(&after) {
+            tx.execute(
+                "UPDATE members SET scope_version = scope_version + 1 WHERE member_id = ?1",
+                [member],
+            )?;
+        }
     }
     Ok(())
 }
@@ -286,10 +301,18 @@ fn catch_up(
     tx: &Transaction<'_>,
     device: &Device,
     cursor: u64,
+    resend: &[DocumentId],
     limits: &SyncLimits,
 ) -> Result<CatchUp, StorageError> {
     let (scope_cond, scope_args) = scope_sql(&device.scope);
     let dev = device.id.to_string();
+    // Documents the device could not apply are no longer "held": the steps below send them whole.
+    for id in resend {
+        tx.execute(
+            "DELETE FROM device_docs WHERE device_id = ?1 AND doc_id = ?2",
+            params![dev, id.to_string()],
+        )?;
+    }
     let max_seq: i64 = tx.query_row("SELECT COALESCE(max(seq), 0) FROM changes", [], |r| r.get(0))?;
     let cursor = i64::try_from(cursor).unwrap_or(i64::MAX).min(max_seq);
     let mut out = CatchUp {
@@ -303,6 +326,21 @@ fn catch_up(
     let mut sent_whole: HashSet<DocumentId> = HashSet::new();
 
     let full_diff = cursor == 0 || device.scope_version_seen != device.scope_version;
+    if !full_diff && !resend.is_empty() {
+        let sql = format!("SELECT d.kind, d.snapshot FROM documents d WHERE {scope_cond} AND d.doc_id = ?");
+        for id in resend {
+            let mut args = scope_args.clone();
+            args.push(Value::Text(id.to_string()));
+            let row: Option<(String, Vec<u8>)> =
+                tx.query_row(&sql, params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+            if let Some((kind, snapshot)) = row {
+                let kind = DocumentKind::from_stored(&kind).ok_or_else(|| damaged("document kind"))?;
+                budget += snapshot.len();
+                sent_whole.insert(*id);
+                out.docs.push(DocData { doc: wire_id(*id), kind, full: true, data: ByteBuf::from(snapshot) });
+            }
+        }
+    }
     if full_diff {
         // Documents in scope the device does not hold: send them whole.
         let sql = format!(
@@ -370,16 +408,22 @@ fn catch_up(
     let mut order: Vec<DocumentId> = Vec::new();
     while let Some(row) = rows.next()? {
         let seq: i64 = row.get(0)?;
+        let id: DocumentId = parse(&row.get::<_, String>(1)?, "document id")?;
+        let held: bool = row.get(5)?;
+        let origin: Option<String> = row.get(4)?;
+        // Rows this reply has nothing to send for: the document went whole, is still being sent
+        // whole page by page by the full comparison above, or the change is the device's own.
+        if sent_whole.contains(&id)
+            || (!held && !out.scope_complete)
+            || (held && origin.as_deref() == Some(dev.as_str()))
+        {
+            continue;
+        }
         if budget >= limits.page_bytes && (!out.docs.is_empty() || !incremental.is_empty()) {
             out.more = true;
             out.cursor = (seq - 1).max(cursor) as u64;
             break;
         }
-        let id: DocumentId = parse(&row.get::<_, String>(1)?, "document id")?;
-        if sent_whole.contains(&id) {
-            continue;
-        }
-        let held: bool = row.get(5)?;
         if !held {
             // New to this device (created by someone else, or moved into scope): send it whole.
             let kind = DocumentKind::from_stored(&row.get::<_, String>(2)?)
@@ -391,10 +435,6 @@ fn catch_up(
             budget += snapshot.len();
             sent_whole.insert(id);
             out.docs.push(DocData { doc: wire_id(id), kind, full: true, data: ByteBuf::from(snapshot) });
-            continue;
-        }
-        let origin: Option<String> = row.get(4)?;
-        if origin.as_deref() == Some(dev.as_str()) {
             continue;
         }
         let bytes: Vec<u8> = row.get(3)?;
@@ -449,6 +489,50 @@ fn changes_in(message: &automerge::sync::Message) -> Result<Vec<Vec<u8>>, SyncFa
         }
     }
     Ok(out)
+}
+
+/// One round inside a transaction: purge reports, uploads (all or nothing), catch-up, digest.
+fn round(
+    tx: &Transaction<'_>,
+    device: &Device,
+    request: &SyncRequest,
+    limits: &SyncLimits,
+    now: Timestamp,
+) -> Result<SyncReply, SyncFailure> {
+    for purged in &request.purged {
+        tx.execute(
+            "DELETE FROM device_docs WHERE device_id = ?1 AND doc_id = ?2",
+            params![device.id.to_string(), doc_id(purged).to_string()],
+        )
+        .map_err(StorageError::from)?;
+    }
+    let mut acks = Vec::with_capacity(request.uploads.len());
+    for upload in request.uploads.iter().filter(|u| !u.changes.is_empty()) {
+        let id = doc_id(&upload.doc);
+        let changes: Vec<Vec<u8>> = upload.changes.iter().map(|c| c.to_vec()).collect();
+        let checked = check(tx, device, id, &changes, limits)?;
+        let heads = wire_heads(&checked.upload_heads);
+        commit_checked(tx, device, id, checked, now)?;
+        acks.push(Ack { doc: upload.doc, heads });
+    }
+    let resend: Vec<DocumentId> = request.missing.iter().map(doc_id).collect();
+    let caught = catch_up(tx, device, request.cursor, &resend, limits)?;
+    if caught.scope_complete {
+        tx.execute(
+            "UPDATE devices SET scope_version_seen = ?2 WHERE device_id = ?1",
+            params![device.id.to_string(), device.scope_version],
+        )
+        .map_err(StorageError::from)?;
+    }
+    let digest = if request.want_digest && !caught.more { Some(digest(tx, &device.scope)?) } else { None };
+    Ok(SyncReply {
+        acks,
+        docs: caught.docs,
+        purge: caught.purge.into_iter().map(wire_id).collect(),
+        cursor: caught.cursor,
+        more: caught.more,
+        digest: digest.map(serde_bytes::ByteArray::new),
+    })
 }
 
 impl Storage for SqliteStorage {
@@ -578,46 +662,32 @@ impl Storage for SqliteStorage {
         let mut conn = self.lock();
         let tx =
             conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
-        for purged in &request.purged {
-            tx.execute(
-                "DELETE FROM device_docs WHERE device_id = ?1 AND doc_id = ?2",
-                params![device.id.to_string(), doc_id(purged).to_string()],
-            )
-            .map_err(StorageError::from)?;
-        }
-        let mut acks = Vec::with_capacity(request.uploads.len());
-        for upload in &request.uploads {
-            let id = doc_id(&upload.doc);
-            let changes: Vec<Vec<u8>> = upload.changes.iter().map(|c| c.to_vec()).collect();
-            let checked = check(&tx, device, id, &changes, limits)?;
-            let heads = wire_heads(&checked.upload_heads);
-            commit_checked(&tx, device, id, checked, now)?;
-            acks.push(Ack { doc: upload.doc, heads });
-        }
-        let caught = catch_up(&tx, device, request.cursor, limits)?;
-        if caught.scope_complete {
-            tx.execute(
-                "UPDATE devices SET scope_version_seen = ?2 WHERE device_id = ?1",
-                params![device.id.to_string(), device.scope_version],
-            )
-            .map_err(StorageError::from)?;
-        }
+        let reply = round(&tx, device, request, limits, now)?;
+        let uploaded: usize = request.uploads.iter().map(|u| u.changes.len()).sum();
+        let unsynced_after = request.unsynced.saturating_sub(uploaded as u64);
         tx.execute(
             "UPDATE devices SET last_seen_at = ?2, last_unsynced = ?3 WHERE device_id = ?1",
-            params![device.id.to_string(), now.millis(), i64::try_from(request.unsynced).unwrap_or(i64::MAX)],
+            params![device.id.to_string(), now.millis(), i64::try_from(unsynced_after).unwrap_or(i64::MAX)],
         )
         .map_err(StorageError::from)?;
-        let digest =
-            if request.want_digest && !caught.more { Some(digest(&tx, &device.scope)?) } else { None };
         tx.commit().map_err(StorageError::from)?;
-        Ok(SyncReply {
-            acks,
-            docs: caught.docs,
-            purge: caught.purge.into_iter().map(wire_id).collect(),
-            cursor: caught.cursor,
-            more: caught.more,
-            digest: digest.map(serde_bytes::ByteArray::new),
-        })
+        Ok(reply)
+    }
+
+    fn push(
+        &self,
+        device: &Device,
+        cursor: u64,
+        limits: &SyncLimits,
+        now: Timestamp,
+    ) -> Result<SyncReply, SyncFailure> {
+        let mut conn = self.lock();
+        let tx =
+            conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
+        let request = SyncRequest { cursor, ..SyncRequest::default() };
+        let reply = round(&tx, device, &request, limits, now)?;
+        tx.commit().map_err(StorageError::from)?;
+        Ok(reply)
     }
 
     fn manifest(&self, device: &Device) -> Result<Vec<ManifestEntry>, StorageError> {
