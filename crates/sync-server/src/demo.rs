@@ -96,9 +96,22 @@ fn name(rng: &mut Seeded) -> String {
     format!("{}{}", rng.pick(SURNAMES), rng.pick(GIVEN))
 }
 
-/// Seeds the demo county into empty storage. Does nothing and returns `None` if the storage
-/// already has grids.
+/// Households per grid in the full demo county (12 grids: about 5,000 households).
+pub const HOUSEHOLDS_PER_GRID: u64 = 420;
+
+/// Seeds the full demo county into empty storage. Does nothing and returns `None` if the
+/// storage already has grids.
 pub fn seed(storage: &dyn Storage, now: Timestamp) -> Result<Option<DemoSummary>, StorageError> {
+    seed_sized(storage, now, HOUSEHOLDS_PER_GRID)
+}
+
+/// Seeds a demo county with `households_per_grid` households in each of its 12 grids (tests
+/// use a small one).
+pub fn seed_sized(
+    storage: &dyn Storage,
+    now: Timestamp,
+    households_per_grid: u64,
+) -> Result<Option<DemoSummary>, StorageError> {
     if !storage.grids()?.is_empty() {
         return Ok(None);
     }
@@ -124,7 +137,7 @@ pub fn seed(storage: &dyn Storage, now: Timestamp) -> Result<Option<DemoSummary>
             }
             let mut docs: Vec<(DocumentId, AutoCommit)> = Vec::new();
             let mut homes: Vec<HouseholdId> = Vec::new();
-            for n in 0..420u64 {
+            for n in 0..households_per_grid {
                 let (id, doc) = household(&mut rng, community, grid, n, worker, now)?;
                 homes.push(id);
                 docs.push((id.into(), doc));
