@@ -75,6 +75,12 @@ pub enum CoreError {
     /// The document still has local changes the server has not acknowledged.
     #[error("document {0} has changes not yet stored by the server")]
     UnsyncedChanges(DocumentId),
+    /// The encryption key does not open this replica file. Nothing was changed.
+    #[error("the key does not open this replica file")]
+    WrongKey,
+    /// This build's SQLite has no encryption (SQLCipher); an encrypted replica cannot be used.
+    #[error("this build has no database encryption (SQLCipher)")]
+    EncryptionUnavailable,
     /// The replica has no member identity yet (the device is not enrolled).
     #[error("no member is signed in on this replica")]
     NoMember,

@@ -529,3 +529,29 @@ fn a_killed_writer_leaves_every_committed_visit_and_a_readable_file() {
     let report = replica.rebuild_indexes().expect("rebuild");
     assert!(report.damaged.is_empty(), "{:?}", report.damaged);
 }
+
+#[test]
+fn indexing_a_new_visit_alone_gives_the_same_rows_as_a_full_rebuild() {
+    let mut replica = Replica::open_in_memory().expect("open");
+    signed_in(&mut replica);
+    let grid = GridId::new_random();
+    let home = replica
+        .create_household(&household(grid, "1", vec![resident("周奶奶", &[])]), Timestamp(T0))
+        .expect("h");
+    let other = replica.create_household(&household(grid, "2", vec![]), Timestamp(T0)).expect("h");
+    replica.raise_request(&request(Some(home), None, "health", T0)).expect("request");
+    for (n, at) in [(0, T0 + 5 * HOUR), (1, T0 + HOUR), (2, 1_560_000_000_000), (3, T0 + 9 * HOUR)] {
+        replica.record_visit(home, &visit(at, &format!("  第{n}次走访\n第二行  "))).expect("visit");
+    }
+    replica.record_visit(other, &visit(T0, "")).expect("visit");
+    let list = replica.households_in_grid(grid).expect("list");
+    let timeline = replica.household_timeline(home).expect("timeline");
+    assert_eq!(
+        list.iter().find(|h| h.id == home).and_then(|h| h.last_visit_at),
+        Some(Timestamp(T0 + 9 * HOUR))
+    );
+    let report = replica.rebuild_indexes().expect("rebuild");
+    assert!(report.damaged.is_empty());
+    assert_eq!(replica.households_in_grid(grid).expect("list"), list);
+    assert_eq!(replica.household_timeline(home).expect("timeline"), timeline);
+}

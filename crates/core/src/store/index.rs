@@ -47,6 +47,30 @@ pub(crate) fn index_household(conn: &Connection, household: &Household, has_conf
     Ok(())
 }
 
+/// Indexes one appended visit: its timeline row and the household's last-visit time. The
+/// result is the same as re-indexing the whole household (a test checks it).
+pub(crate) fn index_new_visit(
+    conn: &Connection,
+    household: HouseholdId,
+    visit: VisitId,
+    at: Timestamp,
+    kind: VisitKind,
+    notes: &str,
+) -> Result<()> {
+    let id = household.to_string();
+    let summary: String = notes.trim().lines().next().unwrap_or_default().chars().take(80).collect();
+    conn.prepare_cached(
+        "INSERT INTO timeline_ix (household_id, item_kind, item_id, at, detail, summary)
+         VALUES (?1, 'visit', ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![id, visit.to_string(), at.millis(), kind.as_str(), summary])?;
+    conn.prepare_cached(
+        "UPDATE household_ix SET last_visit_at = max(COALESCE(last_visit_at, ?2), ?2) WHERE household_id = ?1",
+    )?
+    .execute(params![id, at.millis()])?;
+    Ok(())
+}
+
 fn remove_household(conn: &Connection, id: &str) -> Result<()> {
     conn.execute("DELETE FROM household_ix WHERE household_id = ?1", [id])?;
     conn.execute("DELETE FROM household_tag_ix WHERE household_id = ?1", [id])?;

@@ -153,9 +153,34 @@ impl Replica {
         Self::from_connection(Connection::open_in_memory()?, ReplicaOptions::default())
     }
 
+    /// Opens (or creates) a replica file encrypted with SQLCipher under `key` (the app keeps
+    /// the key in Android Keystore / iOS Keychain). A wrong key is refused with
+    /// [`CoreError::WrongKey`] and the file is left untouched; a build without SQLCipher is
+    /// refused with [`CoreError::EncryptionUnavailable`] rather than writing in the clear.
+    pub fn open_encrypted(path: impl AsRef<Path>, key: &[u8], options: ReplicaOptions) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        unlock(&conn, key)?;
+        Self::from_connection(conn, options)
+    }
+
+    /// Re-encrypts the file under a new key (key rotation). The old key stops working.
+    pub fn rekey(&mut self, new_key: &[u8]) -> Result<()> {
+        if new_key.is_empty() {
+            return Err(CoreError::InvalidValue {
+                field: "key",
+                reason: "an encryption key must not be empty".into(),
+            });
+        }
+        require_sqlcipher(&self.conn)?;
+        self.conn.execute_batch(&format!("PRAGMA rekey = \"x'{}'\";", hex(new_key)))?;
+        Ok(())
+    }
+
     /// Opens a replica over an already opened SQLite connection (for example one an encrypted
     /// SQLite build has unlocked with its key).
     pub fn from_connection(mut conn: Connection, options: ReplicaOptions) -> Result<Self> {
+        // Deleted content (purged documents) is overwritten, not merely unlinked.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         let synchronous = match options.durability {
             Durability::Full => "FULL",
@@ -284,7 +309,14 @@ impl Replica {
     pub fn record_visit(&mut self, id: HouseholdId, visit: &NewVisit) -> Result<VisitId> {
         let by = self.require_member()?;
         let vid = VisitId::new_random();
-        self.edit(id.into(), DocumentKind::Household, |doc| {
+        let index = Reindex::NewVisit {
+            household: id,
+            visit: vid,
+            at: visit.at,
+            kind: visit.kind,
+            notes: &visit.notes,
+        };
+        self.edit_indexed(id.into(), DocumentKind::Household, index, |doc| {
             doc::household::record_visit(doc, id, vid, visit, by)
         })?;
         Ok(vid)
@@ -560,6 +592,9 @@ impl Replica {
         if removed == 0 {
             return Err(CoreError::UnknownDocument(id));
         }
+        // With secure_delete the freed pages are zeroed; the checkpoint carries that into the
+        // main file and empties the write-ahead log, so no old copy stays on disk.
+        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
         Ok(())
     }
 
@@ -826,6 +861,17 @@ impl Replica {
         kind: DocumentKind,
         edit: impl FnOnce(&mut AutoCommit) -> Result<()>,
     ) -> Result<()> {
+        self.edit_indexed(id, kind, Reindex::Document, edit)
+    }
+
+    /// [`Replica::edit`], telling how the index tables follow the edit.
+    fn edit_indexed(
+        &mut self,
+        id: DocumentId,
+        kind: DocumentKind,
+        index_update: Reindex<'_>,
+        edit: impl FnOnce(&mut AutoCommit) -> Result<()>,
+    ) -> Result<()> {
         let compact_after = self.options.compact_after_changes;
         self.load(id, kind)?;
         let Self { conn, cache, .. } = self;
@@ -845,7 +891,12 @@ impl Replica {
             let heads = loaded.doc.get_heads();
             let tx = conn.transaction()?;
             store_changes(&tx, id, &bytes, &heads, &hashes)?;
-            reindex(&tx, id, kind, &loaded.doc)?;
+            match index_update {
+                Reindex::Document => reindex(&tx, id, kind, &loaded.doc)?,
+                Reindex::NewVisit { household, visit, at, kind, notes } => {
+                    index::index_new_visit(&tx, household, visit, at, kind, notes)?
+                }
+            }
             maybe_compact(&tx, id, loaded, compact_after)?;
             tx.commit()?;
             Ok(())
@@ -856,6 +907,54 @@ impl Replica {
             cache.remove(&id);
         }
         result
+    }
+}
+
+/// How the index tables follow an edit.
+enum Reindex<'a> {
+    /// Re-derive the document's rows from the whole document.
+    Document,
+    /// A visit was appended: one timeline row and the last-visit time, whatever the history's
+    /// length (the hot path of a worker's day).
+    NewVisit {
+        household: HouseholdId,
+        visit: VisitId,
+        at: Timestamp,
+        kind: crate::model::VisitKind,
+        notes: &'a str,
+    },
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn require_sqlcipher(conn: &Connection) -> Result<()> {
+    let version: Option<String> = conn.query_row("PRAGMA cipher_version", [], |r| r.get(0)).optional()?;
+    if version.is_none() {
+        return Err(CoreError::EncryptionUnavailable);
+    }
+    Ok(())
+}
+
+/// Gives SQLCipher the key and proves it right with a first read.
+fn unlock(conn: &Connection, key: &[u8]) -> Result<()> {
+    if key.is_empty() {
+        return Err(CoreError::InvalidValue {
+            field: "key",
+            reason: "an encryption key must not be empty".into(),
+        });
+    }
+    require_sqlcipher(conn)?;
+    // A wrong key is reported as an error value; SQLCipher need not also print it to stderr.
+    conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
+    conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", hex(key)))?;
+    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::NotADatabase => {
+            Err(CoreError::WrongKey)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
