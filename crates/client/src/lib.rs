@@ -19,8 +19,6 @@ use doorstep_core::store::{Enrolment, Replica};
 use doorstep_core::sync::client::{self, ClientLimits, Repair};
 use doorstep_core::sync::frame::{self, FRAME_CONTENT_TYPE};
 use doorstep_core::sync::message::{ErrorCode, ServerMessage};
-use std::collections::VecDeque;
-
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite;
@@ -52,6 +50,10 @@ pub enum ClientError {
     /// The replica has no enrolment yet.
     #[error("this device is not enrolled")]
     NotEnrolled,
+    /// The caller cancelled the sync. What was acknowledged stays acknowledged; the rest is
+    /// still pending and goes next time.
+    #[error("the sync was cancelled")]
+    Cancelled,
     /// The local replica failed.
     #[error(transparent)]
     Core(CoreError),
@@ -97,6 +99,33 @@ pub struct SyncReport {
     /// reason. Their changes stay on the device; everything else synced.
     pub held_back: Vec<(DocumentId, ErrorCode)>,
 }
+
+/// The stage a sync is in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum Phase {
+    /// Uploading pending changes and downloading what is new.
+    #[default]
+    Syncing,
+    /// Repairing documents after a digest mismatch.
+    Repairing,
+    /// Finished.
+    Done,
+}
+
+/// Watches a sync: told after every round trip, asked before each whether to stop.
+pub trait Observer: Send {
+    /// Called after every round trip with the totals so far.
+    fn progress(&mut self, _phase: Phase, _so_far: &SyncReport) {}
+    /// Return true to stop before the next round trip.
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// An observer that watches nothing.
+pub struct Unobserved;
+
+impl Observer for Unobserved {}
 
 #[derive(Deserialize)]
 struct EnrolReply {
@@ -206,14 +235,25 @@ impl Client {
     /// A document the server refuses for good is held back (reported, kept pending) so that it
     /// cannot block the rest.
     pub async fn sync(&self, replica: &mut Replica) -> Result<SyncReport, ClientError> {
+        self.sync_observed(replica, &mut Unobserved).await
+    }
+
+    /// [`Client::sync`], reporting progress after every round trip and stopping between round
+    /// trips when the observer says so.
+    pub async fn sync_observed(
+        &self,
+        replica: &mut Replica,
+        observer: &mut dyn Observer,
+    ) -> Result<SyncReport, ClientError> {
         let token = Self::token(replica)?;
         let mut report = SyncReport::default();
-        let digest_ok = self.rounds(replica, &token, &mut report).await?;
+        let digest_ok = self.rounds(replica, &token, &mut report, observer).await?;
         report.verified = digest_ok == Some(true);
         if digest_ok == Some(false) {
-            report.repaired_docs = self.repair(replica, &token, &mut report).await?;
-            report.verified = self.rounds(replica, &token, &mut report).await? == Some(true);
+            report.repaired_docs = self.repair(replica, &token, &mut report, observer).await?;
+            report.verified = self.rounds(replica, &token, &mut report, observer).await? == Some(true);
         }
+        observer.progress(Phase::Done, &report);
         Ok(report)
     }
 
@@ -223,9 +263,13 @@ impl Client {
         replica: &mut Replica,
         token: &str,
         report: &mut SyncReport,
+        observer: &mut dyn Observer,
     ) -> Result<Option<bool>, ClientError> {
         let mut digest_ok = None;
         for _ in 0..MAX_ROUNDS {
+            if observer.cancelled() {
+                return Err(ClientError::Cancelled);
+            }
             let held: Vec<DocumentId> = report.held_back.iter().map(|(d, _)| *d).collect();
             let (frame, round) = client::begin_round(replica, &self.limits, true, &held)?;
             report.bytes_up += frame.len();
@@ -247,6 +291,7 @@ impl Client {
             report.received_changes += outcome.received_changes;
             report.purged += outcome.purged;
             digest_ok = outcome.digest_matches;
+            observer.progress(Phase::Syncing, report);
             if !outcome.more {
                 break;
             }
@@ -259,6 +304,7 @@ impl Client {
         replica: &mut Replica,
         token: &str,
         report: &mut SyncReport,
+        observer: &mut dyn Observer,
     ) -> Result<usize, ClientError> {
         let request = client::manifest_request();
         report.bytes_up += request.len();
@@ -269,19 +315,27 @@ impl Client {
         report.purged += repair.purged;
         let docs = repair.pending();
         for _ in 0..MAX_REPAIR_ROUNDS {
+            if observer.cancelled() {
+                return Err(ClientError::Cancelled);
+            }
             let Some(frame) = repair.next_frame() else { break };
             report.bytes_up += frame.len();
             let reply = self.post_frame(token, frame).await?;
             report.bytes_down += reply.len();
             report.round_trips += 1;
             report.received_changes += repair.receive(replica, &reply, &self.limits)?;
+            observer.progress(Phase::Repairing, report);
         }
         Ok(docs)
     }
 
-    /// Opens a live WebSocket connection for this replica's device.
-    pub async fn connect_live(&self, replica: &Replica) -> Result<LiveConnection, ClientError> {
-        let token = Self::token(replica)?;
+    /// The device token the replica holds (after enrolment).
+    pub fn device_token(replica: &Replica) -> Result<String, ClientError> {
+        Self::token(replica)
+    }
+
+    /// Opens a live WebSocket connection with a device token (see [`Client::device_token`]).
+    pub async fn connect_live(&self, token: &str) -> Result<LiveConnection, ClientError> {
         let url = format!("{}/v1/ws", self.base.replacen("http", "ws", 1));
         let mut request = tungstenite::client::IntoClientRequest::into_client_request(url.as_str())
             .map_err(|e| ClientError::Network(e.to_string()))?;
@@ -292,7 +346,7 @@ impl Client {
         let (socket, _) = tokio_tungstenite::connect_async(request)
             .await
             .map_err(|e| ClientError::Network(e.to_string()))?;
-        Ok(LiveConnection { socket, limits: self.limits.clone(), pushes: VecDeque::new() })
+        Ok(LiveConnection { socket, limits: self.limits.clone() })
     }
 }
 
@@ -300,8 +354,6 @@ impl Client {
 pub struct LiveConnection {
     socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
     limits: ClientLimits,
-    /// Pushes that arrived while waiting for the answer to a request.
-    pushes: VecDeque<Vec<u8>>,
 }
 
 impl LiveConnection {
@@ -318,8 +370,8 @@ impl LiveConnection {
         }
     }
 
-    /// Sends one frame and returns the answer to it; pushes arriving meanwhile are kept for
-    /// [`LiveConnection::next_push`].
+    /// Sends one frame and returns the answer to it; pushes arriving meanwhile are superseded
+    /// by the answer and skipped.
     pub async fn send_frame(&mut self, frame: Vec<u8>) -> Result<Vec<u8>, ClientError> {
         self.socket
             .send(tungstenite::Message::Binary(frame.into()))
@@ -327,9 +379,9 @@ impl LiveConnection {
             .map_err(|e| ClientError::Network(e.to_string()))?;
         loop {
             let frame = self.next_frame().await?;
-            if client::is_push(&frame, &self.limits) {
-                self.pushes.push_back(frame);
-            } else {
+            // A push sent before the answer covers changes the answer covers too (the server
+            // answers from the request's cursor, which is older): skip it.
+            if !client::is_push(&frame, &self.limits) {
                 return Ok(frame);
             }
         }
@@ -357,12 +409,27 @@ impl LiveConnection {
         Ok(report)
     }
 
+    /// Waits for the next push from the server without applying it (so the replica need not
+    /// be held while waiting); apply it with [`LiveConnection::apply`].
+    pub async fn receive_push(&mut self) -> Result<Vec<u8>, ClientError> {
+        self.next_frame().await
+    }
+
+    /// Applies a frame from [`LiveConnection::receive_push`].
+    pub fn apply(&self, replica: &mut Replica, frame: &[u8]) -> Result<SyncReport, ClientError> {
+        let outcome = client::apply_push(replica, frame, &self.limits)?;
+        Ok(SyncReport {
+            received_docs: outcome.received_docs,
+            received_changes: outcome.received_changes,
+            purged: outcome.purged,
+            bytes_down: frame.len(),
+            ..SyncReport::default()
+        })
+    }
+
     /// Waits for the next push from the server and applies it.
     pub async fn next_push(&mut self, replica: &mut Replica) -> Result<SyncReport, ClientError> {
-        let frame = match self.pushes.pop_front() {
-            Some(frame) => frame,
-            None => self.next_frame().await?,
-        };
+        let frame = self.next_frame().await?;
         let outcome = client::apply_push(replica, &frame, &self.limits)?;
         Ok(SyncReport {
             received_docs: outcome.received_docs,

@@ -271,7 +271,11 @@ async fn a_revoked_device_is_refused_and_purges_everything_even_on_an_open_webso
     let device_id = phone.enrolment().expect("e").expect("enrolled").device;
 
     // Revoked on the command line while the phone's WebSocket is open.
-    let mut live = server.client().connect_live(&phone).await.expect("ws");
+    let mut live = server
+        .client()
+        .connect_live(&doorstep_client::Client::device_token(&phone).expect("token"))
+        .await
+        .expect("ws");
     live.sync(&mut phone).await.expect("live sync");
     let out = server.admin(&["device", "revoke", "--device", &device_id.to_string()]);
     assert!(out.contains("revoked"), "{out}");
@@ -319,7 +323,11 @@ async fn changes_reach_a_live_websocket_without_asking() {
     let dir = devices_dir();
     let mut worker = device(&server, dir.path(), "worker", w).await;
     let mut boss = device(&server, dir.path(), "boss", s).await;
-    let mut live = server.client().connect_live(&boss).await.expect("ws");
+    let mut live = server
+        .client()
+        .connect_live(&doorstep_client::Client::device_token(&boss).expect("token"))
+        .await
+        .expect("ws");
     live.sync(&mut boss).await.expect("first round");
     let home = worker.create_household(&household(g, "1", "甲"), t(0)).expect("household");
     sync(&server, &mut worker).await;
@@ -456,7 +464,11 @@ async fn bad_frames_get_their_documented_errors_over_http_and_websocket() {
         .expect("a");
     assert_eq!(response.status().as_u16(), 401);
     // Over the WebSocket the same codes come back and the connection stays usable.
-    let mut live = server.client().connect_live(&a).await.expect("ws");
+    let mut live = server
+        .client()
+        .connect_live(&doorstep_client::Client::device_token(&a).expect("token"))
+        .await
+        .expect("ws");
     for (name, body, code) in cases.into_iter().filter(|(n, ..)| *n != "empty") {
         let reply = live.send_frame(body).await.expect("answered");
         match doorstep_client::decode_reply(&reply).expect("frame") {
@@ -609,4 +621,33 @@ async fn paged_downloads_send_each_change_once() {
         report.bytes_down,
         whole
     );
+}
+
+#[tokio::test]
+async fn a_paged_first_download_after_an_empty_start_completes_without_repair() {
+    let config_dir = tempfile::tempdir().expect("tempdir");
+    let config = config_dir.path().join("small-pages.toml");
+    std::fs::write(&config, "page_bytes = 4096\n").expect("config");
+    let server = TestServer::start_with(
+        tempfile::tempdir().expect("tempdir"),
+        &["--config", config.to_str().expect("path")],
+    );
+    let storage = server.storage();
+    let g = grid(&storage, "G");
+    let w = member(&storage, "网格员", Role::GridWorker, &[g]);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "a", w).await;
+    // The county is empty when the phone first syncs; then the register is imported.
+    assert_eq!(sync(&server, &mut a).await.received_docs, 0);
+    let mut csv = String::from("community,grid,building,unit,room,name\n");
+    for n in 0..40 {
+        csv.push_str(&format!("幸福社区,{g},1栋,1单元,{n},住户{n}\n"));
+    }
+    let report = doorstep_server::import::import_csv(&storage, &csv, w, doorstep_server::http::now()).expect("import");
+    assert_eq!(report.households, 40);
+    let report = sync(&server, &mut a).await;
+    assert!(report.round_trips > 2, "{} rounds", report.round_trips);
+    assert_eq!(report.received_docs, 40);
+    assert_eq!(report.repaired_docs, 0, "the pages alone brought everything");
+    assert!(report.verified);
 }

@@ -327,6 +327,14 @@ impl Replica {
         index::households_in_grid(&self.conn, grid)
     }
 
+    /// The grids this replica holds households of.
+    pub fn grids(&self) -> Result<Vec<GridId>> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT DISTINCT grid_id FROM household_ix ORDER BY grid_id")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|r| r?.parse()).collect()
+    }
+
     /// Households with a current resident carrying `tag`.
     pub fn households_with_tag(&self, tag: ResidentTag) -> Result<Vec<HouseholdSummary>> {
         index::households_with_tag(&self.conn, tag)

@@ -26,7 +26,7 @@ pub async fn upgrade(
     match authenticate(&state, token.clone()).await {
         Ok(device) => ws
             // Room above the frame limit, so an oversized frame gets its protocol error rather
-            // than a closed socket; past this the socket closes (code 1009).
+            // than a closed socket; past this the socket closes.
             .max_message_size(state.max_frame_bytes.saturating_add(1024 * 1024))
             .on_upgrade(move |socket| serve(state, device, token.unwrap_or_default(), socket)),
         Err(e) => FrameError(e).into_response(),

@@ -333,11 +333,20 @@ fn catch_up(
             args.push(Value::Text(id.to_string()));
             let row: Option<(String, Vec<u8>)> =
                 tx.query_row(&sql, params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
-            if let Some((kind, snapshot)) = row {
-                let kind = DocumentKind::from_stored(&kind).ok_or_else(|| damaged("document kind"))?;
-                budget += snapshot.len();
-                sent_whole.insert(*id);
-                out.docs.push(DocData { doc: wire_id(*id), kind, full: true, data: ByteBuf::from(snapshot) });
+            match row {
+                Some((kind, snapshot)) => {
+                    let kind = DocumentKind::from_stored(&kind).ok_or_else(|| damaged("document kind"))?;
+                    budget += snapshot.len();
+                    sent_whole.insert(*id);
+                    out.docs.push(DocData {
+                        doc: wire_id(*id),
+                        kind,
+                        full: true,
+                        data: ByteBuf::from(snapshot),
+                    });
+                }
+                // No longer the device's to hold: tell it to purge what it has.
+                None => out.purge.push(*id),
             }
         }
     }
@@ -517,13 +526,14 @@ fn round(
     }
     let resend: Vec<DocumentId> = request.missing.iter().map(doc_id).collect();
     let caught = catch_up(tx, device, request.cursor, &resend, limits)?;
-    if caught.scope_complete {
-        tx.execute(
-            "UPDATE devices SET scope_version_seen = ?2 WHERE device_id = ?1",
-            params![device.id.to_string(), device.scope_version],
-        )
-        .map_err(StorageError::from)?;
-    }
+    // A full comparison spread over several pages must go on next round whatever the cursor:
+    // until it completes, the device is marked as having seen no scope version at all.
+    let seen = if caught.scope_complete { device.scope_version } else { -1 };
+    tx.execute(
+        "UPDATE devices SET scope_version_seen = ?2 WHERE device_id = ?1",
+        params![device.id.to_string(), seen],
+    )
+    .map_err(StorageError::from)?;
     let digest = if request.want_digest && !caught.more { Some(digest(tx, &device.scope)?) } else { None };
     Ok(SyncReply {
         acks,

@@ -1,0 +1,182 @@
+//! The one error crossing the boundary: a kind to switch on, and the message in English and
+//! Simplified Chinese for the screen. Nothing panics across the boundary.
+
+use doorstep_client::ClientError;
+use doorstep_core::CoreError;
+use doorstep_core::sync::message::ErrorCode;
+
+/// What kind of failure, for the app to act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum ErrorKind {
+    /// The input was refused (empty name, text too long, bad id…): fix it and retry.
+    InvalidInput,
+    /// No such household, request, resident or document on this device.
+    NotFound,
+    /// The request's status does not allow that action.
+    InvalidTransition,
+    /// There is no conflict to resolve there.
+    NoConflict,
+    /// The encryption key does not open the replica file; nothing was changed.
+    WrongKey,
+    /// Stored data is damaged (reported per document; the rest stays usable).
+    Damaged,
+    /// The device is not enrolled yet.
+    NotEnrolled,
+    /// The server could not be reached or the connection broke; nothing was lost, retry later.
+    Network,
+    /// The enrolment code is not valid (unknown, used or expired).
+    InvalidCode,
+    /// The device was revoked; its data has been deleted.
+    Revoked,
+    /// The server refused the request (see the message); nothing of it was stored.
+    Refused,
+    /// The sync was cancelled; nothing was lost.
+    Cancelled,
+    /// The device's storage failed (disk full, file locked…).
+    Storage,
+}
+
+/// A failed call.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum DoorstepError {
+    /// The call failed.
+    #[error("{message}")]
+    Failed {
+        /// What kind of failure.
+        kind: ErrorKind,
+        /// English message.
+        message: String,
+        /// Simplified Chinese message.
+        message_zh: String,
+    },
+}
+
+impl DoorstepError {
+    fn new(kind: ErrorKind, message: impl Into<String>, message_zh: impl Into<String>) -> Self {
+        DoorstepError::Failed { kind, message: message.into(), message_zh: message_zh.into() }
+    }
+
+    /// An input error.
+    pub fn invalid(message: impl Into<String>, message_zh: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, message, message_zh)
+    }
+
+    /// The kind (for tests and logs).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            DoorstepError::Failed { kind, .. } => *kind,
+        }
+    }
+}
+
+fn field_zh(field: &str) -> &str {
+    match field {
+        "name" => "姓名",
+        "community" => "社区",
+        "room" => "门牌号",
+        "building" => "楼栋",
+        "unit" => "单元",
+        "notes" => "备注",
+        "note" => "说明",
+        "description" => "诉求内容",
+        "phone" => "电话",
+        "birth_year" => "出生年份",
+        "need" => "需求",
+        "needs" => "需求",
+        "grid" => "网格",
+        "department" => "部门",
+        "key" => "密钥",
+        other => other,
+    }
+}
+
+impl From<CoreError> for DoorstepError {
+    fn from(e: CoreError) -> Self {
+        let en = e.to_string();
+        match e {
+            CoreError::InvalidId { what, .. } => Self::invalid(en, format!("编号格式不正确（{what}）")),
+            CoreError::EmptyText { field } => Self::invalid(en, format!("{}不能为空", field_zh(field))),
+            CoreError::TextTooLong { field, max } => {
+                Self::invalid(en, format!("{}不能超过 {max} 个字", field_zh(field)))
+            }
+            CoreError::InvalidValue { field, reason } => {
+                Self::invalid(en, format!("{}无效：{reason}", field_zh(field)))
+            }
+            CoreError::UnknownCategory(c) => Self::invalid(en, format!("没有这个诉求类别：{c}")),
+            CoreError::UnknownHousehold(_) => Self::new(ErrorKind::NotFound, en, "找不到该住户"),
+            CoreError::UnknownRequest(_) => Self::new(ErrorKind::NotFound, en, "找不到该诉求"),
+            CoreError::UnknownResident(_) => Self::new(ErrorKind::NotFound, en, "找不到该居民"),
+            CoreError::UnknownDocument(_) => Self::new(ErrorKind::NotFound, en, "本机没有该记录"),
+            CoreError::InvalidTransition { from, action } => Self::new(
+                ErrorKind::InvalidTransition,
+                en,
+                format!("诉求当前为「{}」，不能执行此操作（{action}）", from.label_zh()),
+            ),
+            CoreError::NoSuchConflict(_) => Self::new(ErrorKind::NoConflict, en, "这里没有需要处理的冲突"),
+            CoreError::CorruptDocument { .. } => {
+                Self::new(ErrorKind::Damaged, en, "该记录的数据已损坏，其他记录不受影响")
+            }
+            CoreError::WrongKey => Self::new(ErrorKind::WrongKey, en, "密钥无法打开本机数据，数据未被改动"),
+            CoreError::EncryptionUnavailable => Self::new(ErrorKind::Storage, en, "此版本不支持数据加密"),
+            CoreError::UnsyncedChanges(_) => {
+                Self::new(ErrorKind::Refused, en, "该记录还有未同步的修改，暂不能删除")
+            }
+            CoreError::NoMember => Self::new(ErrorKind::NotEnrolled, en, "本机尚未注册，请先输入注册码"),
+            CoreError::InvalidTaxonomy(_) => Self::new(ErrorKind::Damaged, en, "诉求分类配置无效"),
+            CoreError::Rejected { code, message, .. } => from_code(code, message),
+            CoreError::Protocol(_) => {
+                Self::new(ErrorKind::Network, en, "服务器返回了无法识别的数据，请稍后重试")
+            }
+            CoreError::Storage(_) => {
+                Self::new(ErrorKind::Storage, en, "本机存储出错（空间不足或文件被占用）")
+            }
+            CoreError::Automerge(_) => Self::new(ErrorKind::Damaged, en, "记录数据无法处理"),
+            _ => Self::new(ErrorKind::Storage, en, "操作失败"),
+        }
+    }
+}
+
+fn from_code(code: ErrorCode, message: String) -> DoorstepError {
+    let en = format!("the server refused the request ({code}): {message}");
+    match code {
+        ErrorCode::DeviceRevoked => {
+            DoorstepError::new(ErrorKind::Revoked, en, "本设备已被停用，本机数据已清除")
+        }
+        ErrorCode::Unauthorized => DoorstepError::new(ErrorKind::InvalidCode, en, "注册码或设备凭证无效"),
+        ErrorCode::Internal | ErrorCode::RateLimited => {
+            DoorstepError::new(ErrorKind::Network, en, "服务器暂时无法处理，请稍后重试")
+        }
+        _ => DoorstepError::new(
+            ErrorKind::Refused,
+            en,
+            format!("服务器拒绝了本次同步（{code}），数据仍保留在本机"),
+        ),
+    }
+}
+
+impl From<ClientError> for DoorstepError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Network(m) => DoorstepError::new(
+                ErrorKind::Network,
+                format!("network error: {m}"),
+                "网络不通，数据已保存在本机，稍后再同步",
+            ),
+            ClientError::Refused { code, message, .. } => from_code(code, message),
+            ClientError::Unexpected(m) => DoorstepError::new(
+                ErrorKind::Network,
+                format!("unexpected answer from the server: {m}"),
+                "服务器地址可能有误，收到了无法识别的回复",
+            ),
+            ClientError::NotEnrolled => DoorstepError::new(
+                ErrorKind::NotEnrolled,
+                "this device is not enrolled",
+                "本机尚未注册，请先输入注册码",
+            ),
+            ClientError::Cancelled => {
+                DoorstepError::new(ErrorKind::Cancelled, "the sync was cancelled", "同步已取消，数据未丢失")
+            }
+            ClientError::Core(e) => e.into(),
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The device's replica as one object: open it encrypted, then the app's screens and edits.
+//! Every method is safe to call from any thread; calls are serialised on the replica.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use doorstep_core::ids::{GridId, HouseholdId, RequestId, ResidentId};
+use doorstep_core::model::{NewEvent, ResidentTag};
+use doorstep_core::store::{self, ReplicaOptions};
+use doorstep_core::time::Timestamp;
+
+use crate::error::DoorstepError;
+use crate::types::{
+    Category, Conflict, ConflictField, Household, HouseholdPatch, HouseholdSummary, NewHousehold, NewRequest,
+    NewResident, NewVisit, Request, RequestAction, RequestFilter, RequestSummary, ResidentPatch,
+    TimelineEntry, parse,
+};
+
+/// The device's local replica: households and requests of its scope, in an encrypted file.
+#[derive(uniffi::Object)]
+pub struct Replica {
+    pub(crate) inner: tokio::sync::Mutex<store::Replica>,
+    pub(crate) cancel: AtomicBool,
+}
+
+/// Now, by the device clock (the bindings may read it; the core never does).
+pub(crate) fn now() -> Timestamp {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Timestamp(millis)
+}
+
+fn at(ms: Option<i64>) -> Timestamp {
+    ms.map(Timestamp).unwrap_or_else(now)
+}
+
+impl Replica {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut store::Replica) -> Result<T, doorstep_core::CoreError>,
+    ) -> Result<T, DoorstepError> {
+        let mut replica = self.inner.blocking_lock();
+        f(&mut replica).map_err(DoorstepError::from)
+    }
+}
+
+#[uniffi::export]
+impl Replica {
+    /// Opens (or creates) the replica file at `path`, encrypted with `key` (keep the key in
+    /// Android Keystore / iOS Keychain). A wrong key fails with kind `WrongKey` and changes
+    /// nothing.
+    #[uniffi::constructor]
+    pub fn open(path: String, key: Vec<u8>) -> Result<Arc<Self>, DoorstepError> {
+        let replica = store::Replica::open_encrypted(&path, &key, ReplicaOptions::default())?;
+        Ok(Arc::new(Self { inner: tokio::sync::Mutex::new(replica), cancel: AtomicBool::new(false) }))
+    }
+
+    /// Re-encrypts the file under a new key.
+    pub fn rotate_key(&self, new_key: Vec<u8>) -> Result<(), DoorstepError> {
+        self.with(|r| r.rekey(&new_key))
+    }
+
+    /// The member signed in on this device (after enrolment).
+    pub fn member_id(&self) -> Option<String> {
+        self.inner.blocking_lock().member().map(|m| m.to_string())
+    }
+
+    /// The grids this device holds households of.
+    pub fn grids(&self) -> Result<Vec<String>, DoorstepError> {
+        self.with(|r| Ok(r.grids()?.iter().map(ToString::to_string).collect()))
+    }
+
+    /// A grid's households with last visit and open requests, the longest unvisited first.
+    pub fn households_in_grid(&self, grid: String) -> Result<Vec<HouseholdSummary>, DoorstepError> {
+        let grid: GridId = parse(&grid)?;
+        self.with(|r| Ok(r.households_in_grid(grid)?.into_iter().map(Into::into).collect()))
+    }
+
+    /// Households with a resident carrying a tag (elderly alone, disabled…).
+    pub fn households_with_tag(&self, tag: ResidentTag) -> Result<Vec<HouseholdSummary>, DoorstepError> {
+        self.with(|r| Ok(r.households_with_tag(tag)?.into_iter().map(Into::into).collect()))
+    }
+
+    /// A household's details and visit log.
+    pub fn household(&self, id: String) -> Result<Household, DoorstepError> {
+        let id: HouseholdId = parse(&id)?;
+        self.with(|r| Ok(r.household(id)?.into()))
+    }
+
+    /// A household's visits and requests, newest first.
+    pub fn household_timeline(&self, id: String) -> Result<Vec<TimelineEntry>, DoorstepError> {
+        let id: HouseholdId = parse(&id)?;
+        self.with(|r| Ok(r.household_timeline(id)?.into_iter().map(Into::into).collect()))
+    }
+
+    /// Registers a household; returns its id.
+    pub fn create_household(&self, household: NewHousehold) -> Result<String, DoorstepError> {
+        let new = doorstep_core::model::NewHousehold {
+            address: household.address.to_core()?,
+            residents: household.residents.into_iter().map(Into::into).collect(),
+            notes: household.notes,
+        };
+        self.with(|r| Ok(r.create_household(&new, now())?.to_string()))
+    }
+
+    /// Changes a household's address fields or notes.
+    pub fn update_household(&self, id: String, patch: HouseholdPatch) -> Result<(), DoorstepError> {
+        let id: HouseholdId = parse(&id)?;
+        self.with(|r| r.update_household(id, &patch.into()))
+    }
+
+    /// Adds a resident; returns the resident's id.
+    pub fn add_resident(&self, household: String, resident: NewResident) -> Result<String, DoorstepError> {
+        let id: HouseholdId = parse(&household)?;
+        self.with(|r| Ok(r.add_resident(id, &resident.into(), now())?.to_string()))
+    }
+
+    /// Changes a resident.
+    pub fn update_resident(
+        &self,
+        household: String,
+        resident: String,
+        patch: ResidentPatch,
+    ) -> Result<(), DoorstepError> {
+        let (id, rid): (HouseholdId, ResidentId) = (parse(&household)?, parse(&resident)?);
+        self.with(|r| r.update_resident(id, rid, &patch.into()))
+    }
+
+    /// Marks a resident as moved out (kept in the history).
+    pub fn remove_resident(&self, household: String, resident: String) -> Result<(), DoorstepError> {
+        let (id, rid): (HouseholdId, ResidentId) = (parse(&household)?, parse(&resident)?);
+        self.with(|r| r.remove_resident(id, rid))
+    }
+
+    /// Records a visit; returns its id. Stored at once, synced later.
+    pub fn record_visit(&self, household: String, visit: NewVisit) -> Result<String, DoorstepError> {
+        let id: HouseholdId = parse(&household)?;
+        let visit = doorstep_core::model::NewVisit {
+            at: at(visit.at_ms),
+            kind: visit.kind,
+            notes: visit.notes,
+            needs: visit.needs,
+        };
+        self.with(|r| Ok(r.record_visit(id, &visit)?.to_string()))
+    }
+
+    /// Raises a request; returns its id.
+    pub fn raise_request(&self, request: NewRequest) -> Result<String, DoorstepError> {
+        let new = doorstep_core::model::NewRequest {
+            household: request.household.as_deref().map(parse).transpose()?,
+            grid: request.grid.as_deref().map(parse).transpose()?,
+            category: request.category,
+            description: request.description,
+            urgency: request.urgency,
+            at: at(request.at_ms),
+        };
+        self.with(|r| Ok(r.raise_request(&new)?.to_string()))
+    }
+
+    /// Acts on a request (accept, resolve on the spot, dispatch, claim, progress, resolve,
+    /// follow up, close…); refused with kind `InvalidTransition` when the status does not allow
+    /// it. Returns the event's id.
+    pub fn act_on_request(
+        &self,
+        request: String,
+        action: RequestAction,
+        note: String,
+    ) -> Result<String, DoorstepError> {
+        let id: RequestId = parse(&request)?;
+        let event = NewEvent { action: action.to_core()?, note, at: now() };
+        self.with(|r| Ok(r.add_request_event(id, &event)?.to_string()))
+    }
+
+    /// A request with its derived status and log.
+    pub fn request(&self, id: String) -> Result<Request, DoorstepError> {
+        let id: RequestId = parse(&id)?;
+        self.with(|r| Ok(r.request(id)?.into()))
+    }
+
+    /// Requests by status, overdue, assigned to me…
+    pub fn list_requests(&self, filter: RequestFilter) -> Result<Vec<RequestSummary>, DoorstepError> {
+        let replica = self.inner.blocking_lock();
+        let assignee = if filter.assigned_to_me {
+            Some(replica.member().ok_or_else(|| DoorstepError::from(doorstep_core::CoreError::NoMember))?)
+        } else {
+            None
+        };
+        let core_filter = store::RequestFilter {
+            statuses: filter.statuses,
+            open_only: filter.open_only,
+            category: filter.category.as_deref().map(parse).transpose()?,
+            assignee,
+            grid: filter.grid.as_deref().map(parse).transpose()?,
+            household: filter.household.as_deref().map(parse).transpose()?,
+            overdue_at: filter.overdue.then(now),
+        };
+        Ok(replica.list_requests(&core_filter)?.into_iter().map(Into::into).collect())
+    }
+
+    /// Every conflict waiting for a person.
+    pub fn conflicts(&self) -> Result<Vec<Conflict>, DoorstepError> {
+        self.with(|r| Ok(r.conflicts()?.into_iter().map(Into::into).collect()))
+    }
+
+    /// Settles a household field conflict with the chosen (or a newly typed) value.
+    pub fn resolve_field_conflict(
+        &self,
+        household: String,
+        field: ConflictField,
+        value: String,
+    ) -> Result<(), DoorstepError> {
+        let id: HouseholdId = parse(&household)?;
+        let field = field.to_core()?;
+        self.with(|r| r.resolve_household_field(id, &field, &value))
+    }
+
+    /// Records a review of a request's conflict, optionally choosing the status it takes.
+    pub fn review_request_conflict(
+        &self,
+        request: String,
+        outcome: Option<doorstep_core::lifecycle::RequestStatus>,
+        note: String,
+    ) -> Result<String, DoorstepError> {
+        let id: RequestId = parse(&request)?;
+        self.with(|r| Ok(r.review_request_conflict(id, outcome, &note, now())?.to_string()))
+    }
+
+    /// Local changes not yet stored by the server.
+    pub fn unsynced_change_count(&self) -> Result<u64, DoorstepError> {
+        self.with(|r| r.unsynced_change_count())
+    }
+
+    /// Documents on this device (households and requests).
+    pub fn document_count(&self) -> Result<u64, DoorstepError> {
+        self.with(|r| Ok(r.documents()?.len() as u64))
+    }
+
+    /// The county's request categories.
+    pub fn categories(&self) -> Vec<Category> {
+        self.inner.blocking_lock().taxonomy().categories.iter().map(Into::into).collect()
+    }
+}

@@ -1,0 +1,190 @@
+//! Enrolment and sync for the app: `enrol`, `sync` (progress, cancellation) and `listen`
+//! (a live connection while the app is in the foreground). A cut connection loses nothing:
+//! the next call resumes.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use doorstep_client::{Client, Observer, Phase};
+
+use crate::error::DoorstepError;
+use crate::replica::Replica;
+
+/// The stage a sync is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum SyncPhase {
+    /// Uploading and downloading.
+    Syncing,
+    /// Repairing documents that differed.
+    Repairing,
+    /// Finished.
+    Done,
+}
+
+/// Progress of a sync, reported after every round trip.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct SyncProgress {
+    /// Stage.
+    pub phase: SyncPhase,
+    /// Round trips so far.
+    pub round_trips: u32,
+    /// Local changes acknowledged so far.
+    pub uploaded_changes: u64,
+    /// Changes still to upload (the total is this plus `uploaded_changes`).
+    pub documents_received: u64,
+    /// Bytes sent so far.
+    pub bytes_up: u64,
+    /// Bytes received so far.
+    pub bytes_down: u64,
+}
+
+/// What a sync did.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct SyncReport {
+    /// Round trips.
+    pub round_trips: u32,
+    /// Local changes the server stored.
+    pub uploaded_changes: u64,
+    /// Documents that received data.
+    pub documents_received: u64,
+    /// Documents removed because they left this device's scope.
+    pub documents_purged: u64,
+    /// Bytes sent.
+    pub bytes_up: u64,
+    /// Bytes received.
+    pub bytes_down: u64,
+    /// The device and the server proved they hold the same scope.
+    pub verified: bool,
+    /// Documents the server refused (kept on the device, reported to the user).
+    pub held_back: Vec<String>,
+    /// Local changes still waiting (recorded during the sync, or held back).
+    pub unsynced_left: u64,
+}
+
+/// The device's enrolment.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct Enrolment {
+    /// The device's id on the server.
+    pub device_id: String,
+    /// The member signed in.
+    pub member_id: String,
+}
+
+/// Told about a sync's progress; implemented by the app (Kotlin, Swift, Python).
+#[uniffi::export(with_foreign)]
+pub trait SyncObserver: Send + Sync {
+    /// Called after every round trip, and once at the end.
+    fn on_progress(&self, progress: SyncProgress);
+}
+
+/// Told about changes that arrive on a live connection.
+#[uniffi::export(with_foreign)]
+pub trait LiveObserver: Send + Sync {
+    /// New data arrived and is stored: `documents` documents changed.
+    fn on_changes(&self, documents: u64);
+}
+
+struct Watch<'a> {
+    observer: Option<Arc<dyn SyncObserver>>,
+    replica: &'a Replica,
+}
+
+impl Observer for Watch<'_> {
+    fn progress(&mut self, phase: Phase, so_far: &doorstep_client::SyncReport) {
+        if let Some(observer) = &self.observer {
+            observer.on_progress(SyncProgress {
+                phase: match phase {
+                    Phase::Syncing => SyncPhase::Syncing,
+                    Phase::Repairing => SyncPhase::Repairing,
+                    Phase::Done => SyncPhase::Done,
+                },
+                round_trips: u32::try_from(so_far.round_trips).unwrap_or(u32::MAX),
+                uploaded_changes: so_far.uploaded_changes as u64,
+                documents_received: so_far.received_docs as u64,
+                bytes_up: so_far.bytes_up as u64,
+                bytes_down: so_far.bytes_down as u64,
+            });
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.replica.cancel.load(Ordering::SeqCst)
+    }
+}
+
+fn client_for(replica: &doorstep_core::store::Replica) -> Result<Client, DoorstepError> {
+    let enrolment =
+        replica.enrolment()?.ok_or_else(|| DoorstepError::from(doorstep_client::ClientError::NotEnrolled))?;
+    Ok(Client::new(&enrolment.server))
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl Replica {
+    /// Enrols this device with the county server using the code the administrator gave
+    /// (case, spaces and dashes do not matter).
+    pub async fn enrol(
+        &self,
+        server_url: String,
+        code: String,
+        device_name: String,
+    ) -> Result<Enrolment, DoorstepError> {
+        let mut replica = self.inner.lock().await;
+        let enrolment = Client::new(&server_url).enrol(&mut replica, &code, &device_name).await?;
+        Ok(Enrolment { device_id: enrolment.device.to_string(), member_id: enrolment.member.to_string() })
+    }
+
+    /// Syncs with the server: uploads every local change, downloads what is new in scope,
+    /// verifies, and repairs. Progress goes to `observer`; `cancel_sync()` stops it between
+    /// round trips. Safe to call again after any failure: nothing is lost.
+    pub async fn sync(&self, observer: Option<Arc<dyn SyncObserver>>) -> Result<SyncReport, DoorstepError> {
+        self.cancel.store(false, Ordering::SeqCst);
+        let mut replica = self.inner.lock().await;
+        let client = client_for(&replica)?;
+        let mut watch = Watch { observer, replica: self };
+        let report = client.sync_observed(&mut replica, &mut watch).await?;
+        Ok(SyncReport {
+            round_trips: u32::try_from(report.round_trips).unwrap_or(u32::MAX),
+            uploaded_changes: report.uploaded_changes as u64,
+            documents_received: report.received_docs as u64,
+            documents_purged: report.purged as u64,
+            bytes_up: report.bytes_up as u64,
+            bytes_down: report.bytes_down as u64,
+            verified: report.verified,
+            held_back: report.held_back.iter().map(|(d, _)| d.to_string()).collect(),
+            unsynced_left: replica.unsynced_change_count()?,
+        })
+    }
+
+    /// Stops a running `sync()` or `listen()` at the next round trip.
+    pub fn cancel_sync(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+
+    /// Keeps a live connection while the app is in the foreground: syncs once, then stores
+    /// changes as the server pushes them and tells `observer`, until `cancel_sync()` or the
+    /// connection drops (then call `sync()` or `listen()` again). The replica stays usable
+    /// for edits while it waits.
+    pub async fn listen(&self, observer: Arc<dyn LiveObserver>) -> Result<(), DoorstepError> {
+        self.cancel.store(false, Ordering::SeqCst);
+        let mut live = {
+            let mut replica = self.inner.lock().await;
+            let client = client_for(&replica)?;
+            let token = Client::device_token(&replica)?;
+            let mut live = client.connect_live(&token).await?;
+            live.sync(&mut replica).await?;
+            live
+        };
+        while !self.cancel.load(Ordering::SeqCst) {
+            let frame = tokio::select! {
+                frame = live.receive_push() => frame?,
+                () = tokio::time::sleep(std::time::Duration::from_millis(250)) => continue,
+            };
+            let report = {
+                let mut replica = self.inner.lock().await;
+                live.apply(&mut replica, &frame)?
+            };
+            observer.on_changes(report.received_docs as u64);
+        }
+        Ok(())
+    }
+}

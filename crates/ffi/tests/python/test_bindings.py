@@ -1,0 +1,200 @@
+"""The phone API through the generated Python bindings, against a real doorstep-server."""
+
+import asyncio
+import os
+
+import pytest
+
+from doorstep_ffi import (
+    Address,
+    Conflict,
+    DoorstepError,
+    ErrorKind,
+    NewHousehold,
+    NewRequest,
+    NewResident,
+    NewVisit,
+    Replica,
+    RequestAction,
+    RequestFilter,
+    RequestStatus,
+    ResidentPatch,
+    ResidentTag,
+    Sex,
+    SyncObserver,
+    SyncPhase,
+    Urgency,
+    VisitKind,
+)
+
+KEY = b"0123456789abcdef0123456789abcdef"
+
+
+def open_replica(phones, name, key=KEY):
+    return Replica.open(os.path.join(phones, name + ".db"), key)
+
+
+def enrolled(county, phones, name, member):
+    replica = open_replica(phones, name)
+    asyncio.run(replica.enrol(county.url, county.code(member), name))
+    return replica
+
+
+def sync(replica, observer=None):
+    return asyncio.run(replica.sync(observer))
+
+
+def visit(notes):
+    return NewVisit(kind=VisitKind.ROUTINE, notes=notes, needs=[], at_ms=None)
+
+
+def new_household(grid, room, name):
+    return NewHousehold(
+        address=Address(community="幸福社区", grid=grid, building="3栋", unit="1单元", room=room),
+        residents=[NewResident(name=name, sex=Sex.FEMALE, birth_year=1942, phone="", tags=[ResidentTag.ELDERLY_ALONE])],
+        notes="",
+    )
+
+
+class Progress(SyncObserver):
+    def __init__(self):
+        self.events = []
+
+    def on_progress(self, progress):
+        self.events.append(progress)
+
+
+def test_two_offline_devices_see_everything_and_a_conflict_that_resolves(county, phones):
+    worker = enrolled(county, phones, "worker", county.worker)
+    office = enrolled(county, phones, "office", county.supervisor)
+    home = worker.create_household(new_household(county.grid, "501", "赵桂兰"))
+    request = worker.raise_request(
+        NewRequest(household=home, grid=None, category="elderly_care", description="需要每周送餐", urgency=Urgency.NORMAL, at_ms=None)
+    )
+    progress = Progress()
+    report = sync(worker, progress)
+    assert report.uploaded_changes == 2 and report.verified
+    assert progress.events[-1].phase == SyncPhase.DONE
+    assert sync(office).documents_received == 2
+
+    # Offline on both: visits and requests, and two decisions on the same request.
+    worker.record_visit(home, visit("送药上门"))
+    office.record_visit(home, visit("回访，老人状态良好"))
+    street = office.raise_request(
+        NewRequest(household=None, grid=county.grid, category="sanitation", description="路口垃圾没人清", urgency=Urgency.URGENT, at_ms=None)
+    )
+    worker.act_on_request(request, RequestAction.RESOLVE_ON_SPOT(), "已联系送餐")
+    office.act_on_request(request, RequestAction.DISPATCH(department="civil_affairs"), "转民政局")
+    assert worker.unsynced_change_count() == 2 and office.unsynced_change_count() == 3
+
+    sync(worker)
+    sync(office)
+    sync(worker)
+    for replica in (worker, office):
+        assert replica.unsynced_change_count() == 0
+        assert len(replica.household(home).visits) == 2
+        assert replica.request(street).status == RequestStatus.RAISED
+        conflicts = replica.conflicts()
+        assert len(conflicts) == 1 and isinstance(conflicts[0], Conflict.REQUEST)
+        assert len(conflicts[0].events) == 2
+        assert replica.request(request).has_conflict
+    assert worker.request(request).status == office.request(request).status
+
+    # The supervisor settles it; the resolution reaches the worker like any change.
+    office.review_request_conflict(request, RequestStatus.DISPATCHED, "由民政局跟进")
+    sync(office)
+    sync(worker)
+    for replica in (worker, office):
+        assert replica.conflicts() == []
+        assert replica.request(request).status == RequestStatus.DISPATCHED
+    mine = worker.list_requests(RequestFilter(statuses=[], open_only=True, overdue=False, assigned_to_me=False, grid=None, household=home, category=None))
+    assert [r.id for r in mine] == [request]
+
+
+def test_a_field_edited_on_both_devices_keeps_both_values_until_chosen(county, phones):
+    worker = enrolled(county, phones, "worker", county.worker)
+    office = enrolled(county, phones, "office", county.supervisor)
+    home = worker.create_household(new_household(county.grid, "502", "钱奶奶"))
+    sync(worker)
+    sync(office)
+    resident = office.household(home).residents[0].id
+    worker.update_resident(home, resident, ResidentPatch(name=None, sex=None, birth_year=None, clear_birth_year=False, phone="13800000001", add_tags=[], remove_tags=[]))
+    office.update_resident(home, resident, ResidentPatch(name=None, sex=None, birth_year=None, clear_birth_year=False, phone="13900000002", add_tags=[], remove_tags=[]))
+    sync(worker)
+    sync(office)
+    sync(worker)
+    conflict = worker.conflicts()[0]
+    assert isinstance(conflict, Conflict.FIELD)
+    assert conflict.values == ["13800000001", "13900000002"]
+    worker.resolve_field_conflict(home, conflict.field, "13900000002")
+    sync(worker)
+    sync(office)
+    assert office.conflicts() == []
+    assert office.household(home).residents[0].phone == "13900000002"
+
+
+def test_a_wrong_key_is_a_clear_error_and_the_data_survives(county, phones):
+    worker = enrolled(county, phones, "worker", county.worker)
+    home = worker.create_household(new_household(county.grid, "1", "孙大爷"))
+    del worker
+    with pytest.raises(DoorstepError.Failed) as wrong:
+        open_replica(phones, "worker", b"not the key")
+    assert wrong.value.kind == ErrorKind.WRONG_KEY
+    assert "密钥" in wrong.value.message_zh
+    again = open_replica(phones, "worker")
+    assert again.household(home).residents[0].name == "孙大爷"
+    again.rotate_key(b"a brand new key for the keystore")
+    with pytest.raises(DoorstepError.Failed):
+        open_replica(phones, "worker")
+    assert open_replica(phones, "worker", b"a brand new key for the keystore").household(home).address.room == "1"
+
+
+def test_a_bad_enrolment_code_is_refused(county, phones):
+    replica = open_replica(phones, "phone")
+    with pytest.raises(DoorstepError.Failed) as refused:
+        asyncio.run(replica.enrol(county.url, "ABCDE-FGHJK", "phone"))
+    assert refused.value.kind == ErrorKind.INVALID_CODE
+    with pytest.raises(DoorstepError.Failed) as not_enrolled:
+        sync(replica)
+    assert not_enrolled.value.kind == ErrorKind.NOT_ENROLLED
+    with pytest.raises(DoorstepError.Failed) as invalid:
+        replica.create_household(new_household("not-a-grid", "1", "x"))
+    assert invalid.value.kind == ErrorKind.INVALID_INPUT
+
+
+def test_a_server_that_is_down_loses_nothing(county, phones):
+    worker = enrolled(county, phones, "worker", county.worker)
+    home = worker.create_household(new_household(county.grid, "7", "周爷爷"))
+    worker.record_visit(home, visit("停电了也要记"))
+    address = county.url.split("//")[1]
+    county.stop()
+    with pytest.raises(DoorstepError.Failed) as down:
+        sync(worker)
+    assert down.value.kind == ErrorKind.NETWORK
+    assert "网络" in down.value.message_zh
+    assert worker.unsynced_change_count() == 2
+    county.start(listen=address)
+    report = sync(worker)
+    assert report.uploaded_changes == 2 and report.verified
+    assert worker.unsynced_change_count() == 0
+
+
+def test_screens_read_the_replica(county, phones):
+    worker = enrolled(county, phones, "worker", county.worker)
+    first = worker.create_household(new_household(county.grid, "101", "吴奶奶"))
+    second = worker.create_household(new_household(county.grid, "102", "郑爷爷"))
+    worker.record_visit(second, visit("走访"))
+    rows = worker.households_in_grid(county.grid)
+    assert [r.id for r in rows] == [first, second], "never visited first"
+    assert rows[1].last_visit_at_ms is not None
+    assert len(worker.households_with_tag(ResidentTag.ELDERLY_ALONE)) == 2
+    timeline = worker.household_timeline(second)
+    assert len(timeline) == 1 and timeline[0].is_visit
+    assert worker.grids() == [county.grid]
+    assert any(c.code == "micro_wish" and c.name_zh == "微心愿" for c in worker.categories())
+    with pytest.raises(DoorstepError.Failed) as transition:
+        request = worker.raise_request(
+            NewRequest(household=first, grid=None, category="micro_wish", description="想要一个书包", urgency=Urgency.NORMAL, at_ms=None)
+        )
+        worker.act_on_request(request, RequestAction.CLOSE(), "")
+    assert transition.value.kind == ErrorKind.INVALID_TRANSITION
