@@ -21,6 +21,8 @@ use crate::types::{
 pub struct Replica {
     pub(crate) inner: tokio::sync::Mutex<store::Replica>,
     pub(crate) cancel: AtomicBool,
+    /// Raised by every `cancel_sync()`, so a waiting `listen()` wakes at once.
+    pub(crate) cancellations: tokio::sync::watch::Sender<u64>,
 }
 
 /// Now, by the device clock (the bindings may read it; the core never does).
@@ -54,7 +56,11 @@ impl Replica {
     #[uniffi::constructor]
     pub fn open(path: String, key: Vec<u8>) -> Result<Arc<Self>, DoorstepError> {
         let replica = store::Replica::open_encrypted(&path, &key, ReplicaOptions::default())?;
-        Ok(Arc::new(Self { inner: tokio::sync::Mutex::new(replica), cancel: AtomicBool::new(false) }))
+        Ok(Arc::new(Self {
+            inner: tokio::sync::Mutex::new(replica),
+            cancel: AtomicBool::new(false),
+            cancellations: tokio::sync::watch::channel(0).0,
+        }))
     }
 
     /// Re-encrypts the file under a new key.

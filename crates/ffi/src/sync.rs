@@ -80,6 +80,8 @@ pub trait SyncObserver: Send + Sync {
 /// Told about changes that arrive on a live connection.
 #[uniffi::export(with_foreign)]
 pub trait LiveObserver: Send + Sync {
+    /// The connection is up and the first sync round is done: changes now arrive as pushes.
+    fn on_connected(&self);
     /// New data arrived and is stored: `documents` documents changed.
     fn on_changes(&self, documents: u64);
 }
@@ -158,6 +160,7 @@ impl Replica {
     /// Stops a running `sync()` or `listen()` at the next round trip.
     pub fn cancel_sync(&self) {
         self.cancel.store(true, Ordering::SeqCst);
+        self.cancellations.send_modify(|n| *n += 1);
     }
 
     /// Keeps a live connection while the app is in the foreground: syncs once, then stores
@@ -165,7 +168,8 @@ impl Replica {
     /// connection drops (then call `sync()` or `listen()` again). The replica stays usable
     /// for edits while it waits.
     pub async fn listen(&self, observer: Arc<dyn LiveObserver>) -> Result<(), DoorstepError> {
-        self.cancel.store(false, Ordering::SeqCst);
+        let mut cancelled = self.cancellations.subscribe();
+        cancelled.borrow_and_update();
         let mut live = {
             let mut replica = self.inner.lock().await;
             let client = client_for(&replica)?;
@@ -174,10 +178,11 @@ impl Replica {
             live.sync(&mut replica).await?;
             live
         };
-        while !self.cancel.load(Ordering::SeqCst) {
+        observer.on_connected();
+        loop {
             let frame = tokio::select! {
                 frame = live.receive_push() => frame?,
-                () = tokio::time::sleep(std::time::Duration::from_millis(250)) => continue,
+                _ = cancelled.changed() => break,
             };
             let report = {
                 let mut replica = self.inner.lock().await;

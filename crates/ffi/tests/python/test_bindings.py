@@ -198,3 +198,42 @@ def test_screens_read_the_replica(county, phones):
         )
         worker.act_on_request(request, RequestAction.CLOSE(), "")
     assert transition.value.kind == ErrorKind.INVALID_TRANSITION
+
+
+def test_listen_stores_pushed_changes_and_the_replica_stays_usable(county, phones):
+    import threading
+
+    from doorstep_ffi import LiveObserver
+
+    worker = enrolled(county, phones, "worker", county.worker)
+    office = enrolled(county, phones, "office", county.supervisor)
+
+    class Live(LiveObserver):
+        def __init__(self):
+            self.connected = threading.Event()
+            self.changed = threading.Event()
+            self.documents = 0
+
+        def on_connected(self):
+            self.connected.set()
+
+        def on_changes(self, documents):
+            self.documents += documents
+            self.changed.set()
+
+    async def scenario():
+        live = Live()
+        listening = asyncio.ensure_future(office.listen(live))
+        assert await asyncio.to_thread(live.connected.wait, 30), "connected"
+        home = worker.create_household(new_household(county.grid, "9", "冯奶奶"))
+        await worker.sync(None)
+        assert await asyncio.to_thread(live.changed.wait, 30), "a push arrived"
+        # The replica is usable while listening.
+        office.record_visit(home, visit("收到推送后马上走访"))
+        assert office.household(home).residents[0].name == "冯奶奶"
+        office.cancel_sync()
+        await asyncio.wait_for(listening, 30)
+        return live
+
+    live = asyncio.run(scenario())
+    assert live.documents == 1
