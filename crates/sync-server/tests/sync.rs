@@ -643,7 +643,8 @@ async fn a_paged_first_download_after_an_empty_start_completes_without_repair() 
     for n in 0..40 {
         csv.push_str(&format!("幸福社区,{g},1栋,1单元,{n},住户{n}\n"));
     }
-    let report = doorstep_server::import::import_csv(&storage, &csv, w, doorstep_server::http::now()).expect("import");
+    let report =
+        doorstep_server::import::import_csv(&storage, &csv, w, doorstep_server::http::now()).expect("import");
     assert_eq!(report.households, 40);
     let report = sync(&server, &mut a).await;
     assert!(report.round_trips > 2, "{} rounds", report.round_trips);
