@@ -467,8 +467,10 @@ impl Replica {
         let mut out = Vec::new();
         for row in rows {
             let (id, kind) = row?;
-            let kind = DocumentKind::from_stored(&kind).unwrap_or(DocumentKind::Household);
-            out.push((id.parse()?, kind));
+            let id: DocumentId = id.parse()?;
+            let kind = DocumentKind::from_stored(&kind)
+                .ok_or_else(|| CoreError::CorruptDocument { id, reason: format!("unknown kind {kind:?}") })?;
+            out.push((id, kind));
         }
         Ok(out)
     }
