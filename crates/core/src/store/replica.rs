@@ -548,6 +548,65 @@ impl Replica {
     /// are checked: damaged bytes or a document of another kind are refused and nothing is
     /// stored.
     pub fn apply_remote(&mut self, id: DocumentId, bytes: &[u8]) -> Result<usize> {
+        self.apply_remote_many(&[(id, bytes)])?.pop().unwrap_or(Ok(0))
+    }
+
+    /// [`Replica::apply_remote`] for many documents at once, in one transaction (a download of
+    /// a whole grid commits once, not once per document). Each document gets its own result:
+    /// a damaged one is refused and stores nothing, the others are stored. The outer error is a
+    /// storage failure, after which nothing of the batch was stored.
+    pub fn apply_remote_many(&mut self, items: &[(DocumentId, &[u8])]) -> Result<Vec<Result<usize>>> {
+        let mut results: Vec<Result<usize>> = Vec::with_capacity(items.len());
+        let mut prepared = Vec::new();
+        for (id, bytes) in items {
+            if prepared.iter().any(|p: &PreparedRemote| p.id == *id) {
+                results.push(Err(CoreError::CorruptDocument {
+                    id: *id,
+                    reason: "sent twice in one batch".into(),
+                }));
+                continue;
+            }
+            match self.prepare_remote(*id, bytes) {
+                Ok(Some(p)) => {
+                    results.push(Ok(p.changes.len()));
+                    prepared.push(p);
+                }
+                Ok(None) => results.push(Ok(0)),
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if prepared.is_empty() {
+            return Ok(results);
+        }
+        let compact_after = self.options.compact_after_changes;
+        let stored = (|| -> Result<()> {
+            let tx = self.conn.transaction()?;
+            for p in &mut prepared {
+                if p.is_new {
+                    insert_document_row(&tx, p.id, p.loaded.kind, &p.heads)?;
+                }
+                store_changes(&tx, p.id, &p.changes, &p.heads, &[])?;
+                p.indexed.write(&tx)?;
+                maybe_compact(&tx, p.id, &mut p.loaded, compact_after)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = stored {
+            for p in &prepared {
+                self.cache.remove(&p.id);
+            }
+            return Err(e);
+        }
+        for p in prepared {
+            self.cache.insert(p.id, p.loaded);
+        }
+        Ok(results)
+    }
+
+    /// Checks received bytes against the stored document without writing anything; `None` if
+    /// they bring nothing new.
+    fn prepare_remote(&mut self, id: DocumentId, bytes: &[u8]) -> Result<Option<PreparedRemote>> {
         let bad = |reason: String| CoreError::CorruptDocument { id, reason };
         let existing = self.kind_of(id).ok();
         let mut doc = match existing {
@@ -559,30 +618,28 @@ impl Replica {
         if !doc.get_missing_deps(&[]).is_empty() {
             return Err(bad("changes depend on changes this replica does not have".into()));
         }
-        let new_changes: Vec<Vec<u8>> =
-            doc.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect();
-        if new_changes.is_empty() {
-            return Ok(0);
+        let changes: Vec<Vec<u8>> = doc.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect();
+        if changes.is_empty() {
+            return Ok(None);
         }
         let kind = DocumentKind::of(&doc).ok_or_else(|| bad("received document has no known type".into()))?;
         if existing.is_some_and(|k| k != kind) {
             return Err(bad("received changes change the document's type".into()));
         }
-        check_identity(&doc, id, kind)?;
+        if crate::doc::stored_id(&doc).as_deref() != Some(id.to_string().as_str()) {
+            return Err(bad("the document's id field names another document".into()));
+        }
+        let indexed = Indexed::read(&doc, id, kind)?;
         doc.set_actor(self.actor.clone());
         let heads = doc.get_heads();
-        let tx = self.conn.transaction()?;
-        if existing.is_none() {
-            insert_document_row(&tx, id, kind, &heads)?;
-        }
-        store_changes(&tx, id, &new_changes, &heads, &[])?;
-        reindex(&tx, id, kind, &doc)?;
-        let count = new_changes.len();
-        let mut loaded = Loaded { kind, doc };
-        maybe_compact(&tx, id, &mut loaded, self.options.compact_after_changes)?;
-        tx.commit()?;
-        self.cache.insert(id, loaded);
-        Ok(count)
+        Ok(Some(PreparedRemote {
+            id,
+            is_new: existing.is_none(),
+            changes,
+            heads,
+            indexed,
+            loaded: Loaded { kind, doc },
+        }))
     }
 
     /// Removes a document and everything derived from it from the file (when it leaves the
@@ -1069,31 +1126,46 @@ fn load_from(conn: &Connection, id: DocumentId, kind: DocumentKind, actor: &Acto
     Ok(Loaded { kind, doc })
 }
 
-/// Checks that a received document says it is the document it is stored as.
-fn check_identity(doc: &AutoCommit, id: DocumentId, kind: DocumentKind) -> Result<()> {
-    match kind {
-        DocumentKind::Household => doc::household::read(doc, id.as_household()).map(|_| ()),
-        DocumentKind::Request => doc::request::read(doc, id.as_request()).map(|_| ()),
-    }?;
-    let stored_id = crate::doc::stored_id(doc);
-    if stored_id.as_deref() != Some(id.to_string().as_str()) {
-        return Err(CoreError::CorruptDocument {
-            id,
-            reason: "the document's id field names another document".into(),
-        });
+/// Received data checked and ready to store.
+struct PreparedRemote {
+    id: DocumentId,
+    is_new: bool,
+    changes: Vec<Vec<u8>>,
+    heads: Vec<ChangeHash>,
+    indexed: Indexed,
+    loaded: Loaded,
+}
+
+/// A document read once for its index rows.
+enum Indexed {
+    Household(Box<Household>, bool),
+    Request(Box<Request>),
+}
+
+impl Indexed {
+    /// Reads the document (which also proves it readable).
+    fn read(doc: &AutoCommit, id: DocumentId, kind: DocumentKind) -> Result<Self> {
+        Ok(match kind {
+            DocumentKind::Household => Indexed::Household(
+                Box::new(doc::household::read(doc, id.as_household())?),
+                !doc::household::conflicts(doc, id.as_household()).is_empty(),
+            ),
+            DocumentKind::Request => Indexed::Request(Box::new(doc::request::read(doc, id.as_request())?)),
+        })
     }
-    Ok(())
+
+    fn write(&self, conn: &Connection) -> Result<()> {
+        match self {
+            Indexed::Household(household, has_conflict) => {
+                index::index_household(conn, household, *has_conflict)
+            }
+            Indexed::Request(request) => index::index_request(conn, request),
+        }
+    }
 }
 
 fn reindex(conn: &Connection, id: DocumentId, kind: DocumentKind, doc: &AutoCommit) -> Result<()> {
-    match kind {
-        DocumentKind::Household => {
-            let household = doc::household::read(doc, id.as_household())?;
-            let has_conflict = !doc::household::conflicts(doc, id.as_household()).is_empty();
-            index::index_household(conn, &household, has_conflict)
-        }
-        DocumentKind::Request => index::index_request(conn, &doc::request::read(doc, id.as_request())?),
-    }
+    Indexed::read(doc, id, kind)?.write(conn)
 }
 
 fn maybe_compact(tx: &Transaction<'_>, id: DocumentId, loaded: &mut Loaded, after: u32) -> Result<()> {

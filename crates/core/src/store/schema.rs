@@ -6,7 +6,10 @@ use rusqlite::Connection;
 use crate::error::{CoreError, Result};
 
 /// Migrations in order; migration `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/replica/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/replica/0001_init.sql"),
+    include_str!("../../migrations/replica/0002_timeline_by_item.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -168,16 +168,18 @@ fn apply_sync_reply(
     reply: &crate::sync::message::SyncReply,
     report: &mut RoundReport,
 ) -> Result<()> {
-    for data in &reply.docs {
-        let id = doc_id(&data.doc);
-        match replica.apply_remote(id, &data.data) {
+    let items: Vec<(DocumentId, &[u8])> =
+        reply.docs.iter().map(|d| (doc_id(&d.doc), d.data.as_slice())).collect();
+    let results = replica.apply_remote_many(&items)?;
+    for (data, result) in reply.docs.iter().zip(results) {
+        match result {
             Ok(stored) => {
                 report.received_docs += 1;
                 report.received_changes += stored;
             }
             // Changes that build on changes this replica lacks (a reply lost on the way, a
             // document that left and re-entered scope): ask for the whole document next round.
-            Err(CoreError::CorruptDocument { .. }) if !data.full => replica.need_resend(id)?,
+            Err(CoreError::CorruptDocument { .. }) if !data.full => replica.need_resend(doc_id(&data.doc))?,
             Err(e) => return Err(e),
         }
     }

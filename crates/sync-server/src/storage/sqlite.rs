@@ -27,7 +27,10 @@ use crate::storage::{
     SyncFailure, SyncLimits,
 };
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_digest_cache.sql"),
+];
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "doorstep.db";
@@ -389,8 +392,11 @@ fn catch_up(
         }
     } else {
         let sql = format!(
-            "SELECT d.doc_id FROM device_docs dd JOIN documents d ON d.doc_id = dd.doc_id
-             WHERE dd.device_id = ? AND d.last_seq > ? AND NOT ({scope_cond})"
+            // Driven from the documents changed since the cursor (an index range, empty when
+            // idle), not from everything the device holds.
+            "SELECT d.doc_id FROM documents d CROSS JOIN device_docs dd
+                 ON dd.doc_id = d.doc_id AND dd.device_id = ?
+             WHERE d.last_seq > ? AND NOT ({scope_cond})"
         );
         let mut args = vec![Value::Text(dev.clone()), Value::Integer(cursor)];
         args.extend(scope_args.clone());
@@ -405,7 +411,7 @@ fn catch_up(
     let sql = format!(
         "SELECT c.seq, c.doc_id, d.kind, c.bytes, c.origin_device,
                 EXISTS (SELECT 1 FROM device_docs dd WHERE dd.device_id = ? AND dd.doc_id = c.doc_id)
-         FROM changes c JOIN documents d ON d.doc_id = c.doc_id
+         FROM changes c CROSS JOIN documents d ON d.doc_id = c.doc_id
          WHERE c.seq > ? AND c.seq <= ? AND {scope_cond}
          ORDER BY c.seq"
     );
@@ -482,6 +488,36 @@ fn digest(tx: &Transaction<'_>, scope: &Scope) -> Result<[u8; 32], StorageError>
     Ok(scope_digest(docs))
 }
 
+/// A device's last digest, the log position and the scope version it was computed at.
+type CachedDigest = (Option<Vec<u8>>, Option<i64>, Option<i64>);
+
+/// The device's scope digest at log position `seq`: reused when neither the log nor the
+/// member's scope changed since it was last computed (every change in any scope raises the log
+/// position; every change of a member's grids raises their scope version).
+fn cached_digest(tx: &Transaction<'_>, device: &Device, seq: u64) -> Result<[u8; 32], StorageError> {
+    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+    let cached: Option<CachedDigest> = tx
+        .query_row(
+            "SELECT digest, digest_seq, digest_scope_version FROM devices WHERE device_id = ?1",
+            [device.id.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    if let Some((Some(bytes), Some(at), Some(version))) = cached
+        && at == seq
+        && version == device.scope_version
+        && let Ok(digest) = <[u8; 32]>::try_from(bytes.as_slice())
+    {
+        return Ok(digest);
+    }
+    let fresh = digest(tx, &device.scope)?;
+    tx.execute(
+        "UPDATE devices SET digest = ?2, digest_seq = ?3, digest_scope_version = ?4 WHERE device_id = ?1",
+        params![device.id.to_string(), fresh.as_slice(), seq, device.scope_version],
+    )?;
+    Ok(fresh)
+}
+
 /// The change chunks inside an Automerge sync message (document chunks are unpacked).
 fn changes_in(message: &automerge::sync::Message) -> Result<Vec<Vec<u8>>, SyncFailure> {
     let mut out = Vec::new();
@@ -534,7 +570,11 @@ fn round(
         params![device.id.to_string(), seen],
     )
     .map_err(StorageError::from)?;
-    let digest = if request.want_digest && !caught.more { Some(digest(tx, &device.scope)?) } else { None };
+    let digest = if request.want_digest && !caught.more {
+        Some(cached_digest(tx, device, caught.cursor)?)
+    } else {
+        None
+    };
     Ok(SyncReply {
         acks,
         docs: caught.docs,
