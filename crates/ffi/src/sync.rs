@@ -30,7 +30,10 @@ pub struct SyncProgress {
     pub round_trips: u32,
     /// Local changes acknowledged so far.
     pub uploaded_changes: u64,
-    /// Changes still to upload (the total is this plus `uploaded_changes`).
+    /// Local changes waiting when the sync began: the upload is done when
+    /// `uploaded_changes` reaches it.
+    pub upload_total: u64,
+    /// Documents received so far (the server does not announce a total in advance).
     pub documents_received: u64,
     /// Bytes sent so far.
     pub bytes_up: u64,
@@ -89,6 +92,7 @@ pub trait LiveObserver: Send + Sync {
 struct Watch<'a> {
     observer: Option<Arc<dyn SyncObserver>>,
     replica: &'a Replica,
+    upload_total: u64,
 }
 
 impl Observer for Watch<'_> {
@@ -102,6 +106,7 @@ impl Observer for Watch<'_> {
                 },
                 round_trips: u32::try_from(so_far.round_trips).unwrap_or(u32::MAX),
                 uploaded_changes: so_far.uploaded_changes as u64,
+                upload_total: self.upload_total,
                 documents_received: so_far.received_docs as u64,
                 bytes_up: so_far.bytes_up as u64,
                 bytes_down: so_far.bytes_down as u64,
@@ -142,7 +147,8 @@ impl Replica {
         self.cancel.store(false, Ordering::SeqCst);
         let mut replica = self.inner.lock().await;
         let client = client_for(&replica)?;
-        let mut watch = Watch { observer, replica: self };
+        let upload_total = replica.unsynced_change_count()?;
+        let mut watch = Watch { observer, replica: self, upload_total };
         let report = client.sync_observed(&mut replica, &mut watch).await?;
         Ok(SyncReport {
             round_trips: u32::try_from(report.round_trips).unwrap_or(u32::MAX),

@@ -75,6 +75,8 @@ def test_two_offline_devices_see_everything_and_a_conflict_that_resolves(county,
     report = sync(worker, progress)
     assert report.uploaded_changes == 2 and report.verified
     assert progress.events[-1].phase == SyncPhase.DONE
+    assert progress.events[-1].upload_total == 2
+    assert progress.events[-1].uploaded_changes == 2
     assert sync(office).documents_received == 2
 
     # Offline on both: visits and requests, and two decisions on the same request.
