@@ -63,6 +63,25 @@ impl Replica {
         }))
     }
 
+    /// [`Replica::open`] with a choice of durability: `survive_power_loss = false` commits
+    /// without waiting for the disk (faster; an app crash loses nothing, a sudden power loss
+    /// may lose the last few edits). `open` always waits.
+    #[uniffi::constructor]
+    pub fn open_with_durability(
+        path: String,
+        key: Vec<u8>,
+        survive_power_loss: bool,
+    ) -> Result<Arc<Self>, DoorstepError> {
+        let durability = if survive_power_loss { store::Durability::Full } else { store::Durability::Normal };
+        let options = ReplicaOptions { durability, ..ReplicaOptions::default() };
+        let replica = store::Replica::open_encrypted(&path, &key, options)?;
+        Ok(Arc::new(Self {
+            inner: tokio::sync::Mutex::new(replica),
+            cancel: AtomicBool::new(false),
+            cancellations: tokio::sync::watch::channel(0).0,
+        }))
+    }
+
     /// Re-encrypts the file under a new key.
     pub fn rotate_key(&self, new_key: Vec<u8>) -> Result<(), DoorstepError> {
         self.with(|r| r.rekey(&new_key))

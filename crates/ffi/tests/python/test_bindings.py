@@ -151,6 +151,15 @@ def test_a_wrong_key_is_a_clear_error_and_the_data_survives(county, phones):
     assert open_replica(phones, "worker", b"a brand new key for the keystore").household(home).address.room == "1"
 
 
+def test_a_replica_opened_for_speed_keeps_what_it_wrote(county, phones):
+    path = os.path.join(phones, "fast.db")
+    fast = Replica.open_with_durability(path, KEY, False)
+    asyncio.run(fast.enrol(county.url, county.code(county.worker), "fast"))
+    home = fast.create_household(new_household(county.grid, "3", "快手机"))
+    del fast
+    assert Replica.open(path, KEY).household(home).residents[0].name == "快手机"
+
+
 def test_a_bad_enrolment_code_is_refused(county, phones):
     replica = open_replica(phones, "phone")
     with pytest.raises(DoorstepError.Failed) as refused:
