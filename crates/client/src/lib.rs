@@ -343,9 +343,19 @@ impl Client {
             .parse()
             .map_err(|_| ClientError::Unexpected("token is not a valid header value".into()))?;
         request.headers_mut().insert("authorization", value);
-        let (socket, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .map_err(|e| ClientError::Network(e.to_string()))?;
+        let (socket, _) = tokio_tungstenite::connect_async(request).await.map_err(|e| match e {
+            // A refused upgrade carries the server's error frame (revoked, unknown token…).
+            tungstenite::Error::Http(response) => match response.body().as_deref().map(decode_reply) {
+                Some(Ok(ServerMessage::Error(error))) => {
+                    ClientError::Refused { code: error.code, message: error.message, doc: None }
+                }
+                _ => ClientError::Network(format!(
+                    "the server refused the connection: HTTP {}",
+                    response.status()
+                )),
+            },
+            other => ClientError::Network(other.to_string()),
+        })?;
         Ok(LiveConnection { socket, limits: self.limits.clone() })
     }
 }

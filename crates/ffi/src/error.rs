@@ -40,12 +40,12 @@ pub enum ErrorKind {
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 pub enum DoorstepError {
     /// The call failed.
-    #[error("{message}")]
+    #[error("{message_en}")]
     Failed {
         /// What kind of failure.
         kind: ErrorKind,
-        /// English message.
-        message: String,
+        /// English message (not `message`: that name clashes with Kotlin's `Throwable.message`).
+        message_en: String,
         /// Simplified Chinese message.
         message_zh: String,
     },
@@ -53,7 +53,7 @@ pub enum DoorstepError {
 
 impl DoorstepError {
     fn new(kind: ErrorKind, message: impl Into<String>, message_zh: impl Into<String>) -> Self {
-        DoorstepError::Failed { kind, message: message.into(), message_zh: message_zh.into() }
+        DoorstepError::Failed { kind, message_en: message.into(), message_zh: message_zh.into() }
     }
 
     /// An input error.

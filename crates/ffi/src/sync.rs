@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use doorstep_client::{Client, Observer, Phase};
+use doorstep_core::sync::message::ErrorCode;
 
 use crate::error::DoorstepError;
 use crate::replica::Replica;
@@ -180,7 +181,24 @@ impl Replica {
             let mut replica = self.inner.lock().await;
             let client = client_for(&replica)?;
             let token = Client::device_token(&replica)?;
-            let mut live = client.connect_live(&token).await?;
+            let mut live = match client.connect_live(&token).await {
+                Ok(live) => live,
+                Err(doorstep_client::ClientError::Refused {
+                    code: ErrorCode::DeviceRevoked,
+                    message,
+                    doc,
+                }) => {
+                    // As a sync round would: a revoked device deletes what it holds.
+                    replica.purge_everything()?;
+                    return Err(doorstep_client::ClientError::Refused {
+                        code: ErrorCode::DeviceRevoked,
+                        message,
+                        doc,
+                    }
+                    .into());
+                }
+                Err(e) => return Err(e.into()),
+            };
             live.sync(&mut replica).await?;
             live
         };

@@ -248,3 +248,27 @@ def test_listen_stores_pushed_changes_and_the_replica_stays_usable(county, phone
 
     live = asyncio.run(scenario())
     assert live.documents == 1
+
+
+def test_a_revoked_device_is_told_so_and_deletes_its_data_even_when_listening(county, phones):
+    from doorstep_ffi import LiveObserver
+
+    replica = open_replica(phones, "lost-phone")
+    enrolment = asyncio.run(replica.enrol(county.url, county.code(county.worker), "lost-phone"))
+    replica.create_household(new_household(county.grid, "4", "陈阿姨"))
+    sync(replica)
+    assert replica.document_count() == 1
+    county.admin("device", "revoke", "--device", enrolment.device_id)
+
+    class Quiet(LiveObserver):
+        def on_connected(self):
+            pass
+
+        def on_changes(self, documents):
+            pass
+
+    with pytest.raises(DoorstepError.Failed) as revoked:
+        asyncio.run(replica.listen(Quiet()))
+    assert revoked.value.kind == ErrorKind.REVOKED
+    assert revoked.value.message_en and "停用" in revoked.value.message_zh
+    assert replica.document_count() == 0
