@@ -439,15 +439,8 @@ impl LiveConnection {
 
     /// Waits for the next push from the server and applies it.
     pub async fn next_push(&mut self, replica: &mut Replica) -> Result<SyncReport, ClientError> {
-        let frame = self.next_frame().await?;
-        let outcome = client::apply_push(replica, &frame, &self.limits)?;
-        Ok(SyncReport {
-            received_docs: outcome.received_docs,
-            received_changes: outcome.received_changes,
-            purged: outcome.purged,
-            bytes_down: frame.len(),
-            ..SyncReport::default()
-        })
+        let frame = self.receive_push().await?;
+        self.apply(replica, &frame)
     }
 }
 

@@ -586,13 +586,7 @@ async fn a_volunteer_removed_as_helper_loses_the_household_and_its_requests() {
 
 #[tokio::test]
 async fn paged_downloads_send_each_change_once() {
-    let config_dir = tempfile::tempdir().expect("tempdir");
-    let config = config_dir.path().join("small-pages.toml");
-    std::fs::write(&config, "page_bytes = 8192\n").expect("config");
-    let server = TestServer::start_with(
-        tempfile::tempdir().expect("tempdir"),
-        &["--config", config.to_str().expect("path")],
-    );
+    let server = TestServer::start_with_pages(8192);
     let storage = server.storage();
     let g = grid(&storage, "G");
     let w = member(&storage, "网格员", Role::GridWorker, &[g]);
@@ -625,13 +619,7 @@ async fn paged_downloads_send_each_change_once() {
 
 #[tokio::test]
 async fn a_paged_first_download_after_an_empty_start_completes_without_repair() {
-    let config_dir = tempfile::tempdir().expect("tempdir");
-    let config = config_dir.path().join("small-pages.toml");
-    std::fs::write(&config, "page_bytes = 4096\n").expect("config");
-    let server = TestServer::start_with(
-        tempfile::tempdir().expect("tempdir"),
-        &["--config", config.to_str().expect("path")],
-    );
+    let server = TestServer::start_with_pages(4096);
     let storage = server.storage();
     let g = grid(&storage, "G");
     let w = member(&storage, "网格员", Role::GridWorker, &[g]);

@@ -64,6 +64,15 @@ impl TestServer {
         Self { dir, url, child }
     }
 
+    /// Starts a server whose replies are cut into pages of about `page_bytes`.
+    pub fn start_with_pages(page_bytes: usize) -> Self {
+        let config_dir = tempfile::tempdir().expect("tempdir");
+        let config = config_dir.path().join("pages.toml");
+        std::fs::write(&config, format!("page_bytes = {page_bytes}\n")).expect("config");
+        // The config is read at start-up, so its directory may go when this returns.
+        Self::start_with(tempfile::tempdir().expect("tempdir"), &["--config", config.to_str().expect("path")])
+    }
+
     /// Kills the process with SIGKILL (no shutdown, no flush) and returns its data directory.
     pub fn kill(mut self) -> tempfile::TempDir {
         self.child.kill().expect("SIGKILL");
