@@ -100,6 +100,20 @@ pub struct SyncReport {
     pub held_back: Vec<(DocumentId, ErrorCode)>,
 }
 
+/// How a sync reaches the replica: step by step, never across a network wait, so an app's
+/// edits are not held up by a slow connection. `&mut Replica` is the simple case; the phone
+/// bindings lock their shared replica for each step.
+pub trait ReplicaAccess: Send {
+    /// Runs `f` on the replica.
+    fn with<R: Send>(&mut self, f: impl FnOnce(&mut Replica) -> R + Send) -> impl Future<Output = R> + Send;
+}
+
+impl ReplicaAccess for &mut Replica {
+    fn with<R: Send>(&mut self, f: impl FnOnce(&mut Replica) -> R + Send) -> impl Future<Output = R> + Send {
+        std::future::ready(f(self))
+    }
+}
+
 /// The stage a sync is in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub enum Phase {
@@ -235,17 +249,18 @@ impl Client {
     /// A document the server refuses for good is held back (reported, kept pending) so that it
     /// cannot block the rest.
     pub async fn sync(&self, replica: &mut Replica) -> Result<SyncReport, ClientError> {
-        self.sync_observed(replica, &mut Unobserved).await
+        let mut access = replica;
+        self.sync_observed(&mut access, &mut Unobserved).await
     }
 
     /// [`Client::sync`], reporting progress after every round trip and stopping between round
     /// trips when the observer says so.
     pub async fn sync_observed(
         &self,
-        replica: &mut Replica,
-        observer: &mut dyn Observer,
+        replica: &mut impl ReplicaAccess,
+        observer: &mut (dyn Observer + Send),
     ) -> Result<SyncReport, ClientError> {
-        let token = Self::token(replica)?;
+        let token = replica.with(|r| Self::token(r)).await?;
         let mut report = SyncReport::default();
         let digest_ok = self.rounds(replica, &token, &mut report, observer).await?;
         report.verified = digest_ok == Some(true);
@@ -260,23 +275,24 @@ impl Client {
     /// Runs rounds until nothing is left to exchange; returns the last digest comparison.
     async fn rounds(
         &self,
-        replica: &mut Replica,
+        replica: &mut impl ReplicaAccess,
         token: &str,
         report: &mut SyncReport,
-        observer: &mut dyn Observer,
+        observer: &mut (dyn Observer + Send),
     ) -> Result<Option<bool>, ClientError> {
+        let limits = &self.limits;
         let mut digest_ok = None;
         for _ in 0..MAX_ROUNDS {
             if observer.cancelled() {
                 return Err(ClientError::Cancelled);
             }
             let held: Vec<DocumentId> = report.held_back.iter().map(|(d, _)| *d).collect();
-            let (frame, round) = client::begin_round(replica, &self.limits, true, &held)?;
+            let (frame, round) = replica.with(|r| client::begin_round(r, limits, true, &held)).await?;
             report.bytes_up += frame.len();
             let reply = self.post_frame(token, frame).await?;
             report.bytes_down += reply.len();
             report.round_trips += 1;
-            let outcome = match client::finish_round(replica, round, &reply, &self.limits) {
+            let outcome = match replica.with(|r| client::finish_round(r, round, &reply, limits)).await {
                 Ok(outcome) => outcome,
                 Err(CoreError::Rejected { code, doc: Some(doc), .. })
                     if is_permanent(code) && !held.contains(&doc) =>
@@ -301,17 +317,18 @@ impl Client {
 
     async fn repair(
         &self,
-        replica: &mut Replica,
+        replica: &mut impl ReplicaAccess,
         token: &str,
         report: &mut SyncReport,
-        observer: &mut dyn Observer,
+        observer: &mut (dyn Observer + Send),
     ) -> Result<usize, ClientError> {
+        let limits = &self.limits;
         let request = client::manifest_request();
         report.bytes_up += request.len();
         let manifest = self.post_frame(token, request).await?;
         report.bytes_down += manifest.len();
         report.round_trips += 1;
-        let mut repair = Repair::from_manifest(replica, &manifest, &self.limits)?;
+        let mut repair = replica.with(|r| Repair::from_manifest(r, &manifest, limits)).await?;
         report.purged += repair.purged;
         let docs = repair.pending();
         for _ in 0..MAX_REPAIR_ROUNDS {
@@ -323,7 +340,8 @@ impl Client {
             let reply = self.post_frame(token, frame).await?;
             report.bytes_down += reply.len();
             report.round_trips += 1;
-            report.received_changes += repair.receive(replica, &reply, &self.limits)?;
+            let repairing = &mut repair;
+            report.received_changes += replica.with(|r| repairing.receive(r, &reply, limits)).await?;
             observer.progress(Phase::Repairing, report);
         }
         Ok(docs)

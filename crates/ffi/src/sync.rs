@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use doorstep_client::{Client, Observer, Phase};
+use doorstep_client::{Client, Observer, Phase, ReplicaAccess};
 use doorstep_core::sync::message::ErrorCode;
 
 use crate::error::DoorstepError;
@@ -120,6 +120,19 @@ impl Observer for Watch<'_> {
     }
 }
 
+/// The shared replica, locked for one step of a sync at a time.
+struct Locked<'a>(&'a tokio::sync::Mutex<doorstep_core::store::Replica>);
+
+impl ReplicaAccess for Locked<'_> {
+    fn with<R: Send>(
+        &mut self,
+        f: impl FnOnce(&mut doorstep_core::store::Replica) -> R + Send,
+    ) -> impl std::future::Future<Output = R> + Send {
+        let shared = self.0;
+        async move { f(&mut *shared.lock().await) }
+    }
+}
+
 fn client_for(replica: &doorstep_core::store::Replica) -> Result<Client, DoorstepError> {
     let enrolment =
         replica.enrolment()?.ok_or_else(|| DoorstepError::from(doorstep_client::ClientError::NotEnrolled))?;
@@ -146,11 +159,15 @@ impl Replica {
     /// round trips. Safe to call again after any failure: nothing is lost.
     pub async fn sync(&self, observer: Option<Arc<dyn SyncObserver>>) -> Result<SyncReport, DoorstepError> {
         self.cancel.store(false, Ordering::SeqCst);
-        let mut replica = self.inner.lock().await;
-        let client = client_for(&replica)?;
-        let upload_total = replica.unsynced_change_count()?;
+        let (client, upload_total) = {
+            let replica = self.inner.lock().await;
+            (client_for(&replica)?, replica.unsynced_change_count()?)
+        };
         let mut watch = Watch { observer, replica: self, upload_total };
-        let report = client.sync_observed(&mut replica, &mut watch).await?;
+        // The replica is locked for each step only: the app can read and record while the
+        // network is slow, and observers may call back into the replica.
+        let report = client.sync_observed(&mut Locked(&self.inner), &mut watch).await?;
+        let replica = self.inner.lock().await;
         Ok(SyncReport {
             round_trips: u32::try_from(report.round_trips).unwrap_or(u32::MAX),
             uploaded_changes: report.uploaded_changes as u64,

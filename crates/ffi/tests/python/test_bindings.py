@@ -272,3 +272,22 @@ def test_a_revoked_device_is_told_so_and_deletes_its_data_even_when_listening(co
     assert revoked.value.kind == ErrorKind.REVOKED
     assert revoked.value.message_en and "停用" in revoked.value.message_zh
     assert replica.document_count() == 0
+
+
+def test_the_replica_answers_while_a_sync_reports_progress(county, phones):
+    worker = enrolled(county, phones, "worker", county.worker)
+    for room in range(5):
+        worker.create_household(new_household(county.grid, str(room), "住户"))
+
+    class Reading(SyncObserver):
+        def __init__(self):
+            self.seen = []
+
+        def on_progress(self, progress):
+            # Calling back into the replica from the observer must not wait for the sync.
+            self.seen.append(worker.unsynced_change_count())
+
+    reading = Reading()
+    report = sync(worker, reading)
+    assert report.uploaded_changes == 5
+    assert reading.seen and reading.seen[-1] == 0
