@@ -92,29 +92,8 @@ const SERVER_PEER: &str = "storage-server-county";
 
 // ---- deterministic data -------------------------------------------------------------------------
 
-/// xorshift64*, so every run builds the same grid.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-    fn uuid(&mut self) -> uuid::Uuid {
-        uuid::Builder::from_random_bytes(
-            ((u128::from(self.next()) << 64) | u128::from(self.next())).to_le_bytes(),
-        )
-        .into_uuid()
-    }
-}
+/// The demo's seeded generator, so every run builds the same grid.
+use doorstep_server::demo::Seeded as Rng;
 
 const SURNAMES: &[&str] = &[
     "王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴", "徐", "孙", "胡", "朱", "高", "林", "何",

@@ -38,28 +38,33 @@ pub struct DemoSummary {
     pub logins: Vec<DemoLogin>,
 }
 
-/// A small deterministic generator (xorshift64*), so the demo needs no randomness source.
-struct Seeded(u64);
+/// A small deterministic generator (xorshift64*), so the demo needs no randomness source and
+/// every demo (and benchmark grid) holds the same people. Not for secrets.
+pub struct Seeded(pub u64);
 
 impl Seeded {
-    fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
     }
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    /// One of `items`.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
 
-    fn uuid(&mut self) -> uuid::Uuid {
+    /// A version-4-shaped UUID.
+    pub fn uuid(&mut self) -> uuid::Uuid {
         uuid::Builder::from_random_bytes(
-            ((u128::from(self.next()) << 64) | u128::from(self.next())).to_le_bytes(),
+            ((u128::from(self.next_u64()) << 64) | u128::from(self.next_u64())).to_le_bytes(),
         )
         .into_uuid()
     }
