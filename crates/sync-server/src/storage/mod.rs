@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::scope::{Role, Scope};
 
+mod engine;
 pub mod sqlite;
 
 /// A storage failure that is not the client's fault (disk full, database gone…).

@@ -1,27 +1,20 @@
 //! The embedded default: one SQLite file in the data directory (WAL, `synchronous = FULL`, so
 //! an acknowledged upload survives a crash or power loss).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
 
-use automerge::sync::SyncDoc;
-use automerge::{ActorId, AutoCommit, Change, ChangeHash};
+use automerge::{ActorId, AutoCommit, ChangeHash};
 use doorstep_core::doc::DocumentKind;
-use doorstep_core::ids::{Code, DeviceId, DocumentId, GridId, MemberId};
-use doorstep_core::store::heads::{decode_heads, encode_heads};
-use doorstep_core::sync::digest::scope_digest;
-use doorstep_core::sync::message::{
-    Ack, DocData, DocSyncMessage, ErrorCode, ManifestEntry, SyncReply, SyncRequest, doc_id, wire_heads,
-    wire_id,
-};
-use doorstep_core::sync::validate::{self, CheckedUpload, DocFacts};
+use doorstep_core::ids::{Code, DeviceId, DocumentId, GridId, HouseholdId, MemberId};
+use doorstep_core::sync::message::{DocSyncMessage, ManifestEntry, SyncReply, SyncRequest};
 use doorstep_core::time::Timestamp;
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params, params_from_iter};
-use serde_bytes::ByteBuf;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
 use crate::scope::{Role, Scope};
+use crate::storage::engine::{self, DocumentRow, LogRow, LogTx, ScopeRule, Snapshot, Unheld, kind, parse};
 use crate::storage::{
     Authenticated, Device, DeviceRow, EnrolError, Enrolled, GridRow, MemberRow, Storage, StorageError,
     SyncFailure, SyncLimits,
@@ -41,13 +34,7 @@ pub struct SqliteStorage {
     conn: Mutex<Connection>,
 }
 
-fn damaged(what: impl Into<String>) -> StorageError {
-    StorageError::Damaged(what.into())
-}
-
-fn refused(code: ErrorCode, message: impl Into<String>, doc: Option<DocumentId>) -> SyncFailure {
-    SyncFailure::Refused { code, message: message.into(), doc }
-}
+use crate::storage::engine::damaged;
 
 impl SqliteStorage {
     /// Opens (or creates) the database in `data_dir`.
@@ -84,505 +71,342 @@ impl SqliteStorage {
     }
 }
 
-// ---- helpers ------------------------------------------------------------------------------------
+// ---- the sync engine's primitives over SQLite ------------------------------------------------
 
-fn parse<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StorageError> {
-    text.parse().map_err(|_| damaged(format!("bad {what} {text:?}")))
+/// The SQL condition (on `documents d`) matching the documents a scope rule covers.
+fn rule_sql(rule: &ScopeRule) -> (&'static str, Vec<Value>) {
+    match rule {
+        ScopeRule::All => ("1 = 1", vec![]),
+        ScopeRule::Grids(member) => (
+            "d.grid_id IN (SELECT grid_id FROM member_grids WHERE member_id = ?)",
+            vec![Value::Text(member.to_string())],
+        ),
+        ScopeRule::Helper(member) => (
+            "((d.kind = 'household' AND d.doc_id IN (SELECT doc_id FROM doc_helpers WHERE member_id = ?))
+              OR (d.kind = 'request' AND (d.assignee = ?
+                  OR d.household_id IN (SELECT doc_id FROM doc_helpers WHERE member_id = ?))))",
+            vec![Value::Text(member.to_string()); 3],
+        ),
+        ScopeRule::Department(department) => {
+            ("(d.kind = 'request' AND d.department = ?)", vec![Value::Text(department.clone())])
+        }
+    }
 }
 
 /// A device joined with its member: id, member, actor, revoked at, scope version seen, role,
 /// department, scope version.
 type DeviceAuthRow = (String, String, String, Option<i64>, i64, String, Option<String>, i64);
 
-/// The SQL condition (on `documents d`) matching the documents a scope may hold.
-fn scope_sql(scope: &Scope) -> (String, Vec<Value>) {
-    let member = Value::Text(scope.member.to_string());
-    match scope.role {
-        Role::Admin => ("1 = 1".into(), vec![]),
-        Role::GridWorker | Role::Supervisor => {
-            ("d.grid_id IN (SELECT grid_id FROM member_grids WHERE member_id = ?)".into(), vec![member])
-        }
-        Role::Volunteer => (
-            "((d.kind = 'household' AND d.doc_id IN (SELECT doc_id FROM doc_helpers WHERE member_id = ?))
-              OR (d.kind = 'request' AND (d.assignee = ?
-                  OR d.household_id IN (SELECT doc_id FROM doc_helpers WHERE member_id = ?))))"
-                .into(),
-            vec![member.clone(), member.clone(), member],
-        ),
-        Role::DepartmentStaff => (
-            "(d.kind = 'request' AND d.department = ?)".into(),
-            vec![Value::Text(scope.department.as_ref().map(|d| d.as_str().to_owned()).unwrap_or_default())],
-        ),
+/// One open SQLite transaction, as the sync engine sees it.
+struct Sql<'c>(&'c Connection);
+
+impl LogTx for Sql<'_> {
+    fn holds(&mut self, device: DeviceId, doc: DocumentId) -> Result<bool, StorageError> {
+        Ok(self.0.query_row(
+            "SELECT EXISTS (SELECT 1 FROM device_docs WHERE device_id = ?1 AND doc_id = ?2)",
+            params![device.to_string(), doc.to_string()],
+            |r| r.get(0),
+        )?)
     }
-}
 
-fn helps(
-    conn: &Connection,
-    member: MemberId,
-    household: Option<doorstep_core::ids::HouseholdId>,
-) -> rusqlite::Result<bool> {
-    let Some(household) = household else { return Ok(false) };
-    conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM doc_helpers WHERE doc_id = ?1 AND member_id = ?2)",
-        params![household.to_string(), member.to_string()],
-        |r| r.get(0),
-    )
-}
-
-fn holds(conn: &Connection, device: DeviceId, doc: DocumentId) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM device_docs WHERE device_id = ?1 AND doc_id = ?2)",
-        params![device.to_string(), doc.to_string()],
-        |r| r.get(0),
-    )
-}
-
-/// The stored document and its stored size.
-fn load_document(conn: &Connection, id: DocumentId) -> Result<Option<(AutoCommit, usize)>, StorageError> {
-    let row: Option<(Vec<u8>, i64)> = conn
-        .query_row("SELECT snapshot, stored_bytes FROM documents WHERE doc_id = ?1", [id.to_string()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    match row {
-        None => Ok(None),
-        Some((snapshot, bytes)) => {
-            let doc = AutoCommit::load(&snapshot).map_err(|e| damaged(format!("document {id}: {e}")))?;
-            Ok(Some((doc, usize::try_from(bytes).unwrap_or(usize::MAX))))
-        }
+    fn set_held(&mut self, device: DeviceId, doc: DocumentId, held: bool) -> Result<(), StorageError> {
+        let sql = if held {
+            "INSERT INTO device_docs (device_id, doc_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM device_docs WHERE device_id = ?1 AND doc_id = ?2"
+        };
+        self.0.prepare_cached(sql)?.execute(params![device.to_string(), doc.to_string()])?;
+        Ok(())
     }
-}
 
-/// Stores new changes of a document and its new state, facts and snapshot; returns the last seq.
-fn store_document(
-    tx: &Transaction<'_>,
-    id: DocumentId,
-    doc: &mut AutoCommit,
-    facts: &DocFacts,
-    new_changes: &[(ChangeHash, Vec<u8>)],
-    origin: Option<DeviceId>,
-    now: Timestamp,
-) -> Result<(), StorageError> {
-    let doc_id = id.to_string();
-    let mut last_seq: Option<i64> = None;
-    let mut added = 0i64;
-    {
-        let mut insert = tx.prepare_cached(
+    fn helps(&mut self, member: MemberId, household: HouseholdId) -> Result<bool, StorageError> {
+        Ok(self.0.query_row(
+            "SELECT EXISTS (SELECT 1 FROM doc_helpers WHERE doc_id = ?1 AND member_id = ?2)",
+            params![household.to_string(), member.to_string()],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn load(&mut self, doc: DocumentId) -> Result<Option<(Vec<u8>, usize)>, StorageError> {
+        let row: Option<(Vec<u8>, i64)> = self
+            .0
+            .query_row(
+                "SELECT snapshot, stored_bytes FROM documents WHERE doc_id = ?1",
+                [doc.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row.map(|(snapshot, bytes)| (snapshot, usize::try_from(bytes).unwrap_or(usize::MAX))))
+    }
+
+    fn append_changes(
+        &mut self,
+        doc: DocumentId,
+        changes: &[(ChangeHash, Vec<u8>)],
+        origin: Option<DeviceId>,
+        now: Timestamp,
+    ) -> Result<Option<(i64, usize)>, StorageError> {
+        let mut insert = self.0.prepare_cached(
             "INSERT INTO changes (doc_id, hash, bytes, origin_device, received_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (hash) DO NOTHING",
         )?;
-        for (hash, bytes) in new_changes {
+        let mut last = None;
+        let mut added = 0usize;
+        for (hash, bytes) in changes {
             if insert.execute(params![
-                doc_id,
+                doc.to_string(),
                 hash.0.as_slice(),
                 bytes,
                 origin.map(|d| d.to_string()),
                 now.millis()
             ])? == 1
             {
-                last_seq = Some(tx.last_insert_rowid());
-                added += bytes.len() as i64;
+                last = Some(self.0.last_insert_rowid());
+                added += bytes.len();
             }
         }
+        Ok(last.map(|seq| (seq, added)))
     }
-    let Some(last_seq) = last_seq else { return Ok(()) };
-    let snapshot = doc.save();
-    tx.execute(
-        "INSERT INTO documents (doc_id, kind, grid_id, household_id, department, assignee, heads, snapshot,
-                                stored_bytes, last_seq, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT (doc_id) DO UPDATE SET grid_id = excluded.grid_id, household_id = excluded.household_id,
-             department = excluded.department, assignee = excluded.assignee, heads = excluded.heads,
-             snapshot = excluded.snapshot, stored_bytes = documents.stored_bytes + ?12,
-             last_seq = excluded.last_seq, updated_at = excluded.updated_at",
-        params![
-            doc_id,
+
+    fn put_document(&mut self, row: &DocumentRow<'_>) -> Result<(), StorageError> {
+        let facts = row.facts;
+        self.0.prepare_cached(
+            "INSERT INTO documents (doc_id, kind, grid_id, household_id, department, assignee, heads, snapshot,
+                                    stored_bytes, last_seq, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (doc_id) DO UPDATE SET grid_id = excluded.grid_id, household_id = excluded.household_id,
+                 department = excluded.department, assignee = excluded.assignee, heads = excluded.heads,
+                 snapshot = excluded.snapshot, stored_bytes = documents.stored_bytes + ?12,
+                 last_seq = excluded.last_seq, updated_at = excluded.updated_at",
+        )?
+        .execute(params![
+            row.doc.to_string(),
             facts.kind.as_str(),
             facts.grid.to_string(),
             facts.household.map(|h| h.to_string()),
             facts.department.as_ref().map(|d| d.as_str().to_owned()),
             facts.assignee.map(|a| a.to_string()),
-            encode_heads(&doc.get_heads()),
-            snapshot,
-            snapshot.len() as i64,
-            last_seq,
-            now.millis(),
-            added,
-        ],
-    )?;
-    let before: HashSet<String> = {
-        let mut stmt = tx.prepare_cached("SELECT member_id FROM doc_helpers WHERE doc_id = ?1")?;
-        stmt.query_map([&doc_id], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<_>>()?
-    };
-    let after: HashSet<String> = facts.helpers.iter().map(ToString::to_string).collect();
-    if before != after {
-        tx.execute("DELETE FROM doc_helpers WHERE doc_id = ?1", [&doc_id])?;
-        for helper in &after {
-            tx.execute(
+            row.heads,
+            row.snapshot,
+            row.snapshot.len() as i64,
+            row.last_seq,
+            row.now.millis(),
+            row.added as i64,
+        ])?;
+        Ok(())
+    }
+
+    fn helpers(&mut self, doc: DocumentId) -> Result<HashSet<MemberId>, StorageError> {
+        let mut stmt = self.0.prepare_cached("SELECT member_id FROM doc_helpers WHERE doc_id = ?1")?;
+        let rows = stmt.query_map([doc.to_string()], |r| r.get::<_, String>(0))?;
+        rows.map(|r| parse(&r?, "member id")).collect()
+    }
+
+    fn set_helpers(&mut self, doc: DocumentId, helpers: &HashSet<MemberId>) -> Result<(), StorageError> {
+        self.0.execute("DELETE FROM doc_helpers WHERE doc_id = ?1", [doc.to_string()])?;
+        for helper in helpers {
+            self.0.execute(
                 "INSERT INTO doc_helpers (doc_id, member_id) VALUES (?1, ?2)",
-                params![doc_id, helper],
+                params![doc.to_string(), helper.to_string()],
             )?;
         }
-        // A helper added or removed gains or loses the household's requests too, which did not
-        // change themselves: their scope changed, so their devices do a full comparison.
-        for member in before.symmetric_difference(&after) {
-            tx.execute(
-                "UPDATE members SET scope_version = scope_version + 1 WHERE member_id = ?1",
-                [member],
-            )?;
-        }
+        Ok(())
     }
-    Ok(())
-}
 
-/// Applies checked uploads' scope rules, then stores them.
-fn commit_checked(
-    tx: &Transaction<'_>,
-    device: &Device,
-    id: DocumentId,
-    mut checked: CheckedUpload,
-    now: Timestamp,
-) -> Result<(), SyncFailure> {
-    let scope = &device.scope;
-    let held = holds(tx, device.id, id).map_err(StorageError::from)?;
-    let before_ok = match &checked.before {
-        None => true,
-        Some(before) => {
-            held || scope
-                .may_write(before, helps(tx, scope.member, before.household).map_err(StorageError::from)?)
-        }
-    };
-    let after = &checked.after;
-    let after_ok = scope
-        .may_write(after, helps(tx, scope.member, after.household).map_err(StorageError::from)?)
-        || (held && checked.before.as_ref().is_some_and(|b| b.grid == after.grid && b.kind == after.kind));
-    if !before_ok || !after_ok {
-        return Err(refused(
-            ErrorCode::OutOfScope,
-            format!("document {id} is outside this device's scope"),
-            Some(id),
-        ));
-    }
-    store_document(tx, id, &mut checked.doc, after, &checked.new_changes, Some(device.id), now)?;
-    tx.execute(
-        "INSERT OR IGNORE INTO device_docs (device_id, doc_id) VALUES (?1, ?2)",
-        params![device.id.to_string(), id.to_string()],
-    )
-    .map_err(StorageError::from)?;
-    Ok(())
-}
-
-fn check(
-    tx: &Transaction<'_>,
-    device: &Device,
-    id: DocumentId,
-    changes: &[Vec<u8>],
-    limits: &SyncLimits,
-) -> Result<CheckedUpload, SyncFailure> {
-    let existing = load_document(tx, id)?;
-    validate::check_upload(
-        id,
-        existing.as_ref().map(|(doc, _)| doc),
-        existing.as_ref().map_or(0, |(_, bytes)| *bytes),
-        changes,
-        &device.actor,
-        limits.max_document_bytes,
-    )
-    .map_err(|r| refused(r.code, r.message, Some(id)))
-}
-
-struct CatchUp {
-    docs: Vec<DocData>,
-    purge: Vec<DocumentId>,
-    cursor: u64,
-    more: bool,
-    scope_complete: bool,
-}
-
-/// What the device lacks in its scope since `cursor` (see `docs/PROTOCOL.md`, "Catch-up").
-fn catch_up(
-    tx: &Transaction<'_>,
-    device: &Device,
-    cursor: u64,
-    resend: &[DocumentId],
-    limits: &SyncLimits,
-) -> Result<CatchUp, StorageError> {
-    let (scope_cond, scope_args) = scope_sql(&device.scope);
-    let dev = device.id.to_string();
-    // Documents the device could not apply are no longer "held": the steps below send them whole.
-    for id in resend {
-        tx.execute(
-            "DELETE FROM device_docs WHERE device_id = ?1 AND doc_id = ?2",
-            params![dev, id.to_string()],
+    fn bump_scope_version(&mut self, member: MemberId) -> Result<(), StorageError> {
+        self.0.execute(
+            "UPDATE members SET scope_version = scope_version + 1 WHERE member_id = ?1",
+            [member.to_string()],
         )?;
+        Ok(())
     }
-    let max_seq: i64 = tx.query_row("SELECT COALESCE(max(seq), 0) FROM changes", [], |r| r.get(0))?;
-    let cursor = i64::try_from(cursor).unwrap_or(i64::MAX).min(max_seq);
-    let mut out = CatchUp {
-        docs: Vec::new(),
-        purge: Vec::new(),
-        cursor: max_seq as u64,
-        more: false,
-        scope_complete: true,
-    };
-    let mut budget = 0usize;
-    let mut sent_whole: HashSet<DocumentId> = HashSet::new();
 
-    let full_diff = cursor == 0 || device.scope_version_seen != device.scope_version;
-    if !full_diff && !resend.is_empty() {
-        let sql = format!("SELECT d.kind, d.snapshot FROM documents d WHERE {scope_cond} AND d.doc_id = ?");
-        for id in resend {
-            let mut args = scope_args.clone();
-            args.push(Value::Text(id.to_string()));
-            let row: Option<(String, Vec<u8>)> =
-                tx.query_row(&sql, params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
-            match row {
-                Some((kind, snapshot)) => {
-                    let kind = DocumentKind::from_stored(&kind).ok_or_else(|| damaged("document kind"))?;
-                    budget += snapshot.len();
-                    sent_whole.insert(*id);
-                    out.docs.push(DocData {
-                        doc: wire_id(*id),
-                        kind,
-                        full: true,
-                        data: ByteBuf::from(snapshot),
-                    });
-                }
-                // No longer the device's to hold: tell it to purge what it has.
-                None => out.purge.push(*id),
-            }
-        }
+    fn max_seq(&mut self) -> Result<i64, StorageError> {
+        Ok(self.0.query_row("SELECT COALESCE(max(seq), 0) FROM changes", [], |r| r.get(0))?)
     }
-    if full_diff {
-        // Documents in scope the device does not hold: send them whole.
-        let sql = format!(
-            "SELECT d.doc_id, d.kind, d.snapshot FROM documents d
-             WHERE {scope_cond} AND d.doc_id NOT IN (SELECT doc_id FROM device_docs WHERE device_id = ?)
-             ORDER BY d.doc_id"
-        );
-        let mut args = scope_args.clone();
-        args.push(Value::Text(dev.clone()));
-        let mut stmt = tx.prepare(&sql)?;
-        let mut rows = stmt.query(params_from_iter(args))?;
-        while let Some(row) = rows.next()? {
-            if budget >= limits.page_bytes && !out.docs.is_empty() {
-                out.more = true;
-                out.scope_complete = false;
-                break;
+
+    fn snapshots(&mut self, rule: &ScopeRule, docs: &[DocumentId]) -> Result<Vec<Snapshot>, StorageError> {
+        let (cond, args) = rule_sql(rule);
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT d.kind, d.snapshot FROM documents d WHERE {cond} AND d.doc_id = ?"
+        ))?;
+        let mut out = Vec::with_capacity(docs.len());
+        for id in docs {
+            let mut row_args = args.clone();
+            row_args.push(Value::Text(id.to_string()));
+            let row: Option<(String, Vec<u8>)> =
+                stmt.query_row(params_from_iter(row_args), |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+            if let Some((k, bytes)) = row {
+                out.push(Snapshot { doc: *id, kind: kind(&k)?, bytes });
             }
-            let id: DocumentId = parse(&row.get::<_, String>(0)?, "document id")?;
-            let kind = DocumentKind::from_stored(&row.get::<_, String>(1)?)
-                .ok_or_else(|| damaged("document kind"))?;
-            let snapshot: Vec<u8> = row.get(2)?;
-            budget += snapshot.len();
-            sent_whole.insert(id);
-            out.docs.push(DocData { doc: wire_id(id), kind, full: true, data: ByteBuf::from(snapshot) });
         }
-        // Documents the device holds that are no longer in scope: purge.
-        let sql = format!(
-            "SELECT dd.doc_id FROM device_docs dd JOIN documents d ON d.doc_id = dd.doc_id
-             WHERE dd.device_id = ? AND NOT ({scope_cond})"
-        );
-        let mut args = vec![Value::Text(dev.clone())];
-        args.extend(scope_args.clone());
-        let mut stmt = tx.prepare(&sql)?;
-        let ids = stmt.query_map(params_from_iter(args), |r| r.get::<_, String>(0))?;
-        for id in ids {
-            out.purge.push(parse(&id?, "document id")?);
-        }
-    } else {
-        let sql = format!(
+        Ok(out)
+    }
+
+    fn unheld(
+        &mut self,
+        rule: &ScopeRule,
+        device: DeviceId,
+        after: Option<DocumentId>,
+        limit: usize,
+    ) -> Result<Vec<Unheld>, StorageError> {
+        let (cond, mut args) = rule_sql(rule);
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT d.doc_id, length(d.snapshot) FROM documents d
+             WHERE {cond} AND d.doc_id > ?
+               AND d.doc_id NOT IN (SELECT doc_id FROM device_docs WHERE device_id = ?)
+             ORDER BY d.doc_id LIMIT ?"
+        ))?;
+        args.push(Value::Text(after.map(|a| a.to_string()).unwrap_or_default()));
+        args.push(Value::Text(device.to_string()));
+        args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        let rows =
+            stmt.query_map(params_from_iter(args), |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        rows.map(|r| {
+            let (id, bytes) = r?;
+            Ok(Unheld {
+                doc: parse(&id, "document id")?,
+                snapshot_bytes: usize::try_from(bytes).unwrap_or(0),
+            })
+        })
+        .collect()
+    }
+
+    fn held_outside(
+        &mut self,
+        rule: &ScopeRule,
+        device: DeviceId,
+        changed_after: Option<i64>,
+    ) -> Result<Vec<DocumentId>, StorageError> {
+        let (cond, scope_args) = rule_sql(rule);
+        let (sql, mut args) = match changed_after {
             // Driven from the documents changed since the cursor (an index range, empty when
             // idle), not from everything the device holds.
-            "SELECT d.doc_id FROM documents d CROSS JOIN device_docs dd
-                 ON dd.doc_id = d.doc_id AND dd.device_id = ?
-             WHERE d.last_seq > ? AND NOT ({scope_cond})"
+            Some(seq) => (
+                format!(
+                    "SELECT d.doc_id FROM documents d CROSS JOIN device_docs dd
+                         ON dd.doc_id = d.doc_id AND dd.device_id = ?
+                     WHERE d.last_seq > ? AND NOT ({cond})"
+                ),
+                vec![Value::Text(device.to_string()), Value::Integer(seq)],
+            ),
+            None => (
+                format!(
+                    "SELECT dd.doc_id FROM device_docs dd JOIN documents d ON d.doc_id = dd.doc_id
+                     WHERE dd.device_id = ? AND NOT ({cond})"
+                ),
+                vec![Value::Text(device.to_string())],
+            ),
+        };
+        args.extend(scope_args);
+        let mut stmt = self.0.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), |r| r.get::<_, String>(0))?;
+        rows.map(|r| parse(&r?, "document id")).collect()
+    }
+
+    fn log_rows(
+        &mut self,
+        rule: &ScopeRule,
+        device: DeviceId,
+        after: i64,
+        upto: i64,
+        limit: usize,
+    ) -> Result<Vec<LogRow>, StorageError> {
+        let (cond, scope_args) = rule_sql(rule);
+        let sql = format!(
+            "SELECT c.seq, c.doc_id, d.kind, c.bytes, c.origin_device, length(d.snapshot),
+                    EXISTS (SELECT 1 FROM device_docs dd WHERE dd.device_id = ? AND dd.doc_id = c.doc_id)
+             FROM changes c CROSS JOIN documents d ON d.doc_id = c.doc_id
+             WHERE c.seq > ? AND c.seq <= ? AND {cond}
+             ORDER BY c.seq LIMIT ?"
         );
-        let mut args = vec![Value::Text(dev.clone()), Value::Integer(cursor)];
-        args.extend(scope_args.clone());
-        let mut stmt = tx.prepare(&sql)?;
-        let ids = stmt.query_map(params_from_iter(args), |r| r.get::<_, String>(0))?;
-        for id in ids {
-            out.purge.push(parse(&id?, "document id")?);
+        let mut args = vec![Value::Text(device.to_string()), Value::Integer(after), Value::Integer(upto)];
+        args.extend(scope_args);
+        args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        let mut stmt = self.0.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params_from_iter(args))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let origin: Option<String> = row.get(4)?;
+            out.push(LogRow {
+                seq: row.get(0)?,
+                doc: parse(&row.get::<_, String>(1)?, "document id")?,
+                kind: kind(&row.get::<_, String>(2)?)?,
+                bytes: row.get(3)?,
+                origin: origin.map(|o| parse(&o, "device id")).transpose()?,
+                snapshot_bytes: usize::try_from(row.get::<_, i64>(5)?).unwrap_or(0),
+                held: row.get(6)?,
+            });
         }
+        Ok(out)
     }
 
-    // Changes after the cursor in documents in scope.
-    let sql = format!(
-        "SELECT c.seq, c.doc_id, d.kind, c.bytes, c.origin_device,
-                EXISTS (SELECT 1 FROM device_docs dd WHERE dd.device_id = ? AND dd.doc_id = c.doc_id)
-         FROM changes c CROSS JOIN documents d ON d.doc_id = c.doc_id
-         WHERE c.seq > ? AND c.seq <= ? AND {scope_cond}
-         ORDER BY c.seq"
-    );
-    let mut args = vec![Value::Text(dev.clone()), Value::Integer(cursor), Value::Integer(max_seq)];
-    args.extend(scope_args);
-    let mut stmt = tx.prepare(&sql)?;
-    let mut rows = stmt.query(params_from_iter(args))?;
-    let mut incremental: BTreeMap<DocumentId, (DocumentKind, Vec<u8>)> = BTreeMap::new();
-    let mut order: Vec<DocumentId> = Vec::new();
-    while let Some(row) = rows.next()? {
-        let seq: i64 = row.get(0)?;
-        let id: DocumentId = parse(&row.get::<_, String>(1)?, "document id")?;
-        let held: bool = row.get(5)?;
-        let origin: Option<String> = row.get(4)?;
-        // Rows this reply has nothing to send for: the document went whole, is still being sent
-        // whole page by page by the full comparison above, or the change is the device's own.
-        if sent_whole.contains(&id)
-            || (!held && !out.scope_complete)
-            || (held && origin.as_deref() == Some(dev.as_str()))
-        {
-            continue;
-        }
-        if budget >= limits.page_bytes && (!out.docs.is_empty() || !incremental.is_empty()) {
-            out.more = true;
-            out.cursor = (seq - 1).max(cursor) as u64;
-            break;
-        }
-        if !held {
-            // New to this device (created by someone else, or moved into scope): send it whole.
-            let kind = DocumentKind::from_stored(&row.get::<_, String>(2)?)
-                .ok_or_else(|| damaged("document kind"))?;
-            let snapshot: Vec<u8> =
-                tx.query_row("SELECT snapshot FROM documents WHERE doc_id = ?1", [id.to_string()], |r| {
-                    r.get(0)
-                })?;
-            budget += snapshot.len();
-            sent_whole.insert(id);
-            out.docs.push(DocData { doc: wire_id(id), kind, full: true, data: ByteBuf::from(snapshot) });
-            continue;
-        }
-        let bytes: Vec<u8> = row.get(3)?;
-        budget += bytes.len();
-        let kind =
-            DocumentKind::from_stored(&row.get::<_, String>(2)?).ok_or_else(|| damaged("document kind"))?;
-        let entry = incremental.entry(id).or_insert_with(|| {
-            order.push(id);
-            (kind, Vec::new())
-        });
-        entry.1.extend_from_slice(&bytes);
+    fn heads_in(
+        &mut self,
+        rule: &ScopeRule,
+    ) -> Result<Vec<(DocumentId, DocumentKind, Vec<u8>)>, StorageError> {
+        let (cond, args) = rule_sql(rule);
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT d.doc_id, d.kind, d.heads FROM documents d WHERE {cond} ORDER BY d.doc_id"
+        ))?;
+        let rows = stmt.query_map(params_from_iter(args), |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?))
+        })?;
+        rows.map(|r| {
+            let (id, k, heads) = r?;
+            Ok((parse(&id, "document id")?, kind(&k)?, heads))
+        })
+        .collect()
     }
-    for id in order {
-        if let Some((kind, data)) = incremental.remove(&id) {
-            out.docs.push(DocData { doc: wire_id(id), kind, full: false, data: ByteBuf::from(data) });
-        }
-    }
-    let mut mark =
-        tx.prepare_cached("INSERT OR IGNORE INTO device_docs (device_id, doc_id) VALUES (?1, ?2)")?;
-    for id in &sent_whole {
-        mark.execute(params![dev, id.to_string()])?;
-    }
-    Ok(out)
-}
 
-fn digest(tx: &Transaction<'_>, scope: &Scope) -> Result<[u8; 32], StorageError> {
-    let (cond, args) = scope_sql(scope);
-    let mut stmt = tx.prepare(&format!("SELECT d.doc_id, d.heads FROM documents d WHERE {cond}"))?;
-    let rows =
-        stmt.query_map(params_from_iter(args), |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
-    let mut docs = Vec::new();
-    for row in rows {
-        let (id, heads) = row?;
-        docs.push((parse(&id, "document id")?, decode_heads(&heads).ok_or_else(|| damaged("heads"))?));
+    fn set_scope_version_seen(&mut self, device: DeviceId, seen: i64) -> Result<(), StorageError> {
+        self.0
+            .prepare_cached("UPDATE devices SET scope_version_seen = ?2 WHERE device_id = ?1")?
+            .execute(params![device.to_string(), seen])?;
+        Ok(())
     }
-    Ok(scope_digest(docs))
-}
 
-/// A device's last digest, the log position and the scope version it was computed at.
-type CachedDigest = (Option<Vec<u8>>, Option<i64>, Option<i64>);
+    fn cached_digest(&mut self, device: DeviceId) -> Result<Option<(Vec<u8>, i64, i64)>, StorageError> {
+        let row: Option<(Option<Vec<u8>>, Option<i64>, Option<i64>)> = self
+            .0
+            .query_row(
+                "SELECT digest, digest_seq, digest_scope_version FROM devices WHERE device_id = ?1",
+                [device.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        Ok(match row {
+            Some((Some(bytes), Some(seq), Some(version))) => Some((bytes, seq, version)),
+            _ => None,
+        })
+    }
 
-/// The device's scope digest at log position `seq`: reused when neither the log nor the
-/// member's scope changed since it was last computed (every change in any scope raises the log
-/// position; every change of a member's grids raises their scope version).
-fn cached_digest(tx: &Transaction<'_>, device: &Device, seq: u64) -> Result<[u8; 32], StorageError> {
-    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
-    let cached: Option<CachedDigest> = tx
-        .query_row(
-            "SELECT digest, digest_seq, digest_scope_version FROM devices WHERE device_id = ?1",
-            [device.id.to_string()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    if let Some((Some(bytes), Some(at), Some(version))) = cached
-        && at == seq
-        && version == device.scope_version
-        && let Ok(digest) = <[u8; 32]>::try_from(bytes.as_slice())
-    {
-        return Ok(digest);
+    fn save_digest(
+        &mut self,
+        device: DeviceId,
+        digest: &[u8],
+        seq: i64,
+        version: i64,
+    ) -> Result<(), StorageError> {
+        self.0.execute(
+            "UPDATE devices SET digest = ?2, digest_seq = ?3, digest_scope_version = ?4 WHERE device_id = ?1",
+            params![device.to_string(), digest, seq, version],
+        )?;
+        Ok(())
     }
-    let fresh = digest(tx, &device.scope)?;
-    tx.execute(
-        "UPDATE devices SET digest = ?2, digest_seq = ?3, digest_scope_version = ?4 WHERE device_id = ?1",
-        params![device.id.to_string(), fresh.as_slice(), seq, device.scope_version],
-    )?;
-    Ok(fresh)
-}
 
-/// The change chunks inside an Automerge sync message (document chunks are unpacked).
-fn changes_in(message: &automerge::sync::Message) -> Result<Vec<Vec<u8>>, SyncFailure> {
-    let mut out = Vec::new();
-    for chunk in message.changes.iter() {
-        let bytes = chunk.to_vec();
-        match Change::from_bytes(bytes.clone()) {
-            Ok(change) => out.push(change.raw_bytes().to_vec()),
-            Err(_) => {
-                let mut scratch = AutoCommit::load(&bytes).map_err(|_| {
-                    refused(ErrorCode::MalformedChange, "a repair message carries undecodable data", None)
-                })?;
-                out.extend(scratch.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()));
-            }
-        }
+    fn record_contact(
+        &mut self,
+        device: DeviceId,
+        now: Timestamp,
+        unsynced: i64,
+    ) -> Result<(), StorageError> {
+        self.0.execute(
+            "UPDATE devices SET last_seen_at = ?2, last_unsynced = ?3 WHERE device_id = ?1",
+            params![device.to_string(), now.millis(), unsynced],
+        )?;
+        Ok(())
     }
-    Ok(out)
-}
-
-/// One round inside a transaction: purge reports, uploads (all or nothing), catch-up, digest.
-fn round(
-    tx: &Transaction<'_>,
-    device: &Device,
-    request: &SyncRequest,
-    limits: &SyncLimits,
-    now: Timestamp,
-) -> Result<SyncReply, SyncFailure> {
-    for purged in &request.purged {
-        tx.execute(
-            "DELETE FROM device_docs WHERE device_id = ?1 AND doc_id = ?2",
-            params![device.id.to_string(), doc_id(purged).to_string()],
-        )
-        .map_err(StorageError::from)?;
-    }
-    let mut acks = Vec::with_capacity(request.uploads.len());
-    for upload in request.uploads.iter().filter(|u| !u.changes.is_empty()) {
-        let id = doc_id(&upload.doc);
-        let changes: Vec<Vec<u8>> = upload.changes.iter().map(|c| c.to_vec()).collect();
-        let checked = check(tx, device, id, &changes, limits)?;
-        let heads = wire_heads(&checked.upload_heads);
-        commit_checked(tx, device, id, checked, now)?;
-        acks.push(Ack { doc: upload.doc, heads });
-    }
-    let resend: Vec<DocumentId> = request.missing.iter().map(doc_id).collect();
-    let caught = catch_up(tx, device, request.cursor, &resend, limits)?;
-    // A full comparison spread over several pages must go on next round whatever the cursor:
-    // until it completes, the device is marked as having seen no scope version at all.
-    let seen = if caught.scope_complete { device.scope_version } else { -1 };
-    tx.execute(
-        "UPDATE devices SET scope_version_seen = ?2 WHERE device_id = ?1",
-        params![device.id.to_string(), seen],
-    )
-    .map_err(StorageError::from)?;
-    let digest = if request.want_digest && !caught.more {
-        Some(cached_digest(tx, device, caught.cursor)?)
-    } else {
-        None
-    };
-    Ok(SyncReply {
-        acks,
-        docs: caught.docs,
-        purge: caught.purge.into_iter().map(wire_id).collect(),
-        cursor: caught.cursor,
-        more: caught.more,
-        digest: digest.map(serde_bytes::ByteArray::new),
-    })
 }
 
 impl Storage for SqliteStorage {
@@ -712,14 +536,7 @@ impl Storage for SqliteStorage {
         let mut conn = self.lock();
         let tx =
             conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
-        let reply = round(&tx, device, request, limits, now)?;
-        let uploaded: usize = request.uploads.iter().map(|u| u.changes.len()).sum();
-        let unsynced_after = request.unsynced.saturating_sub(uploaded as u64);
-        tx.execute(
-            "UPDATE devices SET last_seen_at = ?2, last_unsynced = ?3 WHERE device_id = ?1",
-            params![device.id.to_string(), now.millis(), i64::try_from(unsynced_after).unwrap_or(i64::MAX)],
-        )
-        .map_err(StorageError::from)?;
+        let reply = engine::round(&mut Sql(&tx), device, request, limits, now, true)?;
         tx.commit().map_err(StorageError::from)?;
         Ok(reply)
     }
@@ -735,30 +552,13 @@ impl Storage for SqliteStorage {
         let tx =
             conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
         let request = SyncRequest { cursor, ..SyncRequest::default() };
-        let reply = round(&tx, device, &request, limits, now)?;
+        let reply = engine::round(&mut Sql(&tx), device, &request, limits, now, false)?;
         tx.commit().map_err(StorageError::from)?;
         Ok(reply)
     }
 
     fn manifest(&self, device: &Device) -> Result<Vec<ManifestEntry>, StorageError> {
-        let conn = self.lock();
-        let (cond, args) = scope_sql(&device.scope);
-        let mut stmt = conn.prepare(&format!(
-            "SELECT d.doc_id, d.kind, d.heads FROM documents d WHERE {cond} ORDER BY d.doc_id"
-        ))?;
-        let rows = stmt.query_map(params_from_iter(args), |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, kind, heads) = row?;
-            out.push(ManifestEntry {
-                doc: wire_id(parse(&id, "document id")?),
-                kind: DocumentKind::from_stored(&kind).ok_or_else(|| damaged("document kind"))?,
-                heads: wire_heads(&decode_heads(&heads).ok_or_else(|| damaged("heads"))?),
-            });
-        }
-        Ok(out)
+        engine::manifest(&mut Sql(&self.lock()), device)
     }
 
     fn repair(
@@ -771,59 +571,7 @@ impl Storage for SqliteStorage {
         let mut conn = self.lock();
         let tx =
             conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
-        let mut replies = Vec::new();
-        for m in messages {
-            let id = doc_id(&m.doc);
-            let message = automerge::sync::Message::decode(&m.message).map_err(|_| {
-                refused(ErrorCode::MalformedFrame, "undecodable Automerge sync message", Some(id))
-            })?;
-            let carried = changes_in(&message)?;
-            let mut doc = if carried.is_empty() {
-                match load_document(&tx, id)? {
-                    Some((doc, _)) => doc,
-                    None => {
-                        return Err(refused(
-                            ErrorCode::OutOfScope,
-                            format!("document {id} is not available"),
-                            Some(id),
-                        ));
-                    }
-                }
-            } else {
-                let checked = check(&tx, device, id, &carried, limits)?;
-                let doc = checked.doc.clone();
-                commit_checked(&tx, device, id, checked, now)?;
-                doc
-            };
-            let facts = validate::facts(&doc, id).map_err(|r| refused(r.code, r.message, Some(id)))?;
-            let helps_household =
-                helps(&tx, device.scope.member, facts.household).map_err(StorageError::from)?;
-            if !device.scope.may_hold(&facts, helps_household)
-                && !holds(&tx, device.id, id).map_err(StorageError::from)?
-            {
-                return Err(refused(
-                    ErrorCode::OutOfScope,
-                    format!("document {id} is outside this device's scope"),
-                    Some(id),
-                ));
-            }
-            let mut state = automerge::sync::State::new();
-            doc.sync().receive_sync_message(&mut state, message).map_err(|_| {
-                refused(ErrorCode::MalformedChange, "the sync message could not be applied", Some(id))
-            })?;
-            if let Some(reply) = doc.sync().generate_sync_message(&mut state) {
-                replies.push(DocSyncMessage {
-                    doc: m.doc,
-                    kind: facts.kind,
-                    message: ByteBuf::from(reply.encode()),
-                });
-            }
-            tx.execute(
-                "INSERT OR IGNORE INTO device_docs (device_id, doc_id) VALUES (?1, ?2)",
-                params![device.id.to_string(), id.to_string()],
-            )
-            .map_err(StorageError::from)?;
-        }
+        let replies = engine::repair(&mut Sql(&tx), device, messages, limits, now)?;
         tx.commit().map_err(StorageError::from)?;
         Ok(replies)
     }
@@ -835,26 +583,13 @@ impl Storage for SqliteStorage {
     ) -> Result<(), StorageError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for (id, doc) in docs.iter_mut() {
-            let facts = validate::facts(doc, *id).map_err(|r| damaged(r.message))?;
-            let known: HashSet<ChangeHash> = match load_document(&tx, *id)? {
-                Some((mut existing, _)) => existing.get_changes(&[]).iter().map(Change::hash).collect(),
-                None => HashSet::new(),
-            };
-            let new: Vec<(ChangeHash, Vec<u8>)> = doc
-                .get_changes(&[])
-                .iter()
-                .filter(|c| !known.contains(&c.hash()))
-                .map(|c| (c.hash(), c.raw_bytes().to_vec()))
-                .collect();
-            store_document(&tx, *id, doc, &facts, &new, None, now)?;
-        }
+        engine::write_server_documents(&mut Sql(&tx), docs, now)?;
         tx.commit()?;
         Ok(())
     }
 
     fn document(&self, id: DocumentId) -> Result<Option<AutoCommit>, StorageError> {
-        Ok(load_document(&self.lock(), id)?.map(|(doc, _)| doc))
+        Ok(engine::load_document(&mut Sql(&self.lock()), id)?.map(|(doc, _)| doc))
     }
 
     fn revoked_since(&self, since: Timestamp) -> Result<Vec<DeviceId>, StorageError> {
