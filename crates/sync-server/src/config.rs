@@ -14,6 +14,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory holding the SQLite database.
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL (`postgres://user:password@host:5432/db`); unset means the embedded
+    /// SQLite database in `data_dir`.
+    pub database: Option<String>,
+    /// Most PostgreSQL connections this node opens.
+    pub database_connections: u32,
     /// Largest protocol frame accepted, in bytes.
     pub max_frame_bytes: usize,
     /// Largest stored document, in bytes.
@@ -35,6 +40,8 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("doorstep-data"),
+            database: None,
+            database_connections: 16,
             max_frame_bytes: doorstep_core::sync::frame::DEFAULT_MAX_FRAME_BYTES,
             max_document_bytes: 4 * 1024 * 1024,
             page_bytes: 2 * 1024 * 1024,
@@ -56,10 +63,73 @@ impl Config {
         }
     }
 
+    /// Opens the configured storage: PostgreSQL when `database` is set, else SQLite in
+    /// `data_dir`. Either way the schema is brought up to date.
+    pub fn open_storage(&self) -> anyhow::Result<std::sync::Arc<dyn crate::storage::Storage>> {
+        use anyhow::Context;
+        match &self.database {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                let storage =
+                    crate::storage::postgresql::PostgresStorage::connect(url, self.database_connections)
+                        .with_context(|| {
+                            format!("无法连接数据库 / cannot open the PostgreSQL database {}", redact(url))
+                        })?;
+                Ok(std::sync::Arc::new(storage))
+            }
+            Some(other) => anyhow::bail!(
+                "不支持的数据库地址 / unsupported database URL {:?}: use postgres://… or leave it unset for SQLite",
+                redact(other)
+            ),
+            None => {
+                let storage =
+                    crate::storage::sqlite::SqliteStorage::open(&self.data_dir).with_context(|| {
+                        format!("打开数据库失败 / cannot open the database in {}", self.data_dir.display())
+                    })?;
+                Ok(std::sync::Arc::new(storage))
+            }
+        }
+    }
+
+    /// Where the data lives, for messages (passwords hidden).
+    pub fn describe_storage(&self) -> String {
+        match &self.database {
+            Some(url) => redact(url),
+            None => self.data_dir.display().to_string(),
+        }
+    }
+
     /// Reads a TOML config file.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+    }
+}
+
+/// A database URL with its password replaced by `***`, for logs and messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_hidden_in_messages() {
+        assert_eq!(
+            redact("postgres://doorstep:s3cret@db:5432/county"),
+            "postgres://doorstep:***@db:5432/county"
+        );
+        assert_eq!(redact("postgres://db/county"), "postgres://db/county");
     }
 }

@@ -40,6 +40,10 @@ pub async fn serve(
     let state =
         Arc::new(AppState::new(storage, limits, config.max_frame_bytes, config.metrics_token.clone()));
     tokio::spawn(watch_revocations(state.clone()));
+    let changes = state.changes.clone();
+    state.storage.watch_changes(Box::new(move |seq| {
+        let _ = changes.send(seq);
+    }))?;
     let router = http::router(state);
     match config.tls()? {
         None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await?,

@@ -10,7 +10,6 @@ use doorstep_core::ids::{Code, DeviceId, GridId, MemberId};
 use doorstep_server::config::Config;
 use doorstep_server::scope::Role;
 use doorstep_server::storage::Storage;
-use doorstep_server::storage::sqlite::SqliteStorage;
 use doorstep_server::{auth, demo, http, import};
 
 #[derive(Parser)]
@@ -26,6 +25,10 @@ struct Cli {
     /// TOML config file.
     #[arg(long, global = true, env = "DOORSTEP_CONFIG")]
     config: Option<PathBuf>,
+    /// PostgreSQL URL (postgres://user:password@host:5432/db) instead of SQLite in the data
+    /// directory. 使用 PostgreSQL 数据库（多节点部署）。
+    #[arg(long, global = true, env = "DOORSTEP_DATABASE")]
+    database: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -157,6 +160,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();
     }
+    if let Some(url) = &cli.database {
+        config.database = Some(url.clone());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -164,9 +170,7 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let storage = SqliteStorage::open(&config.data_dir).with_context(|| {
-        format!("打开数据库失败 / cannot open the database in {}", config.data_dir.display())
-    })?;
+    let storage = config.open_storage()?;
     let now = http::now();
     match cli.command {
         Command::Serve { listen, demo, tls } => run(config.with_tls(tls), storage, listen, demo),
@@ -246,7 +250,7 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("无法读取 / cannot read {}", file.display()))?;
             let admin = storage.members()?.into_iter().find(|m| m.role == Role::Admin).map(|m| m.id);
             let report =
-                import::import_csv(&storage, &text, admin.unwrap_or_else(MemberId::new_random), now)?;
+                import::import_csv(storage.as_ref(), &text, admin.unwrap_or_else(MemberId::new_random), now)?;
             println!(
                 "已导入 {} 户、{} 人；拒绝 {} 行 / imported {} households, {} residents; rejected {} rows",
                 report.households,
@@ -278,14 +282,13 @@ impl WithTls for Config {
 
 fn run(
     mut config: Config,
-    storage: SqliteStorage,
+    storage: Arc<dyn Storage>,
     listen: Option<std::net::SocketAddr>,
     demo_data: bool,
 ) -> anyhow::Result<()> {
     if let Some(listen) = listen {
         config.listen = listen;
     }
-    let storage: Arc<dyn Storage> = Arc::new(storage);
     if demo_data {
         match demo::seed(storage.as_ref(), http::now())? {
             Some(summary) => {
@@ -310,7 +313,7 @@ fn run(
         let addr = listener.local_addr()?;
         println!(
             "Doorstep 服务器已启动 / server listening on {scheme}://{addr}  (data: {})",
-            config.data_dir.display()
+            config.describe_storage()
         );
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;

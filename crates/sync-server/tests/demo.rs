@@ -15,11 +15,11 @@ async fn the_demo_county_has_every_state_and_each_role_sees_its_scope() {
     let server = TestServer::start();
     let storage = server.storage();
     let summary =
-        demo::seed_sized(&storage, doorstep_server::http::now(), 16).expect("seed").expect("empty before");
+        demo::seed_sized(&*storage, doorstep_server::http::now(), 16).expect("seed").expect("empty before");
     assert_eq!(summary.households, 12 * 16);
     assert_eq!(summary.requests, 12 * 50);
     assert!(
-        demo::seed_sized(&storage, doorstep_server::http::now(), 16).expect("again").is_none(),
+        demo::seed_sized(&*storage, doorstep_server::http::now(), 16).expect("again").is_none(),
         "seeds once"
     );
 

@@ -36,9 +36,9 @@ async fn offline_edits_on_two_devices_converge_in_either_order_with_the_conflict
     for a_first in [true, false] {
         let server = TestServer::start();
         let storage = server.storage();
-        let g = grid(&storage, "第一网格");
-        let worker = member(&storage, "王芳", Role::GridWorker, &[g]);
-        let boss = member(&storage, "李主任", Role::Supervisor, &[g]);
+        let g = grid(&*storage, "第一网格");
+        let worker = member(&*storage, "王芳", Role::GridWorker, &[g]);
+        let boss = member(&*storage, "李主任", Role::Supervisor, &[g]);
         let dir = devices_dir();
         let mut a = device(&server, dir.path(), "worker", worker).await;
         let mut b = device(&server, dir.path(), "supervisor", boss).await;
@@ -112,8 +112,8 @@ async fn offline_edits_on_two_devices_converge_in_either_order_with_the_conflict
 async fn an_idle_reconnect_is_one_round_trip_of_a_few_hundred_bytes_and_verifies_the_scope() {
     let server = TestServer::start();
     let storage = server.storage();
-    let g = grid(&storage, "第一网格");
-    let worker = member(&storage, "王芳", Role::GridWorker, &[g]);
+    let g = grid(&*storage, "第一网格");
+    let worker = member(&*storage, "王芳", Role::GridWorker, &[g]);
     let dir = devices_dir();
     let mut a = device(&server, dir.path(), "a", worker).await;
     for n in 0..60 {
@@ -145,9 +145,9 @@ async fn an_idle_reconnect_is_one_round_trip_of_a_few_hundred_bytes_and_verifies
 async fn a_worker_can_neither_read_nor_write_another_grid() {
     let server = TestServer::start();
     let storage = server.storage();
-    let (ga, gb) = (grid(&storage, "A"), grid(&storage, "B"));
-    let wa = member(&storage, "A网格员", Role::GridWorker, &[ga]);
-    let wb = member(&storage, "B网格员", Role::GridWorker, &[gb]);
+    let (ga, gb) = (grid(&*storage, "A"), grid(&*storage, "B"));
+    let wa = member(&*storage, "A网格员", Role::GridWorker, &[ga]);
+    let wb = member(&*storage, "B网格员", Role::GridWorker, &[gb]);
     let dir = devices_dir();
     let mut a = device(&server, dir.path(), "a", wa).await;
     let mut b = device(&server, dir.path(), "b", wb).await;
@@ -219,8 +219,8 @@ async fn a_worker_can_neither_read_nor_write_another_grid() {
 async fn a_change_written_by_another_actor_is_rejected_and_nothing_of_the_upload_is_stored() {
     let server = TestServer::start();
     let storage = server.storage();
-    let g = grid(&storage, "G");
-    let w = member(&storage, "网格员", Role::GridWorker, &[g]);
+    let g = grid(&*storage, "G");
+    let w = member(&*storage, "网格员", Role::GridWorker, &[g]);
     let dir = devices_dir();
     let mut a = device(&server, dir.path(), "a", w).await;
     let honest = a.create_household(&household(g, "1", "甲"), t(0)).expect("household");
@@ -261,8 +261,8 @@ async fn a_change_written_by_another_actor_is_rejected_and_nothing_of_the_upload
 async fn a_revoked_device_is_refused_and_purges_everything_even_on_an_open_websocket() {
     let server = TestServer::start();
     let storage = server.storage();
-    let g = grid(&storage, "G");
-    let w = member(&storage, "网格员", Role::GridWorker, &[g]);
+    let g = grid(&*storage, "G");
+    let w = member(&*storage, "网格员", Role::GridWorker, &[g]);
     let dir = devices_dir();
     let mut phone = device(&server, dir.path(), "phone", w).await;
     let mut other = device(&server, dir.path(), "other", w).await;
@@ -294,9 +294,9 @@ async fn a_revoked_device_is_refused_and_purges_everything_even_on_an_open_webso
 async fn a_reassigned_worker_uploads_first_then_purges_and_the_new_worker_receives() {
     let server = TestServer::start();
     let storage = server.storage();
-    let g = grid(&storage, "G");
-    let old = member(&storage, "老网格员", Role::GridWorker, &[g]);
-    let new = member(&storage, "新网格员", Role::GridWorker, &[]);
+    let g = grid(&*storage, "G");
+    let old = member(&*storage, "老网格员", Role::GridWorker, &[g]);
+    let new = member(&*storage, "新网格员", Role::GridWorker, &[]);
     let dir = devices_dir();
     let mut a = device(&server, dir.path(), "old", old).await;
     let home = a.create_household(&household(g, "1", "甲"), t(0)).expect("household");
@@ -317,9 +317,9 @@ async fn a_reassigned_worker_uploads_first_then_purges_and_the_new_worker_receiv
 async fn changes_reach_a_live_websocket_without_asking() {
     let server = TestServer::start();
     let storage = server.storage();
-    let g = grid(&storage, "G");
-    let w = member(&storage, "网格员", Role::GridWorker, &[g]);
-    let s = member(&storage, "主任", Role::Supervisor, &[g]);
+    let g = grid(&*storage, "G");
+    let w = member(&*storage, "网格员", Role::GridWorker, &[g]);
+    let s = member(&*storage, "主任", Role::Supervisor, &[g]);
     let dir = devices_dir();
     let mut worker = device(&server, dir.path(), "worker", w).await;
     let mut boss = device(&server, dir.path(), "boss", s).await;
@@ -352,8 +352,8 @@ async fn changes_reach_a_live_websocket_without_asking() {
 async fn a_digest_mismatch_is_repaired_with_automerge_sync() {
     let server = TestServer::start();
     let storage = server.storage();
-    let g = grid(&storage, "G");
-    let w = member(&storage, "网格员", Role::GridWorker, &[g]);
+    let g = grid(&*storage, "G");
+    let w = member(&*storage, "网格员", Role::GridWorker, &[g]);
     let dir = devices_dir();
     let mut a = device(&server, dir.path(), "a", w).await;
     let mut b = device(&server, dir.path(), "b", w).await;
@@ -374,8 +374,8 @@ async fn a_digest_mismatch_is_repaired_with_automerge_sync() {
 async fn a_killed_server_loses_nothing_it_acknowledged_and_duplicates_nothing() {
     let server = TestServer::start();
     let storage = server.storage();
-    let g = grid(&storage, "G");
-    let w = member(&storage, "网格员", Role::GridWorker, &[g]);
+    let g = grid(&*storage, "G");
+    let w = member(&*storage, "网格员", Role::GridWorker, &[g]);
     drop(storage);
     let dir = devices_dir();
     let mut a = device(&server, dir.path(), "a", w).await;
@@ -404,7 +404,7 @@ async fn a_killed_server_loses_nothing_it_acknowledged_and_duplicates_nothing() 
     assert!(killed_request.is_err(), "the server is gone");
     assert!(acknowledged > 0);
 
-    let server = TestServer::start_in(data);
+    let server = TestServer::restart(data);
     let report = server.client().sync(&mut a).await.expect("retry after restart");
     assert_eq!(acknowledged + report.uploaded_changes, 30);
     assert_eq!(a.unsynced_change_count().expect("count"), 0);
@@ -419,8 +419,8 @@ async fn a_killed_server_loses_nothing_it_acknowledged_and_duplicates_nothing() 
 async fn bad_frames_get_their_documented_errors_over_http_and_websocket() {
     let server = TestServer::start();
     let storage = server.storage();
-    let g = grid(&storage, "G");
-    let w = member(&storage, "网格员", Role::GridWorker, &[g]);
+    let g = grid(&*storage, "G");
+    let w = member(&*storage, "网格员", Role::GridWorker, &[g]);
     let dir = devices_dir();
     let mut a = device(&server, dir.path(), "a", w).await;
     let token = a.enrolment().expect("e").expect("enrolled").token;
@@ -479,7 +479,7 @@ async fn bad_frames_get_their_documented_errors_over_http_and_websocket() {
     assert_eq!(live.sync(&mut a).await.expect("still usable").round_trips, 1);
     // Health needs no token; the enrolment code is single use.
     assert_eq!(http.get(format!("{}/healthz", server.url)).send().await.expect("ok").status().as_u16(), 200);
-    let code = code_for(&storage, w);
+    let code = code_for(&*storage, w);
     let mut c = Replica::open_in_memory().expect("replica");
     server.client().enrol(&mut c, &code, "c").await.expect("first use");
     let mut d = Replica::open_in_memory().expect("replica");
@@ -491,9 +491,9 @@ async fn bad_frames_get_their_documented_errors_over_http_and_websocket() {
 async fn a_lost_reply_carrying_a_whole_document_heals_on_the_next_sync() {
     let server = TestServer::start();
     let storage = server.storage();
-    let (g, h) = (grid(&storage, "G"), grid(&storage, "H"));
-    let w = member(&storage, "网格员", Role::GridWorker, &[g]);
-    let other = member(&storage, "H网格员", Role::GridWorker, &[h]);
+    let (g, h) = (grid(&*storage, "G"), grid(&*storage, "H"));
+    let w = member(&*storage, "网格员", Role::GridWorker, &[g]);
+    let other = member(&*storage, "H网格员", Role::GridWorker, &[h]);
     let dir = devices_dir();
     let mut a = device(&server, dir.path(), "a", w).await;
     let mut b = device(&server, dir.path(), "b", other).await;
@@ -520,9 +520,9 @@ async fn a_lost_reply_carrying_a_whole_document_heals_on_the_next_sync() {
 async fn a_document_that_leaves_and_reenters_scope_while_changes_are_pending_comes_back_whole() {
     let server = TestServer::start();
     let storage = server.storage();
-    let g = grid(&storage, "G");
-    let w = member(&storage, "甲", Role::GridWorker, &[g]);
-    let other = member(&storage, "乙", Role::GridWorker, &[g]);
+    let g = grid(&*storage, "G");
+    let w = member(&*storage, "甲", Role::GridWorker, &[g]);
+    let other = member(&*storage, "乙", Role::GridWorker, &[g]);
     let dir = devices_dir();
     let mut a = device(&server, dir.path(), "a", w).await;
     let mut b = device(&server, dir.path(), "b", other).await;
@@ -554,9 +554,9 @@ async fn a_document_that_leaves_and_reenters_scope_while_changes_are_pending_com
 async fn a_volunteer_removed_as_helper_loses_the_household_and_its_requests() {
     let server = TestServer::start();
     let storage = server.storage();
-    let g = grid(&storage, "G");
-    let worker = member(&storage, "网格员", Role::GridWorker, &[g]);
-    let volunteer = member(&storage, "志愿者", Role::Volunteer, &[]);
+    let g = grid(&*storage, "G");
+    let worker = member(&*storage, "网格员", Role::GridWorker, &[g]);
+    let volunteer = member(&*storage, "志愿者", Role::Volunteer, &[]);
     let dir = devices_dir();
     let mut w = device(&server, dir.path(), "w", worker).await;
     let mut v = device(&server, dir.path(), "v", volunteer).await;
@@ -588,8 +588,8 @@ async fn a_volunteer_removed_as_helper_loses_the_household_and_its_requests() {
 async fn paged_downloads_send_each_change_once() {
     let server = TestServer::start_with_pages(8192);
     let storage = server.storage();
-    let g = grid(&storage, "G");
-    let w = member(&storage, "网格员", Role::GridWorker, &[g]);
+    let g = grid(&*storage, "G");
+    let w = member(&*storage, "网格员", Role::GridWorker, &[g]);
     let dir = devices_dir();
     let mut a = device(&server, dir.path(), "a", w).await;
     for n in 0..40 {
@@ -621,8 +621,8 @@ async fn paged_downloads_send_each_change_once() {
 async fn a_paged_first_download_after_an_empty_start_completes_without_repair() {
     let server = TestServer::start_with_pages(4096);
     let storage = server.storage();
-    let g = grid(&storage, "G");
-    let w = member(&storage, "网格员", Role::GridWorker, &[g]);
+    let g = grid(&*storage, "G");
+    let w = member(&*storage, "网格员", Role::GridWorker, &[g]);
     let dir = devices_dir();
     let mut a = device(&server, dir.path(), "a", w).await;
     // The county is empty when the phone first syncs; then the register is imported.
@@ -631,8 +631,8 @@ async fn a_paged_first_download_after_an_empty_start_completes_without_repair() 
     for n in 0..40 {
         csv.push_str(&format!("幸福社区,{g},1栋,1单元,{n},住户{n}\n"));
     }
-    let report =
-        doorstep_server::import::import_csv(&storage, &csv, w, doorstep_server::http::now()).expect("import");
+    let report = doorstep_server::import::import_csv(&*storage, &csv, w, doorstep_server::http::now())
+        .expect("import");
     assert_eq!(report.households, 40);
     let report = sync(&server, &mut a).await;
     assert!(report.round_trips > 2, "{} rounds", report.round_trips);

@@ -1,5 +1,7 @@
 //! Storage behind one trait, so the sync service, the HTTP layer and the CLI never know which
-//! database holds the data. [`sqlite::SqliteStorage`] is the embedded default.
+//! database holds the data. [`sqlite::SqliteStorage`] is the embedded default;
+//! [`postgresql::PostgresStorage`] serves several nodes sharing one PostgreSQL database. The sync
+//! logic itself is written once, in `engine`, over the few queries each backend answers.
 //!
 //! Methods are blocking: the HTTP layer calls them on tokio's blocking pool. Each method is
 //! one transaction; a method that returns `Ok` has committed durably.
@@ -12,6 +14,7 @@ use serde::Serialize;
 use crate::scope::{Role, Scope};
 
 mod engine;
+pub mod postgresql;
 pub mod sqlite;
 
 /// A storage failure that is not the client's fault (disk full, database gone…).
@@ -20,6 +23,9 @@ pub enum StorageError {
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// PostgreSQL failed, or no connection could be had.
+    #[error("PostgreSQL error: {0}")]
+    Postgres(String),
     /// Stored data could not be read.
     #[error("stored data is damaged: {0}")]
     Damaged(String),
@@ -164,7 +170,8 @@ pub struct DeviceRow {
     pub last_unsynced: Option<i64>,
 }
 
-/// Everything the relay stores. Implemented by [`sqlite::SqliteStorage`].
+/// Everything the relay stores. Implemented by [`sqlite::SqliteStorage`] and
+/// [`postgresql::PostgresStorage`].
 pub trait Storage: Send + Sync + 'static {
     /// Looks up a device by the SHA-256 of its token.
     fn authenticate(&self, token_hash: &[u8; 32]) -> Result<Authenticated, StorageError>;
@@ -249,4 +256,10 @@ pub trait Storage: Send + Sync + 'static {
     fn devices(&self) -> Result<Vec<DeviceRow>, StorageError>;
     /// The highest change sequence number stored.
     fn latest_seq(&self) -> Result<u64, StorageError>;
+    /// Calls `on_change` whenever another server node (or an admin command) commits changes, so
+    /// this node can wake its live connections. One node alone on SQLite has nothing to watch.
+    fn watch_changes(&self, on_change: Box<dyn Fn(u64) + Send>) -> Result<(), StorageError> {
+        let _ = on_change;
+        Ok(())
+    }
 }

@@ -97,6 +97,9 @@ fn rule_sql(rule: &ScopeRule) -> (&'static str, Vec<Value>) {
 /// department, scope version.
 type DeviceAuthRow = (String, String, String, Option<i64>, i64, String, Option<String>, i64);
 
+/// A device's cached digest columns: digest, log position, scope version.
+type CachedDigestRow = (Option<Vec<u8>>, Option<i64>, Option<i64>);
+
 /// One open SQLite transaction, as the sync engine sees it.
 struct Sql<'c>(&'c Connection);
 
@@ -367,7 +370,7 @@ impl LogTx for Sql<'_> {
     }
 
     fn cached_digest(&mut self, device: DeviceId) -> Result<Option<(Vec<u8>, i64, i64)>, StorageError> {
-        let row: Option<(Option<Vec<u8>>, Option<i64>, Option<i64>)> = self
+        let row: Option<CachedDigestRow> = self
             .0
             .query_row(
                 "SELECT digest, digest_seq, digest_scope_version FROM devices WHERE device_id = ?1",

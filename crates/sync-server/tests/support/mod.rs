@@ -15,7 +15,11 @@ use doorstep_core::time::Timestamp;
 use doorstep_server::auth;
 use doorstep_server::scope::Role;
 use doorstep_server::storage::Storage;
+use doorstep_server::storage::postgresql::PostgresStorage;
 use doorstep_server::storage::sqlite::SqliteStorage;
+
+pub mod pg;
+pub use pg::TestDatabase;
 
 /// The server binary built for these tests.
 pub const SERVER: &str = env!("CARGO_BIN_EXE_doorstep-server");
@@ -24,26 +28,65 @@ pub const SERVER: &str = env!("CARGO_BIN_EXE_doorstep-server");
 pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub url: String,
+    /// The PostgreSQL database it runs on; `None`: SQLite in `dir`.
+    pub database: Option<std::sync::Arc<TestDatabase>>,
     child: Child,
 }
 
+/// What a killed server leaves behind, to start it again on the same data.
+pub struct Stopped {
+    pub dir: tempfile::TempDir,
+    pub database: Option<std::sync::Arc<TestDatabase>>,
+}
+
+/// The backend the suite runs on: `DOORSTEP_TEST_BACKEND=postgres` runs every server of a test
+/// file on a fresh PostgreSQL database (see `scripts/test`); anything else, SQLite.
+pub fn backend_database() -> Option<std::sync::Arc<TestDatabase>> {
+    match std::env::var("DOORSTEP_TEST_BACKEND").as_deref() {
+        Ok("postgres") => Some(std::sync::Arc::new(TestDatabase::create())),
+        Ok("sqlite") | Err(_) => None,
+        Ok(other) => panic!("DOORSTEP_TEST_BACKEND={other:?}: use sqlite or postgres"),
+    }
+}
+
 impl TestServer {
-    /// Starts a server on a free port over a fresh data directory.
+    /// Starts a server on a free port over fresh data (on the backend the suite runs on).
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        Self::start_in(dir)
+        Self::launch(dir, backend_database(), &[])
     }
 
-    /// Starts a server over an existing data directory.
+    /// Starts a SQLite server over an existing data directory.
     pub fn start_in(dir: tempfile::TempDir) -> Self {
-        Self::start_with(dir, &[])
+        Self::launch(dir, None, &[])
+    }
+
+    /// Starts a server again on what a killed one left.
+    pub fn restart(stopped: Stopped) -> Self {
+        Self::launch(stopped.dir, stopped.database, &[])
+    }
+
+    /// Starts a server on a PostgreSQL database (another node when one already runs on it).
+    pub fn start_on(database: std::sync::Arc<TestDatabase>) -> Self {
+        Self::launch(tempfile::tempdir().expect("tempdir"), Some(database), &[])
     }
 
     /// Starts a server with extra `serve` flags.
     pub fn start_with(dir: tempfile::TempDir, extra: &[&str]) -> Self {
-        let mut child = Command::new(SERVER)
-            .arg("--data-dir")
-            .arg(dir.path())
+        Self::launch(dir, backend_database(), extra)
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        database: Option<std::sync::Arc<TestDatabase>>,
+        extra: &[&str],
+    ) -> Self {
+        let mut command = Command::new(SERVER);
+        command.arg("--data-dir").arg(dir.path());
+        if let Some(db) = &database {
+            command.args(["--database", &db.url]);
+        }
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "warn")
@@ -61,7 +104,7 @@ impl TestServer {
             }
         }
         let url = url.expect("the server printed its address");
-        Self { dir, url, child }
+        Self { dir, url, database, child }
     }
 
     /// Starts a server whose replies are cut into pages of about `page_bytes`.
@@ -73,17 +116,21 @@ impl TestServer {
         Self::start_with(tempfile::tempdir().expect("tempdir"), &["--config", config.to_str().expect("path")])
     }
 
-    /// Kills the process with SIGKILL (no shutdown, no flush) and returns its data directory.
-    pub fn kill(mut self) -> tempfile::TempDir {
+    /// Kills the process with SIGKILL (no shutdown, no flush) and returns its data.
+    pub fn kill(mut self) -> Stopped {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reaped");
         let dir = tempfile::tempdir().expect("placeholder");
-        std::mem::replace(&mut self.dir, dir)
+        Stopped { dir: std::mem::replace(&mut self.dir, dir), database: self.database.take() }
     }
 
-    /// Direct access to the server's database (WAL allows it beside the running server).
-    pub fn storage(&self) -> SqliteStorage {
-        SqliteStorage::open(self.dir.path()).expect("open server database")
+    /// Direct access to the server's database (SQLite's WAL allows it beside the running
+    /// server; PostgreSQL is shared anyway).
+    pub fn storage(&self) -> Box<dyn Storage> {
+        match &self.database {
+            Some(db) => Box::new(PostgresStorage::connect(&db.url, 4).expect("open server database")),
+            None => Box::new(SqliteStorage::open(self.dir.path()).expect("open server database")),
+        }
     }
 
     /// A client for this server.
@@ -91,9 +138,17 @@ impl TestServer {
         Client::new(&self.url)
     }
 
-    /// Runs an admin command of the server binary and returns its standard output.
+    /// Runs an admin command of the server binary (on this server's data) and returns its
+    /// standard output.
     pub fn admin(&self, args: &[&str]) -> String {
-        admin(self.dir.path(), args)
+        match &self.database {
+            Some(db) => {
+                let mut all = vec!["--database", db.url.as_str()];
+                all.extend_from_slice(args);
+                admin(self.dir.path(), &all)
+            }
+            None => admin(self.dir.path(), args),
+        }
     }
 }
 
@@ -132,7 +187,7 @@ pub fn member(storage: &dyn Storage, name: &str, role: Role, grids: &[GridId]) -
 /// A device: a replica file in `dir`, enrolled for `member`.
 pub async fn device(server: &TestServer, dir: &Path, name: &str, member: MemberId) -> Replica {
     let mut replica = Replica::open(dir.join(format!("{name}.db"))).expect("replica");
-    let code = code_for(&server.storage(), member);
+    let code = code_for(server.storage().as_ref(), member);
     server.client().enrol(&mut replica, &code, name).await.expect("enrol");
     replica
 }
