@@ -10,6 +10,8 @@ use doorstep_core::ids::{Code, DeviceId, GridId, MemberId};
 use doorstep_server::config::Config;
 use doorstep_server::scope::Role;
 use doorstep_server::storage::Storage;
+use doorstep_server::storage::sqlite::SqliteStorage;
+use doorstep_server::storage::transfer;
 use doorstep_server::{auth, demo, http, import};
 
 #[derive(Parser)]
@@ -72,6 +74,36 @@ enum Command {
     /// Devices. 设备管理。
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Copy a county from a SQLite data directory into PostgreSQL, then verify the copy.
+    /// 从 SQLite 迁移到 PostgreSQL 并校验。
+    Migrate {
+        /// The SQLite data directory (holds doorstep.db).
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL URL.
+        #[arg(long)]
+        to: String,
+        /// Overwrite a target that already holds data.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Write a consistent backup of the configured storage (SQLite or PostgreSQL) to a new file.
+    /// 备份到文件。
+    Backup {
+        /// The backup file to create (a Doorstep SQLite database; must not exist).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup file into the configured storage (stop the servers first).
+    /// 从备份文件恢复（请先停止服务器）。
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// Overwrite storage that already holds data.
+        #[arg(long)]
+        replace: bool,
+    },
     /// Import households from a CSV file, with a per-row report. 从 CSV 导入住户。
     ImportHouseholds {
         /// The CSV file.
@@ -170,6 +202,12 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Command::Migrate { from, to, replace } = cli.command {
+        // Only the two named databases are opened.
+        let source = existing_sqlite(&from.join(doorstep_server::storage::sqlite::DATABASE_FILE))?;
+        let target = Config { database: Some(to), ..config }.open_storage()?;
+        return copy_and_verify(&source, target.as_ref(), replace);
+    }
     let storage = config.open_storage()?;
     let now = http::now();
     match cli.command {
@@ -245,6 +283,22 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Migrate { .. } => unreachable!("handled above"),
+        Command::Backup { to } => {
+            if to.exists() {
+                bail!(
+                    "备份文件已存在，未覆盖 / the backup file already exists; not overwritten: {}",
+                    to.display()
+                );
+            }
+            let target = SqliteStorage::open_file(&to)
+                .with_context(|| format!("无法创建备份文件 / cannot create {}", to.display()))?;
+            copy_and_verify(storage.as_ref(), &target, false)
+        }
+        Command::Restore { from, replace } => {
+            let source = existing_sqlite(&from)?;
+            copy_and_verify(&source, storage.as_ref(), replace)
+        }
         Command::ImportHouseholds { file } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("无法读取 / cannot read {}", file.display()))?;
@@ -265,6 +319,35 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// Opens a SQLite database file that must already exist.
+fn existing_sqlite(path: &std::path::Path) -> anyhow::Result<SqliteStorage> {
+    if !path.is_file() {
+        bail!("找不到数据库文件 / no database file at {}", path.display());
+    }
+    SqliteStorage::open_file(path).with_context(|| format!("无法打开 / cannot open {}", path.display()))
+}
+
+/// Copies everything, verifies, and reports; fails if the copy differs from its source.
+fn copy_and_verify(from: &dyn Storage, to: &dyn Storage, replace: bool) -> anyhow::Result<()> {
+    let report = transfer::copy(from, to, replace)?;
+    for (table, rows) in &report.rows {
+        println!("  {table}: {rows}");
+    }
+    let differences = transfer::verify(from, to)?;
+    if differences.is_empty() {
+        let documents = to.document_heads()?.len();
+        println!(
+            "已复制并校验：{documents} 个文档，版本一致 / copied and verified: {documents} documents, every document's heads match"
+        );
+        Ok(())
+    } else {
+        for difference in differences.iter().take(50) {
+            println!("  {difference}");
+        }
+        bail!("校验发现 {} 处不同 / verification found {} differences", differences.len(), differences.len())
     }
 }
 

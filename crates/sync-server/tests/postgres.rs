@@ -256,3 +256,119 @@ fn wait_until_a_writer_waits_for_the_log_lock(database: &TestDatabase) {
         panic!("the second writer never queued behind the first");
     });
 }
+
+/// Runs the server binary's admin command; returns (succeeded, stdout + stderr).
+fn run_admin(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(SERVER).args(args).output().expect("run doorstep-server");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn heads_of(storage: &dyn Storage) -> Vec<(doorstep_core::ids::DocumentId, Vec<u8>)> {
+    storage.document_heads().expect("heads")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_sqlite_county_migrates_to_postgres_and_backups_restore_on_both_backends() {
+    // A county on SQLite with a demo register, and a phone that has synced and made changes.
+    let sqlite_dir = tempfile::tempdir().expect("tempdir");
+    let sqlite_path = sqlite_dir.path().to_path_buf();
+    let server = TestServer::start_in(sqlite_dir);
+    let storage = server.storage();
+    doorstep_server::demo::seed_sized(&*storage, doorstep_server::http::now(), 3)
+        .expect("seed")
+        .expect("empty");
+    let g = grid(&*storage, "迁移网格");
+    let w = member(&*storage, "网格员", Role::GridWorker, &[g]);
+    let dir = devices_dir();
+    let mut phone = device(&server, dir.path(), "phone", w).await;
+    let home = phone.create_household(&household(g, "1", "甲"), t(0)).expect("household");
+    phone.record_visit(home, &visit(1, "迁移前")).expect("visit");
+    server.client().sync(&mut phone).await.expect("sync on SQLite");
+
+    // Copied while the SQLite server keeps running, then verified.
+    let database = Arc::new(TestDatabase::create());
+    let dir_arg = sqlite_path.to_str().expect("path");
+    let (ok, out) = run_admin(&["migrate", "--from", dir_arg, "--to", &database.url]);
+    assert!(ok, "{out}");
+    assert!(out.contains("copied and verified"), "{out}");
+    assert_eq!(heads_of(&*storage), heads_of(&PostgresStorage::connect(&database.url, 2).expect("pg")));
+
+    // A second run refuses to overwrite, and changes nothing.
+    let (ok, out) = run_admin(&["migrate", "--from", dir_arg, "--to", &database.url]);
+    assert!(!ok && out.contains("already holds data"), "{out}");
+
+    // The phone carries on against PostgreSQL with the cursor it had: nothing to fetch, scope
+    // verified, and its next visit goes through.
+    let node = TestServer::start_on(database.clone());
+    let idle = node.client().sync(&mut phone).await.expect("sync on PostgreSQL");
+    assert_eq!((idle.received_docs, idle.received_changes, idle.repaired_docs), (0, 0, 0));
+    assert!(idle.verified, "the digest matches: same documents, same heads");
+    phone.record_visit(home, &visit(2, "迁移后")).expect("visit");
+    assert_eq!(node.client().sync(&mut phone).await.expect("upload").uploaded_changes, 1);
+
+    // Backup of PostgreSQL into a file, restored into an empty PostgreSQL database.
+    let files = tempfile::tempdir().expect("tempdir");
+    let backup = files.path().join("county.backup.db");
+    let backup_arg = backup.to_str().expect("path");
+    let (ok, out) = run_admin(&["--database", &database.url, "backup", "--to", backup_arg]);
+    assert!(ok && out.contains("copied and verified"), "{out}");
+    let (ok, out) = run_admin(&["--database", &database.url, "backup", "--to", backup_arg]);
+    assert!(!ok && out.contains("already exists"), "a backup never overwrites: {out}");
+    let restored = TestDatabase::create();
+    let (ok, out) = run_admin(&["--database", &restored.url, "restore", "--from", backup_arg]);
+    assert!(ok && out.contains("copied and verified"), "{out}");
+    let live = PostgresStorage::connect(&database.url, 2).expect("pg");
+    let again = PostgresStorage::connect(&restored.url, 2).expect("restored");
+    assert_eq!(heads_of(&live), heads_of(&again));
+    assert_eq!(live.latest_seq().expect("seq"), again.latest_seq().expect("seq"));
+
+    // The same file restores a SQLite server, which the phone syncs with as before.
+    let fresh = tempfile::tempdir().expect("tempdir");
+    let fresh_arg = fresh.path().to_str().expect("path").to_owned();
+    let fresh_arg = fresh_arg.as_str();
+    let (ok, out) = run_admin(&["--data-dir", fresh_arg, "restore", "--from", backup_arg]);
+    assert!(ok && out.contains("copied and verified"), "{out}");
+    let sqlite_again = TestServer::start_in(fresh);
+    let report = sqlite_again.client().sync(&mut phone).await.expect("sync on the restored SQLite");
+    assert!(report.verified && report.received_changes == 0, "{report:?}");
+
+    // A missing backup file is a clear error.
+    let (ok, out) = run_admin(&["--data-dir", fresh_arg, "restore", "--from", "/nonexistent/backup.db"]);
+    assert!(!ok && out.contains("no database file"), "{out}");
+}
+
+#[test]
+fn verification_names_every_difference_between_source_and_copy() {
+    use doorstep_server::storage::transfer::{self, Difference};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = doorstep_server::storage::sqlite::SqliteStorage::open(dir.path()).expect("sqlite");
+    doorstep_server::demo::seed_sized(&source, doorstep_server::http::now(), 2)
+        .expect("seed")
+        .expect("empty");
+    let database = TestDatabase::create();
+    let target = PostgresStorage::connect(&database.url, 2).expect("pg");
+    transfer::copy(&source, &target, false).expect("copy");
+    assert!(transfer::verify(&source, &target).expect("verify").is_empty());
+
+    let docs = heads_of(&source);
+    let (gone, altered) = (docs[0].0.to_string(), docs[1].0.to_string());
+    database.with(|c| {
+        c.execute("DELETE FROM documents WHERE doc_id = $1", &[&gone]).expect("delete");
+        c.execute("UPDATE documents SET heads = '\\x'::bytea WHERE doc_id = $1", &[&altered])
+            .expect("tamper");
+    });
+    let differences = transfer::verify(&source, &target).expect("verify");
+    assert!(differences.contains(&Difference::RowCount {
+        table: "documents",
+        source: docs.len() as u64,
+        target: docs.len() as u64 - 1
+    }));
+    assert!(differences.contains(&Difference::Missing(docs[0].0)), "{differences:?}");
+    assert!(differences.contains(&Difference::Heads(docs[1].0)), "{differences:?}");
+    assert!(differences.contains(&Difference::Damaged(docs[1].0)), "{differences:?}");
+
+    // --replace copies over it again, in one transaction, and then nothing differs.
+    transfer::copy(&source, &target, true).expect("replace");
+    assert!(transfer::verify(&source, &target).expect("verify").is_empty());
+}

@@ -16,6 +16,7 @@ use crate::scope::{Role, Scope};
 mod engine;
 pub mod postgresql;
 pub mod sqlite;
+pub mod transfer;
 
 /// A storage failure that is not the client's fault (disk full, database gone…).
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +257,17 @@ pub trait Storage: Send + Sync + 'static {
     fn devices(&self) -> Result<Vec<DeviceRow>, StorageError>;
     /// The highest change sequence number stored.
     fn latest_seq(&self) -> Result<u64, StorageError>;
+    /// Whether the storage holds no county yet (no grids, members or documents).
+    fn is_empty(&self) -> Result<bool, StorageError>;
+    /// Reads every table of [`transfer::TABLES`] from one consistent snapshot, in batches.
+    fn export(&self, sink: &mut transfer::RowSink<'_>) -> Result<(), StorageError>;
+    /// In one transaction: with `replace` deletes everything, then writes the rows `fill`
+    /// supplies, then commits. Nothing is written if anything fails.
+    fn import(&self, replace: bool, fill: &mut transfer::RowSource<'_>) -> Result<(), StorageError>;
+    /// Rows per table of [`transfer::TABLES`].
+    fn row_counts(&self) -> Result<std::collections::BTreeMap<&'static str, u64>, StorageError>;
+    /// Every document's id and stored (encoded) heads.
+    fn document_heads(&self) -> Result<Vec<(DocumentId, Vec<u8>)>, StorageError>;
     /// Calls `on_change` whenever another server node (or an admin command) commits changes, so
     /// this node can wake its live connections. One node alone on SQLite has nothing to watch.
     fn watch_changes(&self, on_change: Box<dyn Fn(u64) + Send>) -> Result<(), StorageError> {

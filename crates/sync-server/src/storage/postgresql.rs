@@ -10,7 +10,7 @@
 //!   delivered at commit to every node's listener ([`PostgresStorage::watch_changes`]), which
 //!   wakes that node's WebSockets.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ use crate::scope::{Role, Scope};
 use crate::storage::engine::{
     self, DocumentRow, LogRow, LogTx, ScopeRule, Snapshot, Unheld, damaged, kind, parse,
 };
+use crate::storage::transfer::{BATCH_ROWS, Cell, RowSink, RowSource, TABLES, Table};
 use crate::storage::{
     Authenticated, Device, DeviceRow, EnrolError, Enrolled, GridRow, MemberRow, Storage, StorageError,
     SyncFailure, SyncLimits,
@@ -218,6 +219,17 @@ fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
             Ok(value) => value,
             Err(panic) => std::panic::resume_unwind(panic),
         }),
+    }
+}
+
+/// Like [`off_runtime`] for work that cannot move to another thread (copies that stream into
+/// another database): refused on a single-threaded runtime.
+fn off_runtime_here<T>(f: impl FnOnce() -> Result<T, StorageError>) -> Result<T, StorageError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Err(_) => f(),
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        Ok(_) => Err(damaged("copying a county needs a thread of its own, not a single-threaded runtime")),
     }
 }
 
@@ -888,10 +900,166 @@ impl Storage for PostgresStorage {
         Ok(())
     }
 
+    fn is_empty(&self) -> Result<bool, StorageError> {
+        self.with_client(|conn| {
+            Ok(conn
+                .query_one(
+                    "SELECT NOT EXISTS (SELECT 1 FROM grids) AND NOT EXISTS (SELECT 1 FROM members)
+                            AND NOT EXISTS (SELECT 1 FROM documents)",
+                    &[],
+                )?
+                .get(0))
+        })
+    }
+
+    fn export(&self, sink: &mut RowSink<'_>) -> Result<(), StorageError> {
+        off_runtime_here(|| {
+            let mut conn = self.connection()?;
+            // One snapshot for the whole export, even while nodes keep writing.
+            let mut tx = conn
+                .build_transaction()
+                .isolation_level(::postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            for table in TABLES {
+                let sql = format!(
+                    "SELECT {} FROM {} ORDER BY {} LIMIT $1 OFFSET $2",
+                    table.column_list(),
+                    table.name,
+                    table.key_list()
+                );
+                let mut offset = 0i64;
+                loop {
+                    let rows = tx.query(&sql, &[&count(BATCH_ROWS), &offset])?;
+                    if rows.is_empty() {
+                        break;
+                    }
+                    let batch: Vec<Vec<Cell>> = rows
+                        .iter()
+                        .map(|r| (0..table.columns.len()).map(|i| r.try_get::<_, Cell>(i)).collect())
+                        .collect::<Result<_, _>>()?;
+                    sink(table, &batch)?;
+                    offset += count(rows.len());
+                    if rows.len() < BATCH_ROWS {
+                        break;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn import(&self, replace: bool, fill: &mut RowSource<'_>) -> Result<(), StorageError> {
+        off_runtime_here(|| {
+            let mut conn = self.connection()?;
+            let mut tx = conn.transaction()?;
+            // Nodes running on this database wait while the county is replaced.
+            tx.execute("SELECT seq FROM log_head WHERE id = 1 FOR UPDATE", &[])?;
+            if replace {
+                let all: Vec<&str> = TABLES.iter().map(|t| t.name).collect();
+                tx.batch_execute(&format!("TRUNCATE {}", all.join(", ")))?;
+            }
+            fill(&mut |table: &Table, rows: &[Vec<Cell>]| {
+                let placeholders: Vec<String> = (1..=table.columns.len()).map(|i| format!("${i}")).collect();
+                let stmt = tx.prepare(&format!(
+                    "INSERT INTO {} ({}) VALUES ({})",
+                    table.name,
+                    table.column_list(),
+                    placeholders.join(", ")
+                ))?;
+                for row in rows {
+                    let params: Vec<&(dyn ToSql + Sync)> =
+                        row.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+                    tx.execute(&stmt, &params)?;
+                }
+                Ok(())
+            })?;
+            // The log continues after the copied changes; so does the audit trail.
+            tx.execute(
+                "UPDATE log_head SET seq = (SELECT COALESCE(max(seq), 0) FROM changes) WHERE id = 1",
+                &[],
+            )?;
+            tx.execute(
+                "SELECT setval(pg_get_serial_sequence('audit_log', 'id'), COALESCE(max(id), 1), max(id) IS NOT NULL)
+                 FROM audit_log",
+                &[],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn row_counts(&self) -> Result<BTreeMap<&'static str, u64>, StorageError> {
+        self.with_client(|conn| {
+            let mut out = BTreeMap::new();
+            for table in TABLES {
+                let n: i64 = conn.query_one(&format!("SELECT count(*) FROM {}", table.name), &[])?.get(0);
+                out.insert(table.name, n.unsigned_abs());
+            }
+            Ok(out)
+        })
+    }
+
+    fn document_heads(&self) -> Result<Vec<(DocumentId, Vec<u8>)>, StorageError> {
+        self.with_client(|conn| {
+            let rows = conn.query("SELECT doc_id, heads FROM documents ORDER BY doc_id", &[])?;
+            rows.iter().map(|r| Ok((parse(r.get(0), "document id")?, r.get(1)))).collect()
+        })
+    }
+
     fn latest_seq(&self) -> Result<u64, StorageError> {
         self.with_client(|conn| {
             let seq: i64 = conn.query_one("SELECT seq FROM log_head WHERE id = 1", &[])?.get(0);
             Ok(seq.unsigned_abs())
         })
+    }
+}
+
+// ---- copying rows (see `transfer`) ------------------------------------------------------------
+
+impl ToSql for Cell {
+    fn to_sql(
+        &self,
+        ty: &::postgres::types::Type,
+        out: &mut ::postgres::types::private::BytesMut,
+    ) -> Result<::postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use ::postgres::types::{IsNull, Type};
+        match self {
+            Cell::Null => Ok(IsNull::Yes),
+            Cell::Int(v) if *ty == Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
+            Cell::Int(v) => v.to_sql(ty, out),
+            Cell::Text(t) => t.to_sql(ty, out),
+            Cell::Blob(b) => b.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &::postgres::types::Type) -> bool {
+        true
+    }
+
+    ::postgres::types::to_sql_checked!();
+}
+
+impl<'a> ::postgres::types::FromSql<'a> for Cell {
+    fn from_sql(
+        ty: &::postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        use ::postgres::types::Type;
+        Ok(match *ty {
+            Type::INT8 => Cell::Int(i64::from_sql(ty, raw)?),
+            Type::INT4 => Cell::Int(i32::from_sql(ty, raw)?.into()),
+            Type::BYTEA => Cell::Blob(Vec::<u8>::from_sql(ty, raw)?),
+            _ => Cell::Text(String::from_sql(ty, raw)?),
+        })
+    }
+
+    fn from_sql_null(_: &::postgres::types::Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Cell::Null)
+    }
+
+    fn accepts(_: &::postgres::types::Type) -> bool {
+        true
     }
 }

@@ -1,7 +1,7 @@
 //! The embedded default: one SQLite file in the data directory (WAL, `synchronous = FULL`, so
 //! an acknowledged upload survives a crash or power loss).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -10,7 +10,7 @@ use doorstep_core::doc::DocumentKind;
 use doorstep_core::ids::{Code, DeviceId, DocumentId, GridId, HouseholdId, MemberId};
 use doorstep_core::sync::message::{DocSyncMessage, ManifestEntry, SyncReply, SyncRequest};
 use doorstep_core::time::Timestamp;
-use rusqlite::types::Value;
+use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
 use crate::scope::{Role, Scope};
@@ -35,6 +35,7 @@ pub struct SqliteStorage {
 }
 
 use crate::storage::engine::damaged;
+use crate::storage::transfer::{BATCH_ROWS, Cell, RowSink, RowSource, TABLES, Table};
 
 impl SqliteStorage {
     /// Opens (or creates) the database in `data_dir`.
@@ -768,6 +769,103 @@ impl Storage for SqliteStorage {
                 last_seen_at: seen.map(Timestamp),
                 last_unsynced: unsynced,
             })
+        })
+        .collect()
+    }
+
+    fn is_empty(&self) -> Result<bool, StorageError> {
+        Ok(self.lock().query_row(
+            "SELECT NOT EXISTS (SELECT 1 FROM grids) AND NOT EXISTS (SELECT 1 FROM members)
+                    AND NOT EXISTS (SELECT 1 FROM documents)",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn export(&self, sink: &mut RowSink<'_>) -> Result<(), StorageError> {
+        let mut conn = self.lock();
+        // One read transaction: the whole export is one snapshot, even beside a running server.
+        let tx = conn.transaction()?;
+        for table in TABLES {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {} FROM {} ORDER BY {}",
+                table.column_list(),
+                table.name,
+                table.key_list()
+            ))?;
+            let mut rows = stmt.query([])?;
+            let mut batch = Vec::with_capacity(BATCH_ROWS);
+            while let Some(row) = rows.next()? {
+                let mut cells = Vec::with_capacity(table.columns.len());
+                for i in 0..table.columns.len() {
+                    cells.push(match row.get_ref(i)? {
+                        ValueRef::Null => Cell::Null,
+                        ValueRef::Integer(v) => Cell::Int(v),
+                        ValueRef::Real(v) => Cell::Int(v as i64),
+                        ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                        ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
+                    });
+                }
+                batch.push(cells);
+                if batch.len() == BATCH_ROWS {
+                    sink(table, &batch)?;
+                    batch.clear();
+                }
+            }
+            if !batch.is_empty() {
+                sink(table, &batch)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn import(&self, replace: bool, fill: &mut RowSource<'_>) -> Result<(), StorageError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if replace {
+            for table in TABLES.iter().rev() {
+                tx.execute(&format!("DELETE FROM {}", table.name), [])?;
+            }
+        }
+        fill(&mut |table: &Table, rows: &[Vec<Cell>]| {
+            let placeholders = vec!["?"; table.columns.len()].join(", ");
+            let mut stmt = tx.prepare_cached(&format!(
+                "INSERT INTO {} ({}) VALUES ({placeholders})",
+                table.name,
+                table.column_list()
+            ))?;
+            for row in rows {
+                stmt.execute(params_from_iter(row.iter().map(|cell| match cell {
+                    Cell::Null => Value::Null,
+                    Cell::Int(v) => Value::Integer(*v),
+                    Cell::Text(t) => Value::Text(t.clone()),
+                    Cell::Blob(b) => Value::Blob(b.clone()),
+                })))?;
+            }
+            Ok(())
+        })?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn row_counts(&self) -> Result<BTreeMap<&'static str, u64>, StorageError> {
+        let conn = self.lock();
+        let mut out = BTreeMap::new();
+        for table in TABLES {
+            let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {}", table.name), [], |r| r.get(0))?;
+            out.insert(table.name, n.unsigned_abs());
+        }
+        Ok(out)
+    }
+
+    fn document_heads(&self) -> Result<Vec<(DocumentId, Vec<u8>)>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT doc_id, heads FROM documents ORDER BY doc_id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        rows.map(|r| {
+            let (id, heads) = r?;
+            Ok((parse(&id, "document id")?, heads))
         })
         .collect()
     }

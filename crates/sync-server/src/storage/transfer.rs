@@ -1,0 +1,243 @@
+//! Copying a whole county from one storage to another, table by table, and checking the copy:
+//! `doorstep-server migrate` (SQLite to PostgreSQL), `backup` (anything to a SQLite file) and
+//! `restore` (a backup file into the configured storage). Both schemas have the same tables and
+//! columns, so a row is copied as a list of plain values.
+
+use std::collections::BTreeMap;
+
+use automerge::ChangeHash;
+use doorstep_core::ids::DocumentId;
+use doorstep_core::store::heads::decode_heads;
+
+use crate::storage::{Storage, StorageError};
+
+/// One stored value, whatever the backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cell {
+    /// SQL NULL.
+    Null,
+    /// An integer.
+    Int(i64),
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
+
+/// A table as copied: its name, its columns in order, and the columns it is ordered by.
+#[derive(Debug)]
+pub struct Table {
+    /// Name.
+    pub name: &'static str,
+    /// Every column, in copy order.
+    pub columns: &'static [&'static str],
+    /// The primary key, to read in a stable order.
+    pub key: &'static [&'static str],
+}
+
+impl Table {
+    /// `a, b, c`.
+    pub fn column_list(&self) -> String {
+        self.columns.join(", ")
+    }
+
+    /// `a, b`.
+    pub fn key_list(&self) -> String {
+        self.key.join(", ")
+    }
+}
+
+/// Every table that holds county data, parents before children. Caches that rebuild themselves
+/// (a device's digest) are copied too: they are keyed to log positions that the copy keeps.
+pub const TABLES: &[Table] = &[
+    Table { name: "grids", columns: &["grid_id", "name", "community", "street"], key: &["grid_id"] },
+    Table {
+        name: "members",
+        columns: &["member_id", "name", "role", "department", "scope_version", "created_at"],
+        key: &["member_id"],
+    },
+    Table { name: "member_grids", columns: &["member_id", "grid_id"], key: &["member_id", "grid_id"] },
+    Table {
+        name: "enrolment_codes",
+        columns: &["code_hash", "member_id", "created_at", "expires_at", "used_at"],
+        key: &["code_hash"],
+    },
+    Table {
+        name: "devices",
+        columns: &[
+            "device_id",
+            "member_id",
+            "name",
+            "actor_id",
+            "token_hash",
+            "enrolled_at",
+            "revoked_at",
+            "last_seen_at",
+            "last_unsynced",
+            "scope_version_seen",
+            "digest",
+            "digest_seq",
+            "digest_scope_version",
+        ],
+        key: &["device_id"],
+    },
+    Table {
+        name: "documents",
+        columns: &[
+            "doc_id",
+            "kind",
+            "grid_id",
+            "household_id",
+            "department",
+            "assignee",
+            "heads",
+            "snapshot",
+            "stored_bytes",
+            "last_seq",
+            "updated_at",
+        ],
+        key: &["doc_id"],
+    },
+    Table { name: "doc_helpers", columns: &["doc_id", "member_id"], key: &["doc_id", "member_id"] },
+    Table {
+        name: "changes",
+        columns: &["seq", "doc_id", "hash", "bytes", "origin_device", "received_at"],
+        key: &["seq"],
+    },
+    Table { name: "device_docs", columns: &["device_id", "doc_id"], key: &["device_id", "doc_id"] },
+    Table { name: "audit_log", columns: &["id", "at", "actor", "action", "detail"], key: &["id"] },
+];
+
+/// Rows read or written per batch.
+pub const BATCH_ROWS: usize = 500;
+
+/// Receives batches of rows of one table.
+pub type RowSink<'a> = dyn FnMut(&Table, &[Vec<Cell>]) -> Result<(), StorageError> + 'a;
+
+/// Feeds rows into a sink (a source's export, as an import consumes it).
+pub type RowSource<'a> = dyn FnMut(&mut RowSink<'_>) -> Result<(), StorageError> + 'a;
+
+/// Why a copy could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The target already holds a county.
+    #[error(
+        "目标数据库已有数据，未做任何更改；如需覆盖请加 --replace / the target already holds data; nothing was changed (use --replace to overwrite it)"
+    )]
+    TargetNotEmpty,
+    /// Storage failed; the target's transaction was rolled back.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Rows copied per table.
+#[derive(Debug, Default)]
+pub struct CopyReport {
+    /// Table name to rows copied.
+    pub rows: BTreeMap<&'static str, usize>,
+}
+
+/// Copies everything in `from` into `to` in one transaction of the target; with `replace`,
+/// the target's data is deleted first (in the same transaction), else it must be empty.
+pub fn copy(from: &dyn Storage, to: &dyn Storage, replace: bool) -> Result<CopyReport, TransferError> {
+    if !replace && !to.is_empty()? {
+        return Err(TransferError::TargetNotEmpty);
+    }
+    let mut report = CopyReport::default();
+    to.import(replace, &mut |write: &mut RowSink<'_>| {
+        from.export(&mut |table: &Table, rows: &[Vec<Cell>]| {
+            *report.rows.entry(table.name).or_default() += rows.len();
+            write(table, rows)
+        })
+    })?;
+    Ok(report)
+}
+
+/// A difference found by [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Difference {
+    /// A table has a different number of rows.
+    RowCount {
+        /// Table.
+        table: &'static str,
+        /// Rows in the source.
+        source: u64,
+        /// Rows in the target.
+        target: u64,
+    },
+    /// A document is in the source only.
+    Missing(DocumentId),
+    /// A document is in the target only.
+    Extra(DocumentId),
+    /// A document's heads differ.
+    Heads(DocumentId),
+    /// A document's stored snapshot does not load to the heads stored beside it.
+    Damaged(DocumentId),
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Difference::RowCount { table, source, target } => {
+                write!(
+                    f,
+                    "表 {table} 行数不同 / table {table}: {source} rows in the source, {target} in the target"
+                )
+            }
+            Difference::Missing(id) => write!(f, "目标缺少文档 / document missing from the target: {id}"),
+            Difference::Extra(id) => write!(f, "目标多出文档 / document only in the target: {id}"),
+            Difference::Heads(id) => write!(f, "文档版本不同 / document heads differ: {id}"),
+            Difference::Damaged(id) => {
+                write!(f, "目标文档无法读取或版本不符 / target document does not load to its heads: {id}")
+            }
+        }
+    }
+}
+
+/// Compares the target with the source: rows per table, every document's heads, and that every
+/// target document's snapshot loads to those heads. Empty means identical.
+pub fn verify(from: &dyn Storage, to: &dyn Storage) -> Result<Vec<Difference>, StorageError> {
+    let mut out = Vec::new();
+    let (source_counts, target_counts) = (from.row_counts()?, to.row_counts()?);
+    for table in TABLES {
+        let source = source_counts.get(table.name).copied().unwrap_or(0);
+        let target = target_counts.get(table.name).copied().unwrap_or(0);
+        if source != target {
+            out.push(Difference::RowCount { table: table.name, source, target });
+        }
+    }
+    let source = heads_by_document(from)?;
+    let target = heads_by_document(to)?;
+    for (id, heads) in &source {
+        match target.get(id) {
+            None => out.push(Difference::Missing(*id)),
+            Some(other) if other != heads => out.push(Difference::Heads(*id)),
+            Some(_) => {}
+        }
+    }
+    for (id, heads) in &target {
+        if !source.contains_key(id) {
+            out.push(Difference::Extra(*id));
+        }
+        let loaded = to.document(*id).ok().flatten().map(|mut doc| {
+            let mut actual = doc.get_heads();
+            actual.sort();
+            actual
+        });
+        if loaded.as_ref() != Some(heads) {
+            out.push(Difference::Damaged(*id));
+        }
+    }
+    Ok(out)
+}
+
+fn heads_by_document(storage: &dyn Storage) -> Result<BTreeMap<DocumentId, Vec<ChangeHash>>, StorageError> {
+    let mut out = BTreeMap::new();
+    for (id, encoded) in storage.document_heads()? {
+        let mut heads =
+            decode_heads(&encoded).ok_or_else(|| StorageError::Damaged(format!("heads of {id}")))?;
+        heads.sort();
+        out.insert(id, heads);
+    }
+    Ok(out)
+}
