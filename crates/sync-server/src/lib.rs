@@ -44,9 +44,23 @@ pub async fn serve(
     state.storage.watch_changes(Box::new(move |seq| {
         let _ = changes.send(seq);
     }))?;
+    // When asked to stop, first close live connections, then let the listener drain.
+    let stopping = state.stopping.clone();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    };
+    let mut drained = state.stopping.subscribe();
     let router = http::router(state);
     match config.tls()? {
-        None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await?,
+        None => {
+            tokio::spawn(shutdown);
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = drained.wait_for(|stop| *stop).await;
+                })
+                .await?
+        }
         Some((cert, key)) => {
             // Several servers in one process (tests) may race to install it; any one will do.
             let _ = rustls::crypto::ring::default_provider().install_default();

@@ -398,8 +398,30 @@ fn run(
             "Doorstep 服务器已启动 / server listening on {scheme}://{addr}  (data: {})",
             config.describe_storage()
         );
+        // Ctrl-C, or SIGTERM from systemd or a rolling restart: stop accepting, finish the
+        // requests in flight (their transactions commit or roll back whole), then exit.
         let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+            #[cfg(unix)]
+            {
+                let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                {
+                    Ok(term) => term,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot watch SIGTERM; Ctrl-C only");
+                        let _ = tokio::signal::ctrl_c().await;
+                        return;
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+            tracing::info!("正在停止 / shutting down: finishing requests in flight");
         };
         doorstep_server::serve(&config, storage, listener, shutdown).await?;
         Ok(())

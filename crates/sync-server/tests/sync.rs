@@ -640,3 +640,24 @@ async fn a_paged_first_download_after_an_empty_start_completes_without_repair() 
     assert_eq!(report.repaired_docs, 0, "the pages alone brought everything");
     assert!(report.verified);
 }
+
+#[tokio::test]
+async fn a_stopping_server_closes_live_connections_and_exits_cleanly() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&*storage, "G");
+    let w = member(&*storage, "网格员", Role::GridWorker, &[g]);
+    let dir = devices_dir();
+    let mut phone = device(&server, dir.path(), "phone", w).await;
+    let ready = reqwest::get(format!("{}/readyz", server.url)).await.expect("readyz");
+    assert_eq!(ready.status(), 200, "the database answers");
+    let mut live = server
+        .client()
+        .connect_live(&doorstep_client::Client::device_token(&phone).expect("token"))
+        .await
+        .expect("ws");
+    live.sync(&mut phone).await.expect("round");
+    // A rolling restart sends SIGTERM: the open WebSocket must not keep the node alive.
+    assert!(tokio::task::spawn_blocking(move || server.terminate()).await.expect("join"), "clean exit");
+    assert!(live.receive_push().await.is_err(), "the live connection was closed");
+}

@@ -3,6 +3,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /healthz` | liveness, no token |
+//! | `GET /readyz` | readiness: 200 when the database answers, 503 when not (load balancers) |
 //! | `GET /metrics` | Prometheus text, with the configured metrics token |
 //! | `POST /v1/enrol` | exchange an enrolment code for a device token (JSON) |
 //! | `POST /v1/sync` | one protocol frame in, one frame out |
@@ -45,6 +46,9 @@ pub struct AppState {
     pub revoked: broadcast::Sender<DeviceId>,
     /// Counters for `/metrics`.
     pub metrics: metrics::Metrics,
+    /// Set to `true` when the server stops: live connections close so the node can exit (their
+    /// devices reconnect, to another node behind a load balancer).
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -63,6 +67,7 @@ impl AppState {
             changes: broadcast::channel(1024).0,
             revoked: broadcast::channel(256).0,
             metrics: metrics::Metrics::default(),
+            stopping: tokio::sync::watch::channel(false).0,
         }
     }
 }
@@ -71,12 +76,28 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
         .route("/metrics", get(metrics::serve))
         .route("/v1/enrol", post(enrol::enrol))
         .route("/v1/sync", post(sync::sync))
         .route("/v1/ws", get(ws::upgrade))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+/// `GET /readyz`: whether this node can serve, i.e. its database answers. A load balancer takes a
+/// node whose database connection is lost out of rotation.
+async fn ready(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let storage = state.storage.clone();
+    match blocking(move || storage.latest_seq()).await {
+        Ok(Ok(_)) => "ready".into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: the database does not answer");
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+        Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "busy").into_response(),
+    }
 }
 
 /// The server's clock (the core never reads one).

@@ -41,6 +41,7 @@ async fn serve(state: Arc<AppState>, device: Device, token: String, mut socket: 
     state.metrics.websocket(true);
     let mut changes = state.changes.subscribe();
     let mut revoked = state.revoked.subscribe();
+    let mut stopping = state.stopping.subscribe();
     let device_id = device.id;
     let mut cursor: Option<u64> = None;
     loop {
@@ -84,6 +85,7 @@ async fn serve(state: Arc<AppState>, device: Device, token: String, mut socket: 
                     Err(e) => { send_error(&mut socket, &e).await; break; }
                 }
             }
+            _ = stopping.changed() => break,
             gone = revoked.recv() => {
                 match gone {
                     Ok(id) if id == device_id => {

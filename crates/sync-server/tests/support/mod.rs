@@ -124,6 +124,21 @@ impl TestServer {
         Stopped { dir: std::mem::replace(&mut self.dir, dir), database: self.database.take() }
     }
 
+    /// Sends SIGTERM (what systemd and rolling restarts send) and waits, at most 60 s, for
+    /// the process to exit; returns whether it exited successfully.
+    pub fn terminate(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        assert!(status.success(), "signal sent");
+        let mut child =
+            std::mem::replace(&mut self.child, Command::new("true").spawn().expect("placeholder process"));
+        let (done, exited) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(child.wait().map(|s| s.success()).unwrap_or(false));
+        });
+        exited.recv_timeout(std::time::Duration::from_secs(60)).expect("the server exits after SIGTERM")
+    }
+
     /// Direct access to the server's database (SQLite's WAL allows it beside the running
     /// server; PostgreSQL is shared anyway).
     pub fn storage(&self) -> Box<dyn Storage> {
