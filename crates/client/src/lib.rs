@@ -1,17 +1,23 @@
-//! `doorstep-client`: runs `doorstep-core`'s sans-IO sync engine over HTTP and WebSocket.
+//! `doorstep-client`: runs `doorstep-core`'s sans-IO sync engine over HTTP and WebSocket,
+//! plain or over TLS (`https://`, `wss://`; see [`Trust`] for which certificates it accepts).
 //! Used by the phone bindings, the examples and the end-to-end tests.
 //!
 //! ```no_run
-//! # async fn day() -> Result<(), doorstep_client::ClientError> {
+//! # async fn day(county_ca_pem: &str) -> Result<(), doorstep_client::ClientError> {
+//! use doorstep_client::{Client, Trust};
 //! use doorstep_core::store::Replica;
 //! let mut replica = Replica::open("phone.db")?;
-//! let client = doorstep_client::Client::new("http://127.0.0.1:8080");
+//! // A county with its own CA; `Client::new(url)` trusts the standard web roots only.
+//! let client = Client::with_trust("https://doorstep.county.example", Trust::with_ca_pem(county_ca_pem)?)?;
 //! client.enrol(&mut replica, "ABCDE-FGHJK", "王芳的手机").await?;
-//! // … record visits offline …
+//! // … record visits offline; later, the enrolment remembers the server and its CA …
+//! let client = Client::for_replica(&replica)?;
 //! let report = client.sync(&mut replica).await?;
 //! println!("uploaded {} changes, received {}", report.uploaded_changes, report.received_changes);
 //! # Ok(()) }
 //! ```
+
+use std::sync::Arc;
 
 use doorstep_core::CoreError;
 use doorstep_core::ids::{DeviceId, DocumentId, MemberId};
@@ -22,6 +28,10 @@ use doorstep_core::sync::message::{ErrorCode, ServerMessage};
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite;
+
+mod tls;
+
+pub use tls::Trust;
 
 /// Most rounds one `sync` runs before giving up (a county's worth of pages).
 const MAX_ROUNDS: usize = 10_000;
@@ -34,6 +44,18 @@ pub enum ClientError {
     /// The server could not be reached, or the connection broke. Nothing was lost; retry.
     #[error("network error: {0}")]
     Network(String),
+    /// The server's TLS certificate is not trusted (no trusted CA issued it, it names another
+    /// server, it has expired…), so nothing was sent. Retrying will not help: the device needs
+    /// the county's CA certificate ([`Trust::with_ca_pem`]), or the server a valid certificate.
+    #[error("the server's certificate is not trusted: {0}")]
+    UntrustedCertificate(String),
+    /// The CA certificate given to trust is not usable: not PEM, no certificate in it, or not
+    /// a certificate that can be a trust anchor.
+    #[error("the CA certificate to trust is not valid: {0}")]
+    InvalidCaCertificate(String),
+    /// TLS could not be set up on this device (the crypto provider refused the configuration).
+    #[error("TLS could not be set up: {0}")]
+    TlsSetup(String),
     /// The server refused the request with a protocol error; nothing of it was stored.
     #[error("the server refused the request ({code}): {message}")]
     Refused {
@@ -70,7 +92,19 @@ impl From<CoreError> for ClientError {
 
 impl From<reqwest::Error> for ClientError {
     fn from(e: reqwest::Error) -> Self {
-        ClientError::Network(e.to_string())
+        match tls::untrusted_certificate(&e) {
+            Some(why) => ClientError::UntrustedCertificate(why),
+            None => ClientError::Network(e.to_string()),
+        }
+    }
+}
+
+impl From<tungstenite::Error> for ClientError {
+    fn from(e: tungstenite::Error) -> Self {
+        match tls::untrusted_certificate(&e) {
+            Some(why) => ClientError::UntrustedCertificate(why),
+            None => ClientError::Network(e.to_string()),
+        }
     }
 }
 
@@ -153,17 +187,45 @@ struct EnrolReply {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    trust: Trust,
+    tls: Arc<rustls::ClientConfig>,
     limits: ClientLimits,
 }
 
 impl Client {
-    /// A client for the server at `base_url` (`http://host:port`).
+    /// A client for the server at `base_url` (`http://host:port` or `https://host:port`),
+    /// trusting the standard web roots only. For a county's own CA use [`Client::with_trust`].
+    ///
+    /// # Panics
+    ///
+    /// If TLS cannot be set up at all, like `reqwest::Client::new`; [`Client::with_trust`]
+    /// reports that as an error instead.
     pub fn new(base_url: &str) -> Self {
-        Self {
+        Self::with_trust(base_url, Trust::web_roots()).expect("TLS with the ring provider and the web roots")
+    }
+
+    /// A client for the server at `base_url` that accepts the server certificates `trust`
+    /// accepts, for HTTP requests and the live WebSocket alike.
+    pub fn with_trust(base_url: &str, trust: Trust) -> Result<Self, ClientError> {
+        let tls = trust.client_config()?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(rustls::ClientConfig::clone(&tls))
+            .build()
+            .map_err(|e| ClientError::TlsSetup(e.to_string()))?;
+        Ok(Self {
             base: base_url.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::new(),
+            http,
+            trust,
+            tls,
             limits: ClientLimits::default(),
-        }
+        })
+    }
+
+    /// A client for the server the replica is enrolled with, trusting the CA certificate
+    /// remembered at enrolment (if one was given).
+    pub fn for_replica(replica: &Replica) -> Result<Self, ClientError> {
+        let enrolment = replica.enrolment()?.ok_or(ClientError::NotEnrolled)?;
+        Self::with_trust(&enrolment.server, Trust::from_optional_pem(enrolment.server_ca_pem.as_deref())?)
     }
 
     /// Uses these limits.
@@ -172,7 +234,9 @@ impl Client {
         self
     }
 
-    /// Exchanges an enrolment code for a device token and records the enrolment in the replica.
+    /// Exchanges an enrolment code for a device token and records the enrolment in the replica,
+    /// with this client's CA certificate (if any) so that [`Client::for_replica`] trusts the
+    /// server later without being told again.
     pub async fn enrol(
         &self,
         replica: &mut Replica,
@@ -207,6 +271,7 @@ impl Client {
             device: reply.device_id,
             token: reply.token,
             member: reply.member_id,
+            server_ca_pem: self.trust.ca_pem().map(str::to_owned),
         };
         replica.set_enrolment(&enrolment)?;
         Ok(enrolment)
@@ -361,7 +426,10 @@ impl Client {
             .parse()
             .map_err(|_| ClientError::Unexpected("token is not a valid header value".into()))?;
         request.headers_mut().insert("authorization", value);
-        let (socket, _) = tokio_tungstenite::connect_async(request).await.map_err(|e| match e {
+        let connector = tokio_tungstenite::Connector::Rustls(Arc::clone(&self.tls));
+        let connecting =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector));
+        let (socket, _) = connecting.await.map_err(|e| match e {
             // A refused upgrade carries the server's error frame (revoked, unknown token…).
             tungstenite::Error::Http(response) => match response.body().as_deref().map(decode_reply) {
                 Some(Ok(ServerMessage::Error(error))) => {
@@ -372,7 +440,7 @@ impl Client {
                     response.status()
                 )),
             },
-            other => ClientError::Network(other.to_string()),
+            other => other.into(),
         })?;
         Ok(LiveConnection { socket, limits: self.limits.clone() })
     }
@@ -393,7 +461,7 @@ impl LiveConnection {
                     return Err(ClientError::Network("the server closed the connection".into()));
                 }
                 Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(ClientError::Network(e.to_string())),
+                Some(Err(e)) => return Err(e.into()),
             }
         }
     }
@@ -401,10 +469,7 @@ impl LiveConnection {
     /// Sends one frame and returns the answer to it; pushes arriving meanwhile are superseded
     /// by the answer and skipped.
     pub async fn send_frame(&mut self, frame: Vec<u8>) -> Result<Vec<u8>, ClientError> {
-        self.socket
-            .send(tungstenite::Message::Binary(frame.into()))
-            .await
-            .map_err(|e| ClientError::Network(e.to_string()))?;
+        self.socket.send(tungstenite::Message::Binary(frame.into())).await.map_err(ClientError::from)?;
         loop {
             let frame = self.next_frame().await?;
             // A push sent before the answer covers changes the answer covers too (the server

@@ -6,13 +6,13 @@ use std::process::{Command, Stdio};
 
 use doorstep_core::CoreError;
 use doorstep_core::conflict::{Conflict, HouseholdField};
-use doorstep_core::ids::{Code, DocumentId, GridId, HouseholdId, MemberId};
+use doorstep_core::ids::{Code, DeviceId, DocumentId, GridId, HouseholdId, MemberId};
 use doorstep_core::lifecycle::RequestStatus;
 use doorstep_core::model::{
     Address, EventAction, NewEvent, NewHousehold, NewRequest, NewResident, NewVisit, ResidentPatch,
     ResidentTag, Sex, Urgency, VisitKind,
 };
-use doorstep_core::store::{Replica, ReplicaOptions, RequestFilter, TimelineItem};
+use doorstep_core::store::{Enrolment, Replica, ReplicaOptions, RequestFilter, TimelineItem};
 use doorstep_core::time::Timestamp;
 
 const T0: i64 = 1_780_000_000_000;
@@ -98,6 +98,32 @@ fn everything_survives_closing_and_reopening_the_file() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].open_requests, 1);
     assert_eq!(list[0].tags, vec![ResidentTag::ElderlyAlone]);
+}
+
+#[test]
+fn the_enrolment_keeps_the_servers_ca_and_older_enrolments_still_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("replica.db");
+    let enrolment = Enrolment {
+        server: "https://doorstep.county.example".into(),
+        device: DeviceId::new_random(),
+        token: "dst_secret".into(),
+        member: MemberId::new_random(),
+        server_ca_pem: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()),
+    };
+    Replica::open(&path).expect("open").set_enrolment(&enrolment).expect("enrol");
+    let stored = Replica::open(&path).expect("reopen").enrolment().expect("read");
+    assert_eq!(stored, Some(enrolment.clone()), "the CA certificate is remembered with the enrolment");
+
+    // An enrolment written before the field existed has no CA and still reads.
+    let older = serde_json::json!({
+        "server": enrolment.server,
+        "device": enrolment.device,
+        "token": enrolment.token,
+        "member": enrolment.member,
+    });
+    let older: Enrolment = serde_json::from_value(older).expect("an older enrolment reads");
+    assert_eq!(older.server_ca_pem, None);
 }
 
 #[test]

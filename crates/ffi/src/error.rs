@@ -24,6 +24,10 @@ pub enum ErrorKind {
     NotEnrolled,
     /// The server could not be reached or the connection broke; nothing was lost, retry later.
     Network,
+    /// The server's TLS certificate is not trusted (not issued by a trusted CA, for another
+    /// name, expired…); nothing was sent and nothing was lost. Retrying will not help: enrol
+    /// with the county's CA certificate, or have the county fix the server's certificate.
+    UntrustedCertificate,
     /// The enrolment code is not valid (unknown, used or expired).
     InvalidCode,
     /// The device was revoked; its data has been deleted.
@@ -161,6 +165,20 @@ impl From<ClientError> for DoorstepError {
                 ErrorKind::Network,
                 format!("network error: {m}"),
                 "网络不通，数据已保存在本机，稍后再同步",
+            ),
+            ClientError::UntrustedCertificate(m) => DoorstepError::new(
+                ErrorKind::UntrustedCertificate,
+                format!("the server's certificate is not trusted: {m}"),
+                "服务器证书不受信任，未建立连接，数据仍保留在本机。请向管理员索取本县（区）的 CA 证书后重新注册",
+            ),
+            ClientError::InvalidCaCertificate(m) => DoorstepError::invalid(
+                format!("the CA certificate to trust is not valid: {m}"),
+                "CA 证书格式不正确，请使用管理员提供的 PEM 证书文本",
+            ),
+            ClientError::TlsSetup(m) => DoorstepError::new(
+                ErrorKind::Network,
+                format!("TLS could not be set up: {m}"),
+                "本机无法建立安全连接，数据已保存在本机，稍后再同步",
             ),
             ClientError::Refused { code, message, .. } => from_code(code, message),
             ClientError::Unexpected(m) => DoorstepError::new(

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use doorstep_client::{Client, Observer, Phase, ReplicaAccess};
+use doorstep_client::{Client, Observer, Phase, ReplicaAccess, Trust};
 use doorstep_core::sync::message::ErrorCode;
 
 use crate::error::DoorstepError;
@@ -134,23 +134,28 @@ impl ReplicaAccess for Locked<'_> {
 }
 
 fn client_for(replica: &doorstep_core::store::Replica) -> Result<Client, DoorstepError> {
-    let enrolment =
-        replica.enrolment()?.ok_or_else(|| DoorstepError::from(doorstep_client::ClientError::NotEnrolled))?;
-    Ok(Client::new(&enrolment.server))
+    Ok(Client::for_replica(replica)?)
 }
 
 #[uniffi::export(async_runtime = "tokio")]
 impl Replica {
     /// Enrols this device with the county server using the code the administrator gave
-    /// (case, spaces and dashes do not matter).
+    /// (case, spaces and dashes do not matter). `server_ca_pem`: the county's CA certificate
+    /// (PEM text) when its server's certificate is not from a public CA (a private CA or a
+    /// self-signed certificate); it is remembered with the enrolment, so `sync()` and
+    /// `listen()` trust it too. A text that holds no valid certificate fails with kind
+    /// `InvalidInput`; a server whose certificate is not trusted, with `UntrustedCertificate`.
+    #[uniffi::method(default(server_ca_pem = None))]
     pub async fn enrol(
         &self,
         server_url: String,
         code: String,
         device_name: String,
+        server_ca_pem: Option<String>,
     ) -> Result<Enrolment, DoorstepError> {
+        let client = Client::with_trust(&server_url, Trust::from_optional_pem(server_ca_pem.as_deref())?)?;
         let mut replica = self.inner.lock().await;
-        let enrolment = Client::new(&server_url).enrol(&mut replica, &code, &device_name).await?;
+        let enrolment = client.enrol(&mut replica, &code, &device_name).await?;
         Ok(Enrolment { device_id: enrolment.device.to_string(), member_id: enrolment.member.to_string() })
     }
 

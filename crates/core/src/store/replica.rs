@@ -72,6 +72,11 @@ pub struct Enrolment {
     pub token: String,
     /// The member using the device.
     pub member: MemberId,
+    /// A CA certificate (PEM) the device trusts for this server besides the standard web
+    /// roots: a county's private CA or self-signed certificate. `None` for a server with a
+    /// publicly trusted certificate (and in replicas enrolled before this field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_ca_pem: Option<String>,
 }
 
 /// What [`Replica::rebuild_indexes`] found.

@@ -11,11 +11,29 @@ import pytest
 SERVER = os.environ.get("DOORSTEP_SERVER", "target/debug/doorstep-server")
 
 
-class County:
-    """A running server with one grid, a grid worker and a supervisor."""
+def self_signed_certificate(directory, name="server"):
+    """A self-signed certificate and key for localhost and 127.0.0.1, made with the openssl
+    command: what a county without a public certificate runs. Returns (cert path, key path)."""
+    cert = os.path.join(directory, name + "-cert.pem")
+    key = os.path.join(directory, name + "-key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", "1", "-subj", "/CN=localhost", "-keyout", key, "-out", cert,
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-addext", "basicConstraints=critical,CA:FALSE"],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
 
-    def __init__(self, data_dir):
+
+class County:
+    """A running server with one grid, a grid worker and a supervisor; over HTTPS when given a
+    (certificate, key) pair."""
+
+    def __init__(self, data_dir, tls=None):
         self.data_dir = data_dir
+        self.tls = tls
         self.grid = self.admin("grid", "add", "--name", "幸福社区第一网格", "--community", "幸福社区").split("grid created: ")[1].split()[0]
         self.worker = self._member("王芳", "grid_worker")
         self.supervisor = self._member("李主任", "supervisor")
@@ -33,9 +51,16 @@ class County:
     def code(self, member):
         return self.admin("enrol-code", "--member", member).strip().splitlines()[-1]
 
+    @property
+    def ca_pem(self):
+        """The PEM text a phone is given to trust this server (its self-signed certificate)."""
+        with open(self.tls[0]) as cert:
+            return cert.read()
+
     def start(self, listen="127.0.0.1:0"):
+        tls = ["--tls-cert", self.tls[0], "--tls-key", self.tls[1]] if self.tls else []
         self.process = subprocess.Popen(
-            [SERVER, "--data-dir", self.data_dir, "serve", "--listen", listen],
+            [SERVER, "--data-dir", self.data_dir, "serve", "--listen", listen, *tls],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -58,6 +83,15 @@ class County:
 def county():
     with tempfile.TemporaryDirectory() as data_dir:
         c = County(data_dir)
+        c.start()
+        yield c
+        c.stop()
+
+
+@pytest.fixture
+def tls_county():
+    with tempfile.TemporaryDirectory() as data_dir:
+        c = County(data_dir, tls=self_signed_certificate(data_dir))
         c.start()
         yield c
         c.stop()

@@ -291,3 +291,77 @@ def test_the_replica_answers_while_a_sync_reports_progress(county, phones):
     report = sync(worker, reading)
     assert report.uploaded_changes == 5
     assert reading.seen and reading.seen[-1] == 0
+
+
+def test_a_county_certificate_is_trusted_once_given_and_an_untrusted_one_loses_nothing(tls_county, phones):
+    import threading
+
+    from conftest import self_signed_certificate
+    from doorstep_ffi import LiveObserver
+
+    county = tls_county
+    assert county.url.startswith("https://")
+
+    # Without the county's CA the server is refused as untrusted (not as "network"), and the
+    # phone stays unenrolled; a text that is no certificate is bad input.
+    stranger = open_replica(phones, "stranger")
+    with pytest.raises(DoorstepError.Failed) as untrusted:
+        asyncio.run(stranger.enrol(county.url, county.code(county.worker), "stranger"))
+    assert untrusted.value.kind == ErrorKind.UNTRUSTED_CERTIFICATE
+    assert "证书" in untrusted.value.message_zh and untrusted.value.message_en
+    assert stranger.member_id() is None
+    with pytest.raises(DoorstepError.Failed) as invalid:
+        asyncio.run(stranger.enrol(county.url, county.code(county.worker), "stranger", "not a certificate"))
+    assert invalid.value.kind == ErrorKind.INVALID_INPUT
+
+    # Given once at enrolment, the CA is remembered: sync() and listen() use it (https, wss).
+    worker = open_replica(phones, "worker")
+    asyncio.run(worker.enrol(county.url, county.code(county.worker), "worker", county.ca_pem))
+    office = open_replica(phones, "office")
+    asyncio.run(office.enrol(county.url, county.code(county.supervisor), "office", server_ca_pem=county.ca_pem))
+
+    class Live(LiveObserver):
+        def __init__(self):
+            self.connected = threading.Event()
+            self.changed = threading.Event()
+
+        def on_connected(self):
+            self.connected.set()
+
+        def on_changes(self, documents):
+            self.changed.set()
+
+    async def pushed_over_wss():
+        live = Live()
+        listening = asyncio.ensure_future(office.listen(live))
+        assert await asyncio.to_thread(live.connected.wait, 30), "connected over wss"
+        worker.create_household(new_household(county.grid, "3", "何奶奶"))
+        report = await worker.sync(None)
+        assert report.uploaded_changes == 1 and report.verified
+        assert await asyncio.to_thread(live.changed.wait, 30), "a push arrived over wss"
+        office.cancel_sync()
+        await asyncio.wait_for(listening, 30)
+
+    asyncio.run(pushed_over_wss())
+    assert office.document_count() == 1
+
+    # The server comes back with a certificate the phone was never given: refused, and the
+    # visit recorded meanwhile stays; with the known certificate again, it uploads.
+    home = worker.households_in_grid(county.grid)[0].id
+    worker.record_visit(home, visit("证书更换期间的走访"))
+    address = county.url.split("//")[1]
+    known = county.tls
+    county.stop()
+    county.tls = self_signed_certificate(county.data_dir, "replacement")
+    county.start(listen=address)
+    with pytest.raises(DoorstepError.Failed) as replaced:
+        sync(worker)
+    assert replaced.value.kind == ErrorKind.UNTRUSTED_CERTIFICATE
+    assert worker.unsynced_change_count() == 1
+    assert len(worker.household(home).visits) == 1
+    county.stop()
+    county.tls = known
+    county.start(listen=address)
+    report = sync(worker)
+    assert report.uploaded_changes == 1 and report.verified
+    assert worker.unsynced_change_count() == 0
