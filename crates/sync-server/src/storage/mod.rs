@@ -11,7 +11,11 @@ use serde::Serialize;
 
 use crate::scope::{Role, Scope};
 
+pub mod dashboard;
 pub mod sqlite;
+mod sqlite_dashboard;
+
+pub use dashboard::DashboardStorage;
 
 /// A storage failure that is not the client's fault (disk full, database gone…).
 #[derive(Debug, thiserror::Error)]
@@ -163,8 +167,9 @@ pub struct DeviceRow {
     pub last_unsynced: Option<i64>,
 }
 
-/// Everything the relay stores. Implemented by [`sqlite::SqliteStorage`].
-pub trait Storage: Send + Sync + 'static {
+/// Everything the relay stores, the dashboard's part included. Implemented by
+/// [`sqlite::SqliteStorage`].
+pub trait Storage: DashboardStorage + Send + Sync + 'static {
     /// Looks up a device by the SHA-256 of its token.
     fn authenticate(&self, token_hash: &[u8; 32]) -> Result<Authenticated, StorageError>;
     /// Exchanges an enrolment code (by hash) for a new device with this actor and token hash.
