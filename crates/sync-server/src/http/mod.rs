@@ -7,6 +7,7 @@
 //! | `POST /v1/enrol` | exchange an enrolment code for a device token (JSON) |
 //! | `POST /v1/sync` | one protocol frame in, one frame out |
 //! | `GET /v1/ws` | WebSocket: frames both ways, live pushes |
+//! | `/dashboard/…` | the county web dashboard ([`crate::dashboard`]) |
 
 use std::sync::Arc;
 
@@ -45,6 +46,8 @@ pub struct AppState {
     pub revoked: broadcast::Sender<DeviceId>,
     /// Counters for `/metrics`.
     pub metrics: metrics::Metrics,
+    /// The web dashboard's state (read model, pending imports).
+    pub dashboard: crate::dashboard::Dashboard,
 }
 
 impl AppState {
@@ -63,7 +66,14 @@ impl AppState {
             changes: broadcast::channel(1024).0,
             revoked: broadcast::channel(256).0,
             metrics: metrics::Metrics::default(),
+            dashboard: crate::dashboard::Dashboard::new(false),
         }
+    }
+
+    /// Marks dashboard cookies `Secure` (the server speaks TLS).
+    pub fn with_secure_cookies(mut self, secure: bool) -> Self {
+        self.dashboard.secure_cookies = secure;
+        self
     }
 }
 
@@ -76,6 +86,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sync", post(sync::sync))
         .route("/v1/ws", get(ws::upgrade))
         .layer(DefaultBodyLimit::disable())
+        .merge(crate::dashboard::routes())
         .with_state(state)
 }
 
