@@ -86,7 +86,7 @@ pub fn trend(lang: Lang, weeks: &[Week]) -> String {
          <line x1=\"{}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#2e7d32\" stroke-width=\"2.5\"/><text x=\"{}\" y=\"{legend_y}\">{}</text></svg>",
         legend_y - 8.0,
         LEFT + 16.0,
-        esc(lang.t("走访户次（右轴）", "visits (own scale)")),
+        esc(lang.t("走访户次（独立刻度）", "visits (own scale)")),
         LEFT + 170.0,
         LEFT + 186.0,
         legend_y - 4.0,
