@@ -251,7 +251,10 @@ pub fn import_csv(
     let rows = match read_rows(csv_text.as_bytes()) {
         Ok(rows) => rows,
         Err(reason) => {
-            return Ok(ImportReport { rejected: vec![RejectedRow { line: 1, reason }], ..Default::default() });
+            return Ok(ImportReport {
+                rejected: vec![RejectedRow { line: 1, reason }],
+                ..Default::default()
+            });
         }
     };
     apply(storage, &plan(&storage.grids()?, &rows), by, now)

@@ -556,3 +556,53 @@ async fn repeated_wrong_passwords_lock_an_account_made_with_the_cli() {
     assert_eq!(unknown.status(), 401);
     assert!(unknown.text().await.expect("body").contains("账号或密码错误"));
 }
+
+#[tokio::test]
+async fn a_dashboard_action_keeps_what_a_phone_uploaded_since_the_document_was_loaded() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let grid = storage.create_grid("第一网格", "幸福社区", "城关街道").expect("grid");
+    let worker = member(&storage, "王芳", Role::GridWorker, &[grid]);
+    let dir = devices_dir();
+    let mut phone = device(&server, dir.path(), "phone", worker).await;
+    let request = phone
+        .raise_request(&doorstep_core::model::NewRequest {
+            household: None,
+            grid: Some(grid),
+            category: "facility_repair".into(),
+            description: "路灯不亮".into(),
+            urgency: doorstep_core::model::Urgency::Normal,
+            at: t(0),
+        })
+        .expect("raise");
+    server.client().sync(&mut phone).await.expect("upload");
+
+    // The server loads the request for an action while the phone uploads an event.
+    let mut stale = storage.document(request.into()).expect("read").expect("stored");
+    let progress =
+        doorstep_core::model::NewEvent { action: EventAction::Accepted, note: String::new(), at: t(1) };
+    phone.add_request_event(request, &progress).expect("accept");
+    server.client().sync(&mut phone).await.expect("upload");
+    let supervise =
+        doorstep_core::model::NewEvent { action: EventAction::Supervised, note: String::new(), at: t(2) };
+    doc::request::add_event(
+        &mut stale,
+        request,
+        doorstep_core::ids::EventId::new_random(),
+        &supervise,
+        worker,
+    )
+    .expect("supervise");
+    stale.commit();
+    storage
+        .write_server_documents(&mut [(request.into(), stale)], doorstep_server::http::now())
+        .expect("write");
+
+    let stored = storage.document(request.into()).expect("read").expect("stored");
+    let stored = doc::request::read(&stored, request).expect("request");
+    assert_eq!(stored.status(), RequestStatus::Accepted, "the phone's event is in the stored document");
+    assert!(stored.derived.supervised, "and so is the server's");
+    let listed = storage.documents_since(0).expect("documents");
+    let snapshot = &listed.iter().find(|d| d.id == request.into()).expect("listed").doc;
+    assert_eq!(doc::request::read(snapshot, request).expect("request").events.len(), 3);
+}
