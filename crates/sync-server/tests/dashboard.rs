@@ -606,3 +606,228 @@ async fn a_dashboard_action_keeps_what_a_phone_uploaded_since_the_document_was_l
     let snapshot = &listed.iter().find(|d| d.id == request.into()).expect("listed").doc;
     assert_eq!(doc::request::read(snapshot, request).expect("request").events.len(), 3);
 }
+
+/// Writes two concurrent decisions into a request and two phone numbers into a household, as
+/// two offline phones would, so the dashboard has conflicts to review.
+fn make_conflicts(storage: &dyn Storage, request: RequestId, household: doorstep_core::ids::HouseholdId) {
+    use doorstep_core::ids::{Code, EventId, MemberId};
+    use doorstep_core::model::{NewEvent, ResidentPatch};
+    let now = doorstep_server::http::now();
+    let mut a = storage.document(request.into()).expect("read").expect("stored");
+    let mut b = a.fork();
+    let on_spot = NewEvent { action: EventAction::ResolvedOnSpot, note: "当场修好".into(), at: now };
+    doc::request::add_event(&mut a, request, EventId::new_random(), &on_spot, MemberId::new_random())
+        .expect("a");
+    let dispatch = NewEvent {
+        action: EventAction::Dispatched { department: Code::new("housing_construction").expect("code") },
+        note: String::new(),
+        at: now,
+    };
+    doc::request::add_event(&mut b, request, EventId::new_random(), &dispatch, MemberId::new_random())
+        .expect("b");
+    a.merge(&mut b).expect("merge");
+    a.commit();
+    let mut h = storage.document(household.into()).expect("read").expect("stored");
+    let resident = doc::household::read(&h, household).expect("household").residents[0].id;
+    let mut g = h.fork();
+    for (doc, phone) in [(&mut h, "13800000001"), (&mut g, "13900000002")] {
+        let patch = ResidentPatch { phone: Some(phone.into()), ..Default::default() };
+        doc::household::update_resident(doc, household, resident, &patch).expect("phone");
+        doc.commit();
+    }
+    h.merge(&mut g).expect("merge");
+    storage.write_server_documents(&mut [(request.into(), a), (household.into(), h)], now).expect("write");
+}
+
+#[tokio::test]
+async fn an_administrator_reviews_conflicts_imports_a_register_and_enrols_and_revokes_a_phone() {
+    let (server, summary) = seeded();
+    let storage = server.storage();
+    let base = server.url.clone();
+    let admin = summary.accounts.iter().find(|a| a.role == Role::Admin).expect("demo admin");
+    let grids = storage.grids().expect("grids");
+    let grid_one = grids.iter().find(|g| g.name == "幸福社区第1网格").expect("grid").id;
+    let truth = Truth::read(&storage, &[grid_one]);
+    let raised = truth
+        .requests
+        .iter()
+        .filter(|r| r.status() == RequestStatus::Raised)
+        .map(|r| r.id)
+        .min()
+        .expect("raised");
+    let household = truth.households[0].id;
+    make_conflicts(&storage, raised, household);
+
+    let browser = Browser::start().await;
+    let client = browser.client();
+    sign_in(client, &base, &admin.login, &admin.password).await;
+    client.wait().at_most(WAIT).for_element(Locator::Id("me")).await.expect("signed in");
+
+    // Conflicts: both sides of the request's fork and both phone numbers are listed.
+    client.goto(&format!("{base}/dashboard/conflicts")).await.expect("conflicts");
+    let listed = text(client, "#request-conflicts").await;
+    assert!(listed.contains("即时办理") && listed.contains("转办"), "{listed}");
+    let fields = text(client, "#field-conflicts").await;
+    assert!(fields.contains("13800000001") && fields.contains("13900000002"), "{fields}");
+    screenshot(client, "conflicts").await;
+    // Choose the second number.
+    client.find(Locator::Id("resolve-2")).await.expect("resolve button").click().await.expect("choose");
+    wait_for_url(client, "done=1").await;
+    assert!(!text(client, "#field-conflicts").await.contains("13800000001"));
+    let stored = storage.document(household.into()).expect("read").expect("stored");
+    assert!(doc::household::conflicts(&stored, household).is_empty());
+    // Review the request's conflict, keeping the derived status.
+    client.goto(&format!("{base}/dashboard/requests/{raised}")).await.expect("request");
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("do-review"))
+        .await
+        .expect("review form")
+        .click()
+        .await
+        .expect("review");
+    client.wait().at_most(WAIT).for_element(Locator::Id("done")).await.expect("recorded");
+    let stored = storage.document(raised.into()).expect("read").expect("stored");
+    assert!(doc::request::read(&stored, raised).expect("request").derived.conflicts.is_empty());
+    client.goto(&format!("{base}/dashboard/conflicts")).await.expect("conflicts");
+    assert!(!text(client, "#request-conflicts").await.contains("即时办理"));
+
+    // Import an XLSX register: a preview with the rejected rows, nothing written until confirmed.
+    let file = tempfile::Builder::new().suffix(".xlsx").tempfile().expect("file");
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    let rows: [[&str; 11]; 5] = [
+        ["社区", "网格", "楼栋", "单元", "室", "姓名", "性别", "出生年份", "电话", "标签", "备注"],
+        ["幸福社区", "幸福社区第1网格", "9栋", "1单元", "101", "赵大爷", "男", "1940", "", "独居老人", ""],
+        ["幸福社区", "幸福社区第1网格", "9栋", "1单元", "101", "赵奶奶", "女", "1942", "", "", ""],
+        ["幸福社区", "没有这个网格", "9栋", "1单元", "102", "钱", "男", "1980", "", "", ""],
+        ["幸福社区", "幸福社区第1网格", "9栋", "1单元", "103", "孙", "未知", "1980", "", "", ""],
+    ];
+    for (r, row) in rows.iter().enumerate() {
+        for (c, value) in row.iter().enumerate() {
+            sheet.write_string(r as u32, c as u16, *value).expect("cell");
+        }
+    }
+    book.save(file.path()).expect("save xlsx");
+    let before = storage.documents_since(0).expect("docs").len();
+    client.goto(&format!("{base}/dashboard/import")).await.expect("import");
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("file"))
+        .await
+        .expect("file input")
+        .send_keys(file.path().to_str().expect("path"))
+        .await
+        .expect("choose file");
+    client.find(Locator::Id("upload")).await.expect("upload").click().await.expect("upload");
+    assert_eq!(text(client, "#preview-households").await, "1");
+    assert_eq!(text(client, "#preview-residents").await, "2");
+    assert_eq!(text(client, "#preview-rejected").await, "2");
+    let rejected = text(client, "#rejected").await;
+    assert!(rejected.contains("unknown grid") && rejected.contains("invalid sex"), "{rejected}");
+    assert_eq!(storage.documents_since(0).expect("docs").len(), before, "a preview writes nothing");
+    screenshot(client, "import-preview").await;
+    client.find(Locator::Id("confirm")).await.expect("confirm").click().await.expect("confirm");
+    assert_eq!(text(client, "#imported-households").await, "1");
+    assert_eq!(storage.documents_since(0).expect("docs").len(), before + 1);
+
+    // Administration: a single-use enrolment code for the grid worker, then revoke the phone.
+    let worker = storage
+        .members()
+        .expect("members")
+        .into_iter()
+        .find(|m| m.role == Role::GridWorker && m.grids == [grid_one])
+        .expect("worker");
+    client.goto(&format!("{base}/dashboard/admin")).await.expect("admin");
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id(&format!("enrol-{}", worker.id)))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("code");
+    let code = text(client, "#code").await;
+    let dir = devices_dir();
+    let mut phone = Replica::open(dir.path().join("phone.db")).expect("replica");
+    let enrolled = server.client().enrol(&mut phone, &code, "new phone").await.expect("the code works");
+    server.client().sync(&mut phone).await.expect("sync");
+    assert_eq!(phone.household(truth.households[1].id).expect("in scope").id, truth.households[1].id);
+    screenshot(client, "admin").await;
+    client.goto(&format!("{base}/dashboard/admin")).await.expect("admin");
+    let device_id =
+        storage.devices().expect("devices").into_iter().find(|d| d.name == "new phone").expect("device").id;
+    let _ = enrolled;
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id(&format!("revoke-{device_id}")))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("revoke");
+    client.wait().at_most(WAIT).for_element(Locator::Id("notice")).await.expect("revoked");
+    assert!(server.client().sync(&mut phone).await.is_err(), "a revoked phone cannot sync");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn department_staff_see_only_their_department_and_cannot_act() {
+    let (server, summary) = seeded();
+    let storage = server.storage();
+    let base = server.url.clone();
+    let staff = summary.accounts.iter().find(|a| a.role == Role::DepartmentStaff).expect("demo staff");
+    let all: Vec<GridId> = storage.grids().expect("grids").into_iter().map(|g| g.id).collect();
+    let truth = Truth::read(&storage, &all);
+    let theirs: Vec<&Request> = truth
+        .requests
+        .iter()
+        .filter(|r| r.derived.department.as_ref().is_some_and(|d| d.as_str() == "civil_affairs"))
+        .collect();
+    let signed_in = http_sign_in(&base, &staff.login, &staff.password).await;
+    let cookie = format!("dsk_session={}", set_cookie(&signed_in, "dsk_session").expect("session"));
+    let ledger = http()
+        .get(format!("{base}/dashboard/ledger"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("ledger");
+    let html = ledger.text().await.expect("body");
+    let count = html.split("<span id=\"count\">").nth(1).and_then(|s| s.split('<').next()).expect("count");
+    assert_eq!(count, theirs.len().to_string());
+    let overview = http()
+        .get(format!("{base}/dashboard/overview"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("overview");
+    assert!(
+        overview.text().await.expect("body").contains("<div class=\"v\" id=\"households\">0</div>"),
+        "no households"
+    );
+    let household = truth.households[0].id;
+    let page = http()
+        .get(format!("{base}/dashboard/households/{household}"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 404, "a household is out of a department's scope");
+    let csrf = hidden_csrf(&html);
+    let target = theirs[0].id;
+    let act = http()
+        .post(format!("{base}/dashboard/requests/{target}/action"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("action", "supervise")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(act.status(), 403, "supervisor actions are for supervisors");
+    let admin =
+        http().get(format!("{base}/dashboard/admin")).header("cookie", &cookie).send().await.expect("admin");
+    assert_eq!(admin.status(), 403);
+}

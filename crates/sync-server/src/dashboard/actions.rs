@@ -1,6 +1,6 @@
-//! Supervisor actions: dispatch to a department, mark as supervised, close, review a conflict.
-//! Each is a request event written into the request's Automerge document by doorstep-core
-//! (which checks it against the lifecycle table), stored like any other change, and announced
+//! Supervisor actions: dispatch to a department, mark as supervised, close, review a conflict,
+//! choose between concurrent values of a household field. Request actions are request events written into the request's Automerge document by doorstep-core
+//! (which checks them against the lifecycle table), stored like any other change, and announced
 //! on [`AppState::changes`] so connected devices get it at once and the rest at next sync.
 
 use std::sync::Arc;
@@ -8,9 +8,10 @@ use std::sync::Arc;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use doorstep_core::conflict::HouseholdField;
 use doorstep_core::doc;
 use doorstep_core::error::CoreError;
-use doorstep_core::ids::{Code, EventId, RequestId};
+use doorstep_core::ids::{Code, EventId, HouseholdId, RequestId};
 use doorstep_core::lifecycle::RequestStatus;
 use doorstep_core::model::{EventAction, NewEvent, Taxonomy};
 use doorstep_core::sync::validate;
@@ -143,4 +144,65 @@ pub async fn act(
     .await??;
     let _ = state.changes.send(seq);
     Ok(Redirect::to(&format!("/dashboard/requests/{id}?done=1")).into_response())
+}
+
+/// Chooses one of the concurrent values kept in a household field (two phone numbers typed
+/// offline), as member `scope.member`; returns the newest log position.
+pub fn resolve_field(
+    storage: &dyn Storage,
+    scope: &Scope,
+    id: HouseholdId,
+    field: &HouseholdField,
+    value: &str,
+    at: Timestamp,
+) -> Result<u64, DashboardError> {
+    if !may_supervise(scope.role) {
+        return Err(DashboardError::Forbidden(
+            "只有负责人和管理员可以复核 / only supervisors and administrators review conflicts".into(),
+        ));
+    }
+    let mut document = storage.document(id.into())?.ok_or(DashboardError::NotFound)?;
+    let facts = validate::facts(&document, id.into()).map_err(|e| DashboardError::Internal(e.message))?;
+    if !scope.may_write(&facts, false) {
+        return Err(DashboardError::NotFound);
+    }
+    match doc::household::resolve_field(&mut document, id, field, value) {
+        Ok(()) => {}
+        Err(e @ CoreError::NoSuchConflict(_)) => {
+            return Err(DashboardError::NotAllowedNow(format!("该字段已无冲突 / no conflict left: {e}")));
+        }
+        Err(e @ CoreError::InvalidValue { .. }) => return Err(DashboardError::BadRequest(e.to_string())),
+        Err(e) => return Err(DashboardError::Internal(e.to_string())),
+    }
+    document.commit();
+    storage.write_server_documents(&mut [(id.into(), document)], at)?;
+    tracing::info!(household = %id, member = %scope.member, %field, "dashboard resolved a field conflict");
+    Ok(storage.latest_seq()?)
+}
+
+/// The field-conflict form: the field (as JSON) and the chosen value.
+#[derive(Deserialize)]
+pub struct ResolveForm {
+    csrf: String,
+    field: String,
+    value: String,
+}
+
+/// `POST /dashboard/households/{id}/resolve`.
+pub async fn resolve(
+    State(state): State<Arc<AppState>>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Form(form): Form<ResolveForm>,
+) -> Result<Response, DashboardError> {
+    staff.check_csrf(&form.csrf)?;
+    let id: HouseholdId = id.parse().map_err(|_| DashboardError::NotFound)?;
+    let field: HouseholdField =
+        serde_json::from_str(&form.field).map_err(|_| DashboardError::BadRequest("unknown field".into()))?;
+    let storage = state.storage.clone();
+    let scope = staff.scope.clone();
+    let seq =
+        blocking(move || resolve_field(storage.as_ref(), &scope, id, &field, &form.value, now())).await??;
+    let _ = state.changes.send(seq);
+    Ok(Redirect::to("/dashboard/conflicts?done=1").into_response())
 }

@@ -68,13 +68,13 @@ async fn page_view(
         let grid_names: Vec<String> = m.grids.iter().map(|g| esc(&grid_of(*g))).collect();
         let _ = write!(
             b,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/dashboard/admin/enrol-code\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"member\" value=\"{}\"><button>{}</button></form></td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/dashboard/admin/enrol-code\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"member\" value=\"{id}\"><button id=\"enrol-{id}\">{}</button></form></td></tr>",
             esc(&m.name),
             lang.role(m.role),
             esc(&m.department.as_deref().map(|d| lang.department(taxonomy, d)).unwrap_or_default()),
             grid_names.join("、"),
-            m.id,
-            lang.t("生成设备注册码", "Enrolment code")
+            lang.t("生成设备注册码", "Enrolment code"),
+            id = m.id,
         );
     }
     let _ = write!(
@@ -149,9 +149,9 @@ async fn page_view(
             lang.t("已吊销", "revoked").to_owned()
         } else {
             format!(
-                "<form method=\"post\" action=\"/dashboard/admin/revoke\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"device\" value=\"{}\"><button>{}</button></form>",
-                d.id,
-                lang.t("吊销", "Revoke")
+                "<form method=\"post\" action=\"/dashboard/admin/revoke\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"device\" value=\"{id}\"><button id=\"revoke-{id}\">{}</button></form>",
+                lang.t("吊销", "Revoke"),
+                id = d.id,
             )
         };
         let _ = write!(

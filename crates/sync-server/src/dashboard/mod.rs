@@ -126,6 +126,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/dashboard/grids", get(pages::grids))
         .route("/dashboard/grids/{id}", get(pages::grid))
         .route("/dashboard/households/{id}", get(pages::household))
+        .route("/dashboard/households/{id}/resolve", post(actions::resolve))
         .route("/dashboard/export/{file}", get(export::export))
         .route("/dashboard/import", get(import::form).post(import::preview))
         .route("/dashboard/import/confirm", post(import::confirm))

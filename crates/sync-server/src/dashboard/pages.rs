@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use doorstep_core::conflict::HouseholdField;
 use doorstep_core::ids::{GridId, HouseholdId, RequestId};
 use doorstep_core::lifecycle::RequestStatus;
 use doorstep_core::model::{EventAction, Request, ResidentTag, Sex, Taxonomy};
@@ -339,11 +340,32 @@ pub async fn request(
     Ok(respond(&staff, staff.lang.t("诉求", "Request"), &body))
 }
 
+fn field_label(lang: Lang, h: &doorstep_core::model::Household, field: &HouseholdField) -> String {
+    let resident = |id: &doorstep_core::ids::ResidentId| {
+        h.residents.iter().find(|r| r.id == *id).map_or_else(String::new, |r| r.name.clone())
+    };
+    match field {
+        HouseholdField::Community => lang.t("社区", "community").into(),
+        HouseholdField::Grid => lang.t("网格", "grid").into(),
+        HouseholdField::Building => lang.t("楼栋", "building").into(),
+        HouseholdField::Unit => lang.t("单元", "unit").into(),
+        HouseholdField::Room => lang.t("室", "room").into(),
+        HouseholdField::Notes => lang.t("备注", "notes").into(),
+        HouseholdField::ResidentName(r) => format!("{} · {}", resident(r), lang.t("姓名", "name")),
+        HouseholdField::ResidentSex(r) => format!("{} · {}", resident(r), lang.t("性别", "sex")),
+        HouseholdField::ResidentBirthYear(r) => {
+            format!("{} · {}", resident(r), lang.t("出生年份", "birth year"))
+        }
+        HouseholdField::ResidentPhone(r) => format!("{} · {}", resident(r), lang.t("电话", "phone")),
+    }
+}
+
 /// `GET /dashboard/conflicts`: request conflicts with both sides, and household fields holding
 /// concurrent values.
 pub async fn conflicts(State(state): State<Arc<AppState>>, staff: Staff) -> Result<Response, DashboardError> {
     let scope = staff.scope.clone();
     let lang = staff.lang;
+    let csrf = staff.csrf.clone();
     let body = view(&state, move |model, dir, taxonomy| {
         let mut b = format!("<h1>{}</h1><h2>{}</h2><div class=\"table\"><table id=\"request-conflicts\"><tr><th>{}</th><th>{}</th><th>{}</th></tr>",
             lang.t("冲突复核", "Conflicts to review"), lang.t("诉求办理冲突", "Request conflicts"), lang.t("诉求", "Request"), lang.t("各方操作", "Both sides"), lang.t("当前状态", "Status"));
@@ -358,10 +380,31 @@ pub async fn conflicts(State(state): State<Arc<AppState>>, staff: Staff) -> Resu
         }
         let _ = write!(b, "</table></div><h2>{}</h2><div class=\"table\"><table id=\"field-conflicts\"><tr><th>{}</th><th>{}</th><th>{}</th></tr>",
             lang.t("住户信息冲突", "Household fields"), lang.t("住户", "Household"), lang.t("字段", "Field"), lang.t("并存的值", "Values kept"));
+        let mut n = 0;
         for h in model.households(&scope).filter(|h| !h.conflicts.is_empty()) {
             for c in &h.conflicts {
-                let values: Vec<String> = c.values.iter().map(|v| esc(v)).collect();
-                let _ = write!(b, "<tr><td><a href=\"/dashboard/households/{}\">{}</a></td><td>{}</td><td>{}</td></tr>", h.household.id, esc(&h.household.display_name()), esc(&c.field.to_string()), values.join(" / "));
+                let field_json = serde_json::to_string(&c.field).unwrap_or_default();
+                let values: Vec<String> = c
+                    .values
+                    .iter()
+                    .map(|v| {
+                        n += 1;
+                        let shown = if v.is_empty() { lang.t("（清空）", "(cleared)").to_owned() } else { esc(v) };
+                        if may_supervise(scope.role) {
+                            format!(
+                                "<form method=\"post\" action=\"/dashboard/households/{}/resolve\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"field\" value=\"{}\"><input type=\"hidden\" name=\"value\" value=\"{}\">{shown} <button id=\"resolve-{n}\">{}</button></form>",
+                                h.household.id,
+                                esc(&csrf),
+                                esc(&field_json),
+                                esc(v),
+                                lang.t("选用", "Choose")
+                            )
+                        } else {
+                            shown
+                        }
+                    })
+                    .collect();
+                let _ = write!(b, "<tr><td><a href=\"/dashboard/households/{}\">{}</a></td><td>{}</td><td>{}</td></tr>", h.household.id, esc(&h.household.display_name()), esc(&field_label(lang, &h.household, &c.field)), values.join(""));
             }
         }
         b.push_str("</table></div>");
