@@ -44,6 +44,7 @@ pub async fn serve(
             .with_secure_cookies(config.tls()?.is_some()),
     );
     tokio::spawn(watch_revocations(state.clone()));
+    tokio::spawn(dashboard::warm_up(state.clone()));
     let router = http::router(state);
     match config.tls()? {
         None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await?,

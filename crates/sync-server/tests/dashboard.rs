@@ -503,6 +503,26 @@ async fn forged_csrf_tokens_are_refused_and_change_nothing() {
     assert_eq!(anonymous.status(), 303);
     assert_eq!(storage.latest_seq().expect("seq"), before, "nothing was written");
 
+    // The visit log export holds exactly the community's visits, with Chinese headers.
+    let csv = http()
+        .get(format!("{base}/dashboard/export/visits.csv"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("export")
+        .bytes()
+        .await
+        .expect("body");
+    let csv = std::str::from_utf8(csv.strip_prefix(b"\xEF\xBB\xBF").expect("a byte-order mark for Excel"))
+        .expect("utf-8");
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    assert_eq!(
+        reader.headers().expect("headers").iter().take(3).collect::<Vec<_>>(),
+        ["网格", "社区", "地址"]
+    );
+    let visits: usize = truth.households.iter().map(|h| h.visits.len()).sum();
+    assert_eq!(reader.records().count(), visits);
+
     // The real token works.
     let response = http()
         .post(format!("{base}/dashboard/requests/{target}/action"))

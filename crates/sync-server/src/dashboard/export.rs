@@ -182,7 +182,7 @@ pub async fn export(
                     ));
                 }
             }
-            visits.sort_by(|a, b| b.0.cmp(&a.0));
+            visits.sort_by_key(|v| std::cmp::Reverse(v.0));
             Table {
                 name: lang.t("走访记录", "Visits").into(),
                 headers: headers(lang, &VISIT_COLUMNS),

@@ -112,7 +112,7 @@ pub fn overview(model: &ReadModel, scope: &Scope, grids: &[GridRow], now: Timest
     let trend_start = now.millis() - TREND_WEEKS as i64 * 7 * DAY_MS;
     let week_of = |at: Timestamp| -> Option<usize> {
         let offset = at.millis() - trend_start;
-        (offset >= 0 && at <= now).then(|| (offset / (7 * DAY_MS)) as usize).filter(|w| *w < TREND_WEEKS)
+        (offset >= 0 && at <= now).then_some((offset / (7 * DAY_MS)) as usize).filter(|w| *w < TREND_WEEKS)
     };
     let mut weeks: Vec<Week> = (0..TREND_WEEKS)
         .map(|w| Week {

@@ -10,7 +10,7 @@
 //! - [`pages`]: the HTML pages; [`chart`]: SVG charts; [`html`]: layout and escaping.
 //! - [`export`]: ledger and visit log as CSV and XLSX; [`import`]: household register upload.
 //! - [`admin`]: members, grids, devices, accounts, categories and departments.
-//! - [`error`]: `DashboardError`.
+//! - [`error`]: the dashboard's error type.
 //!
 //! Every page and action checks the signed-in member's scope with the same rules as devices
 //! ([`crate::scope`]).
@@ -110,6 +110,14 @@ pub async fn view<T: Send + 'static>(
         Ok(f(&model, &directory, &dashboard.taxonomy))
     })
     .await?
+}
+
+/// Reads every document into the read model at start-up, so the first page a supervisor opens
+/// does not wait for it.
+pub async fn warm_up(state: Arc<AppState>) {
+    if let Err(e) = view(&state, |_, _, _| ()).await {
+        tracing::warn!(error = %e, "dashboard read model not loaded at start-up");
+    }
 }
 
 /// The dashboard's routes, to merge into the server's router.

@@ -512,7 +512,7 @@ pub async fn household(
             let r = &r.request;
             items.push((r.raised_at, format!("<li><b>{}</b> · {} · <a href=\"/dashboard/requests/{}\">{}</a> · {}</li>", lang.t("诉求", "request"), date_time(r.raised_at), r.id, esc(&lang.category(taxonomy, r.category.as_str())), lang.status(r.status()))));
         }
-        items.sort_by(|a, b| b.0.cmp(&a.0));
+        items.sort_by_key(|i| std::cmp::Reverse(i.0));
         let _ = write!(b, "<h2>{}</h2><ul class=\"timeline\" id=\"timeline\">", lang.t("走访与诉求", "Visits and requests"));
         for (_, item) in items {
             b.push_str(&item);
