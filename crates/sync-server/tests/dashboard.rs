@@ -319,7 +319,9 @@ async fn a_supervisor_reads_the_figures_works_the_ledger_and_a_device_receives_t
         .expect("department");
     client.find(Locator::Id("do-dispatch")).await.expect("button").click().await.expect("dispatch");
     client.wait().at_most(WAIT).for_element(Locator::Id("done")).await.expect("recorded");
-    assert_eq!(text(client, "#status").await, "dispatched");
+    let status =
+        client.find(Locator::Id("status")).await.expect("status").attr("data-status").await.expect("attr");
+    assert_eq!(status.as_deref(), Some("dispatched"));
     assert!(text(client, "#timeline").await.contains("转办 → 民政局"));
     screenshot(client, "request").await;
 

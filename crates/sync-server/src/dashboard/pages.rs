@@ -309,10 +309,10 @@ pub async fn request(
         }
         let _ = write!(
             b,
-            "<p id=\"description\">{}</p><p>{} <span id=\"status\">{}</span> · {} {} · {} {} · {} {}</p>",
+            "<p id=\"description\">{}</p><p><span id=\"status\" data-status=\"{}\">{}</span> · {} {} · {} {} · {} {}</p>",
             esc(&r.description),
-            status_cell(lang, r, now()),
             esc(r.status().as_str()),
+            status_cell(lang, r, now()),
             lang.t("网格", "grid"),
             esc(&dir.grid_name(r.grid)),
             lang.t("紧急程度", "urgency"),
