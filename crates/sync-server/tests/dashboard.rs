@@ -433,7 +433,7 @@ async fn http_sign_in(base: &str, login: &str, password: &str) -> reqwest::Respo
 }
 
 #[tokio::test]
-async fn forged_csrf_tokens_are_refused_and_change_nothing() {
+async fn forged_csrf_tokens_are_refused_and_a_real_action_is_pushed_to_an_online_phone() {
     let (server, summary) = seeded();
     let base = server.url.clone();
     let supervisor = summary.accounts.iter().find(|a| a.role == Role::Supervisor).expect("supervisor");
@@ -482,8 +482,26 @@ async fn forged_csrf_tokens_are_refused_and_change_nothing() {
         .map(|g| g.id)
         .collect();
     let truth = Truth::read(&storage, &grids);
-    let target =
-        truth.requests.iter().find(|r| r.status() == RequestStatus::Raised).expect("a raised request").id;
+    let grid_one =
+        storage.grids().expect("grids").into_iter().find(|g| g.name == "幸福社区第1网格").expect("grid").id;
+    let target = truth
+        .requests
+        .iter()
+        .find(|r| r.grid == grid_one && r.status() == RequestStatus::Raised)
+        .expect("a raised request")
+        .id;
+    // The grid worker's phone is online over a WebSocket.
+    let dir = devices_dir();
+    let mut phone = Replica::open(dir.path().join("phone.db")).expect("replica");
+    let worker_code = &summary.logins.iter().find(|l| l.role == Role::GridWorker).expect("worker").code;
+    server.client().enrol(&mut phone, worker_code, "phone").await.expect("enrol");
+    let mut live = server
+        .client()
+        .connect_live(&doorstep_client::Client::device_token(&phone).expect("token"))
+        .await
+        .expect("websocket");
+    live.sync(&mut phone).await.expect("first round");
+    assert!(!phone.request(target).expect("held").derived.supervised);
     let before = storage.latest_seq().expect("seq");
     for token in ["", "forged", &real_csrf[..real_csrf.len() - 1]] {
         let response = http()
@@ -537,6 +555,13 @@ async fn forged_csrf_tokens_are_refused_and_change_nothing() {
     let stored = storage.document(target.into()).expect("read").expect("stored");
     let request = doc::request::read(&stored, target).expect("request");
     assert!(request.derived.supervised);
+    // The online phone is pushed the event without asking.
+    let pushed =
+        tokio::time::timeout(WAIT, live.next_push(&mut phone)).await.expect("pushed in time").expect("push");
+    assert_eq!(pushed.received_docs, 1);
+    let on_phone = phone.request(target).expect("held");
+    assert!(on_phone.derived.supervised);
+    assert!(on_phone.events.iter().any(|e| e.note == "请加快办理"));
 }
 
 #[tokio::test]
