@@ -317,3 +317,59 @@ fn check_row(
     .map_err(|e| format!("数据无效 / invalid data: {e}"))?;
     Ok(((grid, field(2), field(3), room), community, resident, field(10)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grids() -> Vec<GridRow> {
+        vec![GridRow {
+            id: GridId::new_random(),
+            name: "第一网格".into(),
+            community: "幸福社区".into(),
+            street: String::new(),
+        }]
+    }
+
+    const HEADER: [&str; 11] =
+        ["社区", "网格", "楼栋", "单元", "室", "姓名", "性别", "出生年份", "电话", "标签", "备注"];
+
+    #[test]
+    fn csv_with_a_byte_order_mark_and_xlsx_give_the_same_plan() {
+        let rows = [
+            ["幸福社区", "第一网格", "1栋", "1单元", "101", "陈", "女", "1950", "", "独居老人", ""],
+            ["幸福社区", "第一网格", "1栋", "1单元", "101", "陈二", "男", "1952", "", "", ""],
+            ["幸福社区", "第九网格", "1栋", "1单元", "102", "李", "男", "1960", "", "", ""],
+        ];
+        let mut csv = b"\xEF\xBB\xBF".to_vec();
+        for row in std::iter::once(HEADER).chain(rows) {
+            csv.extend_from_slice(row.join(",").as_bytes());
+            csv.push(b'\n');
+        }
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let sheet = book.add_worksheet();
+        for (r, row) in std::iter::once(HEADER).chain(rows).enumerate() {
+            for (c, value) in row.iter().enumerate() {
+                sheet.write_string(r as u32, c as u16, *value).expect("cell");
+            }
+        }
+        let xlsx = book.save_to_buffer().expect("xlsx");
+        let grids = grids();
+        for bytes in [csv, xlsx] {
+            let plan = plan(&grids, &read_rows(&bytes).expect("readable"));
+            assert_eq!((plan.households(), plan.residents()), (1, 2));
+            assert_eq!(plan.rejected.len(), 1);
+            assert_eq!(plan.rejected[0].line, 4);
+            assert!(plan.rejected[0].reason.contains("unknown grid"));
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_neither_is_refused_whole() {
+        assert!(read_rows(b"\xFF\xFE\x00garbage").is_err());
+        assert!(read_rows(b"PK\x03\x04not a zip").is_err());
+        let plan = plan(&grids(), &read_rows("name,phone\n陈,1\n".as_bytes()).expect("csv"));
+        assert!(plan.rejected.iter().any(|r| r.line == 1 && r.reason.contains("missing column")));
+        assert_eq!(plan.households(), 0);
+    }
+}

@@ -107,8 +107,9 @@ impl<S: Send + Sync> FromRequestParts<S> for PageLang {
     }
 }
 
-fn cookie_header(state: &AppState, name: &str, value: &str, max_age_secs: i64) -> HeaderValue {
-    let secure = if state.dashboard.secure_cookies { "; Secure" } else { "" };
+/// A `Set-Cookie` value for the dashboard: HttpOnly, SameSite=Strict, and Secure over TLS.
+fn cookie_header(secure: bool, name: &str, value: &str, max_age_secs: i64) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
     let text =
         format!("{name}={value}; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}");
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("dsk_invalid=1"))
@@ -152,9 +153,10 @@ pub async fn sign_in_form(
     let token = auth::new_secret().map_err(|e| DashboardError::Internal(e.to_string()))?;
     let body = sign_in_page(lang, &token, None);
     let mut response = page(lang, lang.t("登录", "Sign in"), None, &body).into_response();
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, cookie_header(&state, PRE_SESSION_COOKIE, &token, 3600));
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookie_header(state.dashboard.secure_cookies, PRE_SESSION_COOKIE, &token, 3600),
+    );
     let (name, value) = lang_cookie(lang);
     response.headers_mut().append(name, value);
     Ok(response)
@@ -234,9 +236,15 @@ pub async fn sign_in(
     let headers = response.headers_mut();
     headers.append(
         header::SET_COOKIE,
-        cookie_header(&state, SESSION_COOKIE, &token, i64::from(SESSION_HOURS) * 3600),
+        cookie_header(
+            state.dashboard.secure_cookies,
+            SESSION_COOKIE,
+            &token,
+            i64::from(SESSION_HOURS) * 3600,
+        ),
     );
-    headers.append(header::SET_COOKIE, cookie_header(&state, PRE_SESSION_COOKIE, "", 0));
+    headers
+        .append(header::SET_COOKIE, cookie_header(state.dashboard.secure_cookies, PRE_SESSION_COOKIE, "", 0));
     Ok(response)
 }
 
@@ -258,7 +266,9 @@ pub async fn sign_out(
     let hash = staff.session_hash;
     blocking(move || storage.end_staff_session(&hash)).await??;
     let mut response = Redirect::to("/dashboard/sign-in").into_response();
-    response.headers_mut().append(header::SET_COOKIE, cookie_header(&state, SESSION_COOKIE, "", 0));
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, cookie_header(state.dashboard.secure_cookies, SESSION_COOKIE, "", 0));
     Ok(response)
 }
 
@@ -269,4 +279,17 @@ fn dummy_hash() -> &'static str {
     HASH.get_or_init(|| {
         auth::new_secret().ok().and_then(|secret| auth::hash_password(&secret).ok()).unwrap_or_default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_cookies_are_http_only_strict_and_secure_over_tls() {
+        let plain = cookie_header(false, SESSION_COOKIE, "abc", 60);
+        assert_eq!(plain, "dsk_session=abc; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age=60");
+        let tls = cookie_header(true, SESSION_COOKIE, "abc", 60);
+        assert!(tls.to_str().expect("ascii").ends_with("; Secure"));
+    }
 }
