@@ -1,7 +1,8 @@
 //! Household register import from CSV or XLSX (the county's existing spreadsheets). One row
 //! per resident; rows with the same grid, building, unit and room make one household. Every row
 //! is checked first ([`plan`], which the dashboard shows as a preview); rejected rows are
-//! reported with their line and reason, and the rest are written in one transaction ([`apply`]).
+//! reported with their line and reason. Nothing is half-imported: a household any of whose rows
+//! is rejected is left out whole, and the rest are written in one transaction ([`apply`]).
 //!
 //! Columns (header row required, Chinese or English names):
 //! `community/社区, grid/网格, building/楼栋, unit/单元, room/室, name/姓名, sex/性别,
@@ -178,6 +179,10 @@ pub fn plan(grids: &[GridRow], rows: &[RawRow]) -> ImportPlan {
     if !plan.rejected.is_empty() {
         return plan;
     }
+    // A household is imported whole or not at all: the address as typed (grid, building, unit,
+    // room) ties a rejected row to the accepted rows of the same household.
+    let mut rejected_addresses: BTreeMap<[String; 4], u64> = BTreeMap::new();
+    let mut accepted: Vec<(u64, [String; 4], HouseholdKey)> = Vec::new();
     for (n, record) in rows.iter().enumerate().skip(1) {
         let line = n as u64 + 1;
         let record = match record {
@@ -191,17 +196,40 @@ pub fn plan(grids: &[GridRow], rows: &[RawRow]) -> ImportPlan {
             continue;
         }
         let field = |i: usize| index[i].and_then(|c| record.get(c)).cloned().unwrap_or_default();
+        let address = [field(1), field(2), field(3), field(4)];
         match check_row(grids, &field) {
             Ok((key, community, resident, notes)) => {
-                let entry = plan.homes.entry(key).or_insert_with(|| (community, Vec::new(), String::new()));
+                let entry =
+                    plan.homes.entry(key.clone()).or_insert_with(|| (community, Vec::new(), String::new()));
                 if !notes.is_empty() && entry.2.is_empty() {
                     entry.2 = notes;
                 }
                 entry.1.push(resident);
+                accepted.push((line, address, key));
             }
-            Err(reason) => plan.rejected.push(RejectedRow { line, reason }),
+            Err(reason) => {
+                rejected_addresses.entry(address).or_insert(line);
+                plan.rejected.push(RejectedRow { line, reason });
+            }
         }
     }
+    let tainted: BTreeMap<HouseholdKey, u64> = accepted
+        .iter()
+        .filter(|(_, address, _)| !address[3].is_empty())
+        .filter_map(|(_, address, key)| rejected_addresses.get(address).map(|bad| (key.clone(), *bad)))
+        .collect();
+    for (line, _, key) in &accepted {
+        if let Some(bad) = tainted.get(key) {
+            plan.rejected.push(RejectedRow {
+                line: *line,
+                reason: format!(
+                    "同户第 {bad} 行有误，整户未导入 / line {bad} of the same household was rejected, so the household was not imported"
+                ),
+            });
+        }
+    }
+    plan.homes.retain(|key, _| !tainted.contains_key(key));
+    plan.rejected.sort_by_key(|r| r.line);
     plan
 }
 
@@ -362,6 +390,24 @@ mod tests {
             assert_eq!(plan.rejected[0].line, 4);
             assert!(plan.rejected[0].reason.contains("unknown grid"));
         }
+    }
+
+    #[test]
+    fn a_household_with_a_rejected_row_is_left_out_whole() {
+        let rows = [
+            ["幸福社区", "第一网格", "1栋", "1单元", "101", "陈", "女", "1950", "", "", ""],
+            ["幸福社区", "第一网格", "1栋", "1单元", "101", "陈二", "外星", "1952", "", "", ""],
+            ["幸福社区", "第一网格", "1栋", "1单元", "102", "李", "男", "1960", "", "", ""],
+        ];
+        let csv: Vec<RawRow> = std::iter::once(HEADER)
+            .chain(rows)
+            .map(|r| Ok(r.iter().map(|c| (*c).to_owned()).collect()))
+            .collect();
+        let plan = plan(&grids(), &csv);
+        assert_eq!((plan.households(), plan.residents()), (1, 1), "only 102");
+        let lines: Vec<u64> = plan.rejected.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [2, 3]);
+        assert!(plan.rejected[0].reason.contains("line 3 of the same household"));
     }
 
     #[test]
