@@ -804,6 +804,29 @@ async fn an_administrator_reviews_conflicts_imports_a_register_and_enrols_and_re
     server.client().sync(&mut phone).await.expect("sync");
     assert_eq!(phone.household(truth.households[1].id).expect("in scope").id, truth.households[1].id);
     screenshot(client, "admin").await;
+    // Hand the worker a second grid: the phone receives its households at the next sync.
+    let grid_two = grids.iter().find(|g| g.name == "幸福社区第2网格").expect("grid").id;
+    client.goto(&format!("{base}/dashboard/admin")).await.expect("admin");
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("assign-member"))
+        .await
+        .expect("form")
+        .select_by_value(&worker.id.to_string())
+        .await
+        .expect("member");
+    client
+        .find(Locator::Id("assign-grid"))
+        .await
+        .expect("grid")
+        .select_by_value(&grid_two.to_string())
+        .await
+        .expect("grid");
+    client.find(Locator::Id("do-assign")).await.expect("assign").click().await.expect("assign");
+    assert!(text(client, "#notice").await.contains("已分配网格"));
+    let report = server.client().sync(&mut phone).await.expect("sync");
+    assert_eq!(report.received_docs, 8 + 50, "grid two's households and requests");
     client.goto(&format!("{base}/dashboard/admin")).await.expect("admin");
     let device_id =
         storage.devices().expect("devices").into_iter().find(|d| d.name == "new phone").expect("device").id;

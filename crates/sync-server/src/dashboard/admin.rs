@@ -116,6 +116,24 @@ async fn page_view(
         lang.t("街道", "street"),
         lang.t("添加网格", "Add grid")
     );
+    // Assign or take a grid (a handover: the old worker's phones upload, then purge).
+    let _ = write!(
+        b,
+        "<div class=\"actions\"><form method=\"post\" action=\"/dashboard/admin/assign\" id=\"assign\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><select name=\"member\" id=\"assign-member\">"
+    );
+    for m in &members {
+        let _ = write!(b, "<option value=\"{}\">{} · {}</option>", m.id, esc(&m.name), lang.role(m.role));
+    }
+    b.push_str("</select><select name=\"grid\" id=\"assign-grid\">");
+    for g in &grids {
+        let _ = write!(b, "<option value=\"{}\">{}</option>", g.id, esc(&g.name));
+    }
+    let _ = write!(
+        b,
+        "</select><button name=\"assigned\" value=\"1\" id=\"do-assign\">{}</button><button name=\"assigned\" value=\"0\" id=\"do-unassign\">{}</button></form></div>",
+        lang.t("分配网格", "Assign grid"),
+        lang.t("移除网格", "Take grid away")
+    );
     // Grids.
     let _ = write!(
         b,
@@ -234,13 +252,15 @@ pub struct AdminForm {
     community: String,
     #[serde(default)]
     street: String,
+    #[serde(default)]
+    assigned: String,
 }
 
 fn bad(what: &str) -> DashboardError {
     DashboardError::BadRequest(format!("无效输入 / invalid {what}"))
 }
 
-/// `POST /dashboard/admin/{enrol-code|revoke|add-member|add-grid}`.
+/// `POST /dashboard/admin/{enrol-code|revoke|add-member|add-grid|assign}`.
 pub async fn act(
     State(state): State<Arc<AppState>>,
     staff: Staff,
@@ -301,6 +321,27 @@ pub async fn act(
             })
             .await??;
             lang.t("已添加人员。", "Member added.").to_owned()
+        }
+        "assign" => {
+            let member: MemberId = form.member.parse().map_err(|_| bad("member"))?;
+            let grid: GridId = form.grid.parse().map_err(|_| bad("grid"))?;
+            let assigned = form.assigned == "1";
+            let changed = blocking(move || storage.set_member_grid(member, grid, assigned)).await??;
+            match (changed, assigned) {
+                (false, _) => lang.t("没有变化。", "Nothing changed.").to_owned(),
+                (true, true) => lang
+                    .t(
+                        "已分配网格，设备下次同步时收到。",
+                        "Grid assigned; devices receive it on their next sync.",
+                    )
+                    .to_owned(),
+                (true, false) => lang
+                    .t(
+                        "已移除网格，设备下次同步时先上传再清除。",
+                        "Grid taken away; devices upload, then purge it on their next sync.",
+                    )
+                    .to_owned(),
+            }
         }
         "add-grid" => {
             let (name, community, street) = (
