@@ -1,5 +1,5 @@
-//! Secrets: device tokens and enrolment codes. Both are random, shown once, and stored only
-//! as SHA-256 hashes.
+//! Secrets: device tokens, enrolment codes and dashboard session cookies are random, shown
+//! once, and stored only as SHA-256 hashes; staff passwords are stored as argon2id hashes.
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -45,6 +45,46 @@ pub fn new_enrolment_code() -> Result<String, getrandom::Error> {
     Ok(code)
 }
 
+/// A random secret for a cookie or form token: 256 bits as URL-safe text.
+pub fn new_secret() -> Result<String, getrandom::Error> {
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>()?))
+}
+
+/// Why a password could not be hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// No randomness for the salt.
+    #[error("no randomness for the salt: {0}")]
+    Random(#[from] getrandom::Error),
+    /// The hasher refused the input.
+    #[error("cannot hash the password: {0}")]
+    Hash(String),
+}
+
+/// Hashes a staff password with argon2id and a random salt (PHC string format).
+pub fn hash_password(password: &str) -> Result<String, PasswordError> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt =
+        SaltString::encode_b64(&random_bytes::<16>()?).map_err(|e| PasswordError::Hash(e.to_string()))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| PasswordError::Hash(e.to_string()))
+}
+
+/// Does `password` match the stored argon2 hash? A damaged hash never matches.
+pub fn verify_password(password: &str, stored: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(stored)
+        .map(|hash| argon2::Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+        .unwrap_or(false)
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// The form of a typed code that is hashed: upper case, no spaces or dashes.
 pub fn normalize_code(typed: &str) -> String {
     typed.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
@@ -61,6 +101,23 @@ mod tests {
         assert_eq!(code.as_bytes()[5], b'-');
         assert!(normalize_code(&code).bytes().all(|b| CODE_ALPHABET.contains(&b)));
         assert_eq!(normalize_code(" abcde-fghjk "), "ABCDEFGHJK");
+    }
+
+    #[test]
+    fn passwords_verify_only_with_the_right_password() {
+        let hash = hash_password("correct horse").expect("hash");
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &hash));
+        assert!(!verify_password("correct horsE", &hash));
+        assert!(!verify_password("correct horse", "not a hash"));
+        assert_ne!(hash, hash_password("correct horse").expect("hash"), "salted");
+    }
+
+    #[test]
+    fn secrets_compare() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "abcd"));
     }
 
     #[test]

@@ -28,6 +28,18 @@ pub struct DemoLogin {
     pub code: String,
 }
 
+/// A dashboard account the demo created, with its password.
+pub struct DemoAccount {
+    /// Login name.
+    pub login: String,
+    /// Password (random, printed once).
+    pub password: String,
+    /// The member's name.
+    pub name: String,
+    /// The member's role.
+    pub role: Role,
+}
+
 /// What the demo created.
 pub struct DemoSummary {
     /// Households created.
@@ -36,6 +48,8 @@ pub struct DemoSummary {
     pub requests: usize,
     /// Members to try with.
     pub logins: Vec<DemoLogin>,
+    /// Dashboard accounts to sign in with.
+    pub accounts: Vec<DemoAccount>,
 }
 
 /// A small deterministic generator (xorshift64*), so the demo needs no randomness source and
@@ -124,7 +138,8 @@ pub fn seed_sized(
     let taxonomy = Taxonomy::default_county();
     let communities = [("幸福社区", "城关街道"), ("和平社区", "城关街道"), ("东风村", "东风镇")];
     let mut logins = Vec::new();
-    storage.create_member("县级管理员", Role::Admin, None, now)?;
+    let admin = storage.create_member("县级管理员", Role::Admin, None, now)?;
+    let mut accounts = vec![account(storage, admin, "admin", "县级管理员", Role::Admin, now)?];
     let mut households = 0;
     let mut requests = 0;
     let day = 86_400_000i64;
@@ -158,6 +173,14 @@ pub fn seed_sized(
             storage.write_server_documents(&mut docs, now)?;
         }
         if c == 0 {
+            accounts.push(account(
+                storage,
+                supervisor,
+                "xingfu",
+                &format!("{community}负责人"),
+                Role::Supervisor,
+                now,
+            )?);
             logins.push(login(
                 storage,
                 supervisor,
@@ -175,7 +198,24 @@ pub fn seed_sized(
         now,
     )?;
     logins.push(login(storage, staff, "民政局工作人员", Role::DepartmentStaff, "民政局", now)?);
-    Ok(Some(DemoSummary { households, requests, logins }))
+    accounts.push(account(storage, staff, "minzheng", "民政局工作人员", Role::DepartmentStaff, now)?);
+    Ok(Some(DemoSummary { households, requests, logins, accounts }))
+}
+
+/// A dashboard account with a random password for a demo member.
+fn account(
+    storage: &dyn Storage,
+    member: MemberId,
+    login: &str,
+    name: &str,
+    role: Role,
+    now: Timestamp,
+) -> Result<DemoAccount, StorageError> {
+    let password =
+        crate::auth::new_enrolment_code().map_err(|e| StorageError::Damaged(format!("randomness: {e}")))?;
+    let hash = crate::auth::hash_password(&password).map_err(|e| StorageError::Damaged(e.to_string()))?;
+    storage.create_staff_account(member, login, &hash, now)?;
+    Ok(DemoAccount { login: login.to_owned(), password, name: name.to_owned(), role })
 }
 
 fn login(

@@ -7,7 +7,8 @@
 //! - [`storage`]: the storage trait and the embedded SQLite backend.
 //! - [`auth`]: device tokens and enrolment codes (random, stored hashed).
 //! - [`demo`]: a demo county for newcomers.
-//! - [`import`]: household register import from CSV.
+//! - [`dashboard`]: the county web dashboard (server-rendered pages, exports, imports).
+//! - [`import`]: household register import from CSV and XLSX.
 //! - [`error`]: `ApiError`, mapped to status codes and plain messages.
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tokio::net::TcpListener;
 
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod error;
 pub mod http;
@@ -37,8 +39,10 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let limits = SyncLimits { max_document_bytes: config.max_document_bytes, page_bytes: config.page_bytes };
-    let state =
-        Arc::new(AppState::new(storage, limits, config.max_frame_bytes, config.metrics_token.clone()));
+    let state = Arc::new(
+        AppState::new(storage, limits, config.max_frame_bytes, config.metrics_token.clone())
+            .with_secure_cookies(config.tls()?.is_some()),
+    );
     tokio::spawn(watch_revocations(state.clone()));
     let changes = state.changes.clone();
     state.storage.watch_changes(Box::new(move |seq| {
@@ -51,6 +55,7 @@ pub async fn serve(
         let _ = stopping.send(true);
     };
     let mut drained = state.stopping.subscribe();
+    tokio::spawn(dashboard::warm_up(state.clone()));
     let router = http::router(state);
     match config.tls()? {
         None => {

@@ -10,6 +10,7 @@ use doorstep_core::ids::{Code, DeviceId, GridId, MemberId};
 use doorstep_server::config::Config;
 use doorstep_server::scope::Role;
 use doorstep_server::storage::Storage;
+use doorstep_server::storage::dashboard::AccountCreated;
 use doorstep_server::storage::sqlite::SqliteStorage;
 use doorstep_server::storage::transfer;
 use doorstep_server::{auth, demo, http, import};
@@ -104,6 +105,9 @@ enum Command {
         #[arg(long)]
         replace: bool,
     },
+    /// Dashboard staff accounts. 工作台账号。
+    #[command(subcommand)]
+    Account(AccountCommand),
     /// Import households from a CSV file, with a per-row report. 从 CSV 导入住户。
     ImportHouseholds {
         /// The CSV file.
@@ -169,6 +173,22 @@ enum MemberCommand {
         grid: GridId,
     },
     /// List members.
+    List,
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create a dashboard account for a member (its scope is the member's). The password is read
+    /// from DOORSTEP_PASSWORD or, if unset, from the first line of standard input.
+    Add {
+        /// The member the account signs in as.
+        #[arg(long)]
+        member: MemberId,
+        /// The login name.
+        #[arg(long)]
+        login: String,
+    },
+    /// List dashboard accounts.
     List,
 }
 
@@ -299,6 +319,41 @@ fn main() -> anyhow::Result<()> {
             let source = existing_sqlite(&from)?;
             copy_and_verify(&source, storage.as_ref(), replace)
         }
+        Command::Account(AccountCommand::Add { member, login }) => {
+            let password = match std::env::var("DOORSTEP_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("无法读取密码 / cannot read the password")?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            if password.chars().count() < 8 {
+                bail!("密码至少 8 个字符 / the password needs at least 8 characters");
+            }
+            let login = login.trim();
+            if login.is_empty() || login.len() > 64 {
+                bail!("账号需为 1–64 个字符 / the login needs 1–64 characters");
+            }
+            let hash = auth::hash_password(&password)?;
+            match storage.create_staff_account(member, login, &hash, now)? {
+                AccountCreated::Created(_) => {
+                    println!("已创建工作台账号 / dashboard account created: {login} → {member}");
+                    Ok(())
+                }
+                AccountCreated::LoginTaken => bail!("账号已存在 / that login is taken: {login}"),
+                AccountCreated::NoSuchMember => bail!("未找到该人员 / no such member: {member}"),
+            }
+        }
+        Command::Account(AccountCommand::List) => {
+            for a in storage.staff_accounts()? {
+                let locked = if a.locked_until.is_some_and(|t| t > now) { "  locked/已锁定" } else { "" };
+                println!("{}  {}{locked}", a.login, a.member);
+            }
+            Ok(())
+        }
         Command::ImportHouseholds { file } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("无法读取 / cannot read {}", file.display()))?;
@@ -382,6 +437,16 @@ fn run(
                 println!("设备注册码 / enrolment codes to try (valid 7 days, single use):");
                 for login in &summary.logins {
                     println!("  {}  {} ({})  {}", login.code, login.name, login.role.label_zh(), login.area);
+                }
+                println!("工作台账号 / dashboard accounts (sign in at /dashboard):");
+                for account in &summary.accounts {
+                    println!(
+                        "  {}  {}  {} ({})",
+                        account.login,
+                        account.password,
+                        account.name,
+                        account.role.label_zh()
+                    );
                 }
             }
             None => println!("数据库已有数据，跳过演示数据 / the database has data; demo county not added"),

@@ -8,6 +8,7 @@
 //! | `POST /v1/enrol` | exchange an enrolment code for a device token (JSON) |
 //! | `POST /v1/sync` | one protocol frame in, one frame out |
 //! | `GET /v1/ws` | WebSocket: frames both ways, live pushes |
+//! | `/dashboard/…` | the county web dashboard ([`crate::dashboard`]) |
 
 use std::sync::Arc;
 
@@ -49,6 +50,8 @@ pub struct AppState {
     /// Set to `true` when the server stops: live connections close so the node can exit (their
     /// devices reconnect, to another node behind a load balancer).
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// The web dashboard's state (read model, pending imports).
+    pub dashboard: crate::dashboard::Dashboard,
 }
 
 impl AppState {
@@ -68,7 +71,14 @@ impl AppState {
             revoked: broadcast::channel(256).0,
             metrics: metrics::Metrics::default(),
             stopping: tokio::sync::watch::channel(false).0,
+            dashboard: crate::dashboard::Dashboard::new(false),
         }
+    }
+
+    /// Marks dashboard cookies `Secure` (the server speaks TLS).
+    pub fn with_secure_cookies(mut self, secure: bool) -> Self {
+        self.dashboard.secure_cookies = secure;
+        self
     }
 }
 
@@ -82,6 +92,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sync", post(sync::sync))
         .route("/v1/ws", get(ws::upgrade))
         .layer(DefaultBodyLimit::disable())
+        .merge(crate::dashboard::routes())
         .with_state(state)
 }
 

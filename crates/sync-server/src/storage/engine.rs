@@ -271,11 +271,16 @@ pub(crate) fn write_server_documents(
     now: Timestamp,
 ) -> Result<(), StorageError> {
     for (id, doc) in docs.iter_mut() {
-        let facts = validate::facts(doc, *id).map_err(|r| damaged(r.message))?;
         let known: HashSet<ChangeHash> = match load_document(tx, *id)? {
-            Some((mut existing, _)) => existing.get_changes(&[]).iter().map(Change::hash).collect(),
+            Some((mut existing, _)) => {
+                // Devices may have uploaded since the caller loaded the document (a dashboard
+                // action): merge their changes so the stored snapshot keeps them.
+                doc.merge(&mut existing).map_err(|e| damaged(format!("document {id}: {e}")))?;
+                existing.get_changes(&[]).iter().map(Change::hash).collect()
+            }
             None => HashSet::new(),
         };
+        let facts = validate::facts(doc, *id).map_err(|r| damaged(r.message))?;
         let new: Vec<(ChangeHash, Vec<u8>)> = doc
             .get_changes(&[])
             .iter()

@@ -13,10 +13,15 @@ use serde::Serialize;
 
 use crate::scope::{Role, Scope};
 
+pub mod dashboard;
 mod engine;
 pub mod postgresql;
+mod postgresql_dashboard;
 pub mod sqlite;
+mod sqlite_dashboard;
 pub mod transfer;
+
+pub use dashboard::DashboardStorage;
 
 /// A storage failure that is not the client's fault (disk full, database gone…).
 #[derive(Debug, thiserror::Error)]
@@ -171,9 +176,9 @@ pub struct DeviceRow {
     pub last_unsynced: Option<i64>,
 }
 
-/// Everything the relay stores. Implemented by [`sqlite::SqliteStorage`] and
-/// [`postgresql::PostgresStorage`].
-pub trait Storage: Send + Sync + 'static {
+/// Everything the relay stores, the dashboard's part included. Implemented by
+/// [`sqlite::SqliteStorage`] and [`postgresql::PostgresStorage`].
+pub trait Storage: DashboardStorage + Send + Sync + 'static {
     /// Looks up a device by the SHA-256 of its token.
     fn authenticate(&self, token_hash: &[u8; 32]) -> Result<Authenticated, StorageError>;
     /// Exchanges an enrolment code (by hash) for a new device with this actor and token hash.

@@ -34,7 +34,10 @@ use crate::storage::{
     SyncFailure, SyncLimits,
 };
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0002_dashboard.sql"),
+];
 
 /// The channel nodes announce new changes on.
 pub const CHANGES_CHANNEL: &str = "doorstep_changes";

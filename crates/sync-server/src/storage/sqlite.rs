@@ -23,6 +23,7 @@ use crate::storage::{
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_digest_cache.sql"),
+    include_str!("../../migrations/sqlite/0003_dashboard.sql"),
 ];
 
 /// The database file's name inside the data directory.
@@ -65,7 +66,7 @@ impl SqliteStorage {
         Ok(Self { conn: Mutex::new(conn) })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a transaction half-applied (SQLite rolls
         // it back), so the connection is safe to keep using.
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -106,6 +106,24 @@ pub const TABLES: &[Table] = &[
     },
     Table { name: "device_docs", columns: &["device_id", "doc_id"], key: &["device_id", "doc_id"] },
     Table { name: "audit_log", columns: &["id", "at", "actor", "action", "detail"], key: &["id"] },
+    Table {
+        name: "staff_accounts",
+        columns: &[
+            "account_id",
+            "member_id",
+            "login",
+            "password_hash",
+            "failed_attempts",
+            "locked_until",
+            "created_at",
+        ],
+        key: &["account_id"],
+    },
+    Table {
+        name: "staff_sessions",
+        columns: &["session_hash", "account_id", "csrf_token", "created_at", "expires_at"],
+        key: &["session_hash"],
+    },
 ];
 
 /// Rows read or written per batch.

@@ -1,0 +1,361 @@
+//! Administration (county administrators only): members and roles, grids, devices (enrol with
+//! a single-use code, revoke), staff accounts, and the taxonomy's categories and departments.
+//! Every change goes through the same [`crate::storage::Storage`] methods as the CLI.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use doorstep_core::ids::{Code, DeviceId, GridId, MemberId};
+use serde::Deserialize;
+
+use crate::auth;
+use crate::dashboard::error::DashboardError;
+use crate::dashboard::html::{date, date_time, esc, page};
+use crate::dashboard::session::Staff;
+use crate::http::{AppState, blocking, now};
+use crate::scope::Role;
+
+fn require_admin(staff: &Staff) -> Result<(), DashboardError> {
+    if staff.scope.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(DashboardError::Forbidden("仅限县级管理员 / administrators only".into()))
+    }
+}
+
+/// `GET /dashboard/admin`.
+async fn page_view(
+    state: &Arc<AppState>,
+    staff: &Staff,
+    notice: Option<String>,
+) -> Result<Response, DashboardError> {
+    require_admin(staff)?;
+    let storage = state.storage.clone();
+    let (grids, members, devices, accounts) = blocking(move || {
+        Ok::<_, crate::storage::StorageError>((
+            storage.grids()?,
+            storage.members()?,
+            storage.devices()?,
+            storage.staff_accounts()?,
+        ))
+    })
+    .await??;
+    let lang = staff.lang;
+    let taxonomy = &state.dashboard.taxonomy;
+    let csrf = esc(&staff.csrf);
+    let name_of =
+        |id: MemberId| members.iter().find(|m| m.id == id).map_or_else(|| id.to_string(), |m| m.name.clone());
+    let grid_of =
+        |id: GridId| grids.iter().find(|g| g.id == id).map_or_else(|| id.to_string(), |g| g.name.clone());
+    let mut b = format!("<h1>{}</h1>", lang.t("系统管理", "Administration"));
+    if let Some(notice) = notice {
+        let _ = write!(b, "<p class=\"notice\" id=\"notice\">{notice}</p>");
+    }
+    // Members.
+    let _ = write!(
+        b,
+        "<h2>{}</h2><div class=\"table\"><table id=\"members\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>",
+        lang.t("人员与角色", "Members and roles"),
+        lang.t("姓名", "Name"),
+        lang.t("角色", "Role"),
+        lang.t("部门", "Department"),
+        lang.t("网格", "Grids")
+    );
+    for m in &members {
+        let grid_names: Vec<String> = m.grids.iter().map(|g| esc(&grid_of(*g))).collect();
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/dashboard/admin/enrol-code\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"member\" value=\"{id}\"><button id=\"enrol-{id}\">{}</button></form></td></tr>",
+            esc(&m.name),
+            lang.role(m.role),
+            esc(&m.department.as_deref().map(|d| lang.department(taxonomy, d)).unwrap_or_default()),
+            grid_names.join("、"),
+            lang.t("生成设备注册码", "Enrolment code"),
+            id = m.id,
+        );
+    }
+    let _ = write!(
+        b,
+        "</table></div><div class=\"actions\"><form method=\"post\" action=\"/dashboard/admin/add-member\" id=\"add-member\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input name=\"name\" placeholder=\"{}\" required><select name=\"role\">",
+        lang.t("姓名", "name")
+    );
+    for role in Role::ALL {
+        let _ = write!(b, "<option value=\"{}\">{}</option>", role.as_str(), lang.role(role));
+    }
+    let _ = write!(
+        b,
+        "</select><select name=\"department\"><option value=\"\">{}</option>",
+        lang.t("（部门）", "(department)")
+    );
+    for d in &taxonomy.departments {
+        let _ = write!(
+            b,
+            "<option value=\"{}\">{}</option>",
+            esc(d.code.as_str()),
+            esc(&lang.department(taxonomy, d.code.as_str()))
+        );
+    }
+    let _ = write!(
+        b,
+        "</select><select name=\"grid\"><option value=\"\">{}</option>",
+        lang.t("（网格）", "(grid)")
+    );
+    for g in &grids {
+        let _ = write!(b, "<option value=\"{}\">{}</option>", g.id, esc(&g.name));
+    }
+    let _ =
+        write!(b, "</select><button class=\"primary\">{}</button></form>", lang.t("添加人员", "Add member"));
+    let _ = write!(
+        b,
+        "<form method=\"post\" action=\"/dashboard/admin/add-grid\" id=\"add-grid\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input name=\"name\" placeholder=\"{}\" required><input name=\"community\" placeholder=\"{}\" required><input name=\"street\" placeholder=\"{}\"><button class=\"primary\">{}</button></form></div>",
+        lang.t("网格名称", "grid name"),
+        lang.t("社区", "community"),
+        lang.t("街道", "street"),
+        lang.t("添加网格", "Add grid")
+    );
+    // Assign or take a grid (a handover: the old worker's phones upload, then purge).
+    let _ = write!(
+        b,
+        "<div class=\"actions\"><form method=\"post\" action=\"/dashboard/admin/assign\" id=\"assign\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><select name=\"member\" id=\"assign-member\">"
+    );
+    for m in &members {
+        let _ = write!(b, "<option value=\"{}\">{} · {}</option>", m.id, esc(&m.name), lang.role(m.role));
+    }
+    b.push_str("</select><select name=\"grid\" id=\"assign-grid\">");
+    for g in &grids {
+        let _ = write!(b, "<option value=\"{}\">{}</option>", g.id, esc(&g.name));
+    }
+    let _ = write!(
+        b,
+        "</select><button name=\"assigned\" value=\"1\" id=\"do-assign\">{}</button><button name=\"assigned\" value=\"0\" id=\"do-unassign\">{}</button></form></div>",
+        lang.t("分配网格", "Assign grid"),
+        lang.t("移除网格", "Take grid away")
+    );
+    // Grids.
+    let _ = write!(
+        b,
+        "<h2>{}</h2><div class=\"table\"><table id=\"grid-list\"><tr><th>{}</th><th>{}</th><th>{}</th></tr>",
+        lang.t("网格", "Grids"),
+        lang.t("街道", "Street"),
+        lang.t("社区", "Community"),
+        lang.t("网格", "Grid")
+    );
+    for g in &grids {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&g.street),
+            esc(&g.community),
+            esc(&g.name)
+        );
+    }
+    // Devices.
+    let _ = write!(
+        b,
+        "</table></div><h2>{}</h2><div class=\"table\"><table id=\"devices\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>",
+        lang.t("设备", "Devices"),
+        lang.t("设备", "Device"),
+        lang.t("人员", "Member"),
+        lang.t("注册时间", "Enrolled"),
+        lang.t("最近同步", "Last sync")
+    );
+    for d in &devices {
+        let action = if d.revoked_at.is_some() {
+            lang.t("已吊销", "revoked").to_owned()
+        } else {
+            format!(
+                "<form method=\"post\" action=\"/dashboard/admin/revoke\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"device\" value=\"{id}\"><button id=\"revoke-{id}\">{}</button></form>",
+                lang.t("吊销", "Revoke"),
+                id = d.id,
+            )
+        };
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+            esc(&d.name),
+            esc(&name_of(d.member_id)),
+            date(d.enrolled_at),
+            d.last_seen_at.map(date_time).unwrap_or_default()
+        );
+    }
+    // Staff accounts.
+    let _ = write!(
+        b,
+        "</table></div><h2>{}</h2><p class=\"muted\">{}</p><div class=\"table\"><table id=\"accounts\"><tr><th>{}</th><th>{}</th><th>{}</th></tr>",
+        lang.t("工作台账号", "Dashboard accounts"),
+        lang.t(
+            "用命令创建：doorstep-server account add --member <id> --login <账号>",
+            "Create with: doorstep-server account add --member <id> --login <login>"
+        ),
+        lang.t("账号", "Login"),
+        lang.t("人员", "Member"),
+        lang.t("锁定至", "Locked until")
+    );
+    for a in &accounts {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&a.login),
+            esc(&name_of(a.member)),
+            a.locked_until.filter(|t| *t > now()).map(date_time).unwrap_or_default()
+        );
+    }
+    // Taxonomy.
+    let _ = write!(
+        b,
+        "</table></div><h2>{}</h2><div class=\"table\"><table id=\"categories\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        lang.t("诉求类别与承办部门", "Categories and departments"),
+        lang.t("代码", "Code"),
+        lang.t("类别", "Category"),
+        lang.t("默认部门", "Default department"),
+        lang.t("办理时限（小时）", "Due (hours)")
+    );
+    for c in &taxonomy.categories {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(c.code.as_str()),
+            esc(&lang.category(taxonomy, c.code.as_str())),
+            esc(&lang.department(taxonomy, c.department.as_str())),
+            c.due_hours
+        );
+    }
+    b.push_str("</table></div>");
+    Ok(page(lang, lang.t("系统管理", "Administration"), Some(&staff.header()), &b).into_response())
+}
+
+/// `GET /dashboard/admin`.
+pub async fn show(State(state): State<Arc<AppState>>, staff: Staff) -> Result<Response, DashboardError> {
+    page_view(&state, &staff, None).await
+}
+
+/// The fields of the administration forms (each form sends some of them).
+#[derive(Deserialize)]
+pub struct AdminForm {
+    csrf: String,
+    #[serde(default)]
+    member: String,
+    #[serde(default)]
+    device: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    department: String,
+    #[serde(default)]
+    grid: String,
+    #[serde(default)]
+    community: String,
+    #[serde(default)]
+    street: String,
+    #[serde(default)]
+    assigned: String,
+}
+
+fn bad(what: &str) -> DashboardError {
+    DashboardError::BadRequest(format!("无效输入 / invalid {what}"))
+}
+
+/// `POST /dashboard/admin/{enrol-code|revoke|add-member|add-grid|assign}`.
+pub async fn act(
+    State(state): State<Arc<AppState>>,
+    staff: Staff,
+    Path(action): Path<String>,
+    Form(form): Form<AdminForm>,
+) -> Result<Response, DashboardError> {
+    require_admin(&staff)?;
+    staff.check_csrf(&form.csrf)?;
+    let storage = state.storage.clone();
+    let at = now();
+    let lang = staff.lang;
+    let notice = match action.as_str() {
+        "enrol-code" => {
+            let member: MemberId = form.member.parse().map_err(|_| bad("member"))?;
+            let code = auth::new_enrolment_code().map_err(|e| DashboardError::Internal(e.to_string()))?;
+            let hash = auth::hash_secret(&auth::normalize_code(&code));
+            let created =
+                blocking(move || storage.create_enrolment_code(member, &hash, at, at.plus_hours(24)))
+                    .await??;
+            if !created {
+                return Err(DashboardError::NotFound);
+            }
+            format!(
+                "{} <b id=\"code\">{}</b>",
+                lang.t(
+                    "设备注册码（仅显示一次，24 小时内有效）：",
+                    "Enrolment code (shown once, valid 24 h):"
+                ),
+                esc(&code)
+            )
+        }
+        "revoke" => {
+            let device: DeviceId = form.device.parse().map_err(|_| bad("device"))?;
+            blocking(move || storage.revoke_device(device, at)).await??;
+            let _ = state.revoked.send(device);
+            lang.t("设备已吊销，立即生效。", "Device revoked, effective at once.").to_owned()
+        }
+        "add-member" => {
+            let name = form.name.trim().to_owned();
+            let role: Role = form.role.parse().map_err(|_| bad("role"))?;
+            let department = match form.department.as_str() {
+                "" => None,
+                d => Some(Code::new(d).map_err(|_| bad("department"))?),
+            };
+            if name.is_empty() || (role == Role::DepartmentStaff && department.is_none()) {
+                return Err(bad("member"));
+            }
+            let grid: Option<GridId> = match form.grid.as_str() {
+                "" => None,
+                g => Some(g.parse().map_err(|_| bad("grid"))?),
+            };
+            blocking(move || -> Result<(), crate::storage::StorageError> {
+                let id = storage.create_member(&name, role, department.as_ref(), at)?;
+                if let Some(grid) = grid {
+                    storage.set_member_grid(id, grid, true)?;
+                }
+                Ok(())
+            })
+            .await??;
+            lang.t("已添加人员。", "Member added.").to_owned()
+        }
+        "assign" => {
+            let member: MemberId = form.member.parse().map_err(|_| bad("member"))?;
+            let grid: GridId = form.grid.parse().map_err(|_| bad("grid"))?;
+            let assigned = form.assigned == "1";
+            let changed = blocking(move || storage.set_member_grid(member, grid, assigned)).await??;
+            match (changed, assigned) {
+                (false, _) => lang.t("没有变化。", "Nothing changed.").to_owned(),
+                (true, true) => lang
+                    .t(
+                        "已分配网格，设备下次同步时收到。",
+                        "Grid assigned; devices receive it on their next sync.",
+                    )
+                    .to_owned(),
+                (true, false) => lang
+                    .t(
+                        "已移除网格，设备下次同步时先上传再清除。",
+                        "Grid taken away; devices upload, then purge it on their next sync.",
+                    )
+                    .to_owned(),
+            }
+        }
+        "add-grid" => {
+            let (name, community, street) = (
+                form.name.trim().to_owned(),
+                form.community.trim().to_owned(),
+                form.street.trim().to_owned(),
+            );
+            if name.is_empty() || community.is_empty() {
+                return Err(bad("grid"));
+            }
+            blocking(move || storage.create_grid(&name, &community, &street)).await??;
+            lang.t("已添加网格。", "Grid added.").to_owned()
+        }
+        _ => return Ok(Redirect::to("/dashboard/admin").into_response()),
+    };
+    page_view(&state, &staff, Some(notice)).await
+}

@@ -1,0 +1,905 @@
+//! The county dashboard in a real browser: headless Chromium driven through chromedriver
+//! against a real `doorstep-server` process on 127.0.0.1 over a temporary data directory.
+//! Chromium and chromidriver must be installed (`scripts/test` installs them); if they cannot
+//! start, these tests fail, they never skip.
+//!
+//! Screenshots of the main pages are written to `target/tmp/screenshots/`, or to
+//! `docs/screenshots/` with `DOORSTEP_UPDATE_SCREENSHOTS=1`.
+
+mod support;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use calamine::Reader;
+use doorstep_core::doc::{self, DocumentKind};
+use doorstep_core::ids::{GridId, RequestId};
+use doorstep_core::lifecycle::RequestStatus;
+use doorstep_core::model::{EventAction, Household, Request, Satisfaction};
+use doorstep_core::store::Replica;
+use doorstep_core::time::Timestamp;
+use doorstep_server::demo::{self, DemoSummary};
+use doorstep_server::scope::Role;
+use doorstep_server::storage::Storage;
+use fantoccini::{Client, ClientBuilder, Locator};
+use support::*;
+
+const CHROMIUM: &str = "/usr/lib/chromium/chromium";
+const CHROMEDRIVER: &str = "chromedriver";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Headless Chromium behind a chromedriver process; both end when this is dropped.
+struct Browser {
+    client: Option<Client>,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Self {
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {CHROMEDRIVER} (apt-get install chromium chromium-driver): {e}")
+            });
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1280,900", "--lang=zh-CN",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }),
+        );
+        // chromedriver takes a moment to listen: retry, bounded.
+        let url = format!("http://127.0.0.1:{port}");
+        let mut last_error = String::new();
+        for _ in 0..100 {
+            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => return Self { client: Some(client), driver, _profile: profile },
+                Err(e) => last_error = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("Chromium did not start through chromedriver: {last_error}");
+    }
+
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("open")
+    }
+
+    async fn close(mut self) {
+        if let Some(client) = self.client.take() {
+            client.close().await.expect("close the browser");
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+async fn text(client: &Client, css: &str) -> String {
+    client.wait().at_most(WAIT).for_element(Locator::Css(css)).await.expect(css).text().await.expect("text")
+}
+
+async fn sign_in(client: &Client, base: &str, login: &str, password: &str) {
+    client.goto(&format!("{base}/dashboard/sign-in")).await.expect("sign-in page");
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("login"))
+        .await
+        .expect("form")
+        .send_keys(login)
+        .await
+        .expect("type");
+    client.find(Locator::Id("password")).await.expect("field").send_keys(password).await.expect("type");
+    client.find(Locator::Id("submit")).await.expect("button").click().await.expect("submit");
+}
+
+fn screenshots_dir() -> PathBuf {
+    let dir = if std::env::var_os("DOORSTEP_UPDATE_SCREENSHOTS").is_some() {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
+    } else {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+    };
+    std::fs::create_dir_all(&dir).expect("screenshots dir");
+    dir
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    std::fs::write(screenshots_dir().join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+/// What the seeded data says, computed here with the core's read functions only.
+struct Truth {
+    households: Vec<Household>,
+    requests: Vec<Request>,
+}
+
+impl Truth {
+    fn read(storage: &dyn Storage, grids: &[GridId]) -> Self {
+        let mut households = Vec::new();
+        let mut requests = Vec::new();
+        for changed in storage.documents_since(0).expect("documents") {
+            match DocumentKind::of(&changed.doc) {
+                Some(DocumentKind::Household) => {
+                    let h = doc::household::read(&changed.doc, changed.id.as_household()).expect("household");
+                    if grids.contains(&h.address.grid) {
+                        households.push(h);
+                    }
+                }
+                Some(DocumentKind::Request) => {
+                    let r = doc::request::read(&changed.doc, changed.id.as_request()).expect("request");
+                    if grids.contains(&r.grid) {
+                        requests.push(r);
+                    }
+                }
+                None => panic!("untyped document"),
+            }
+        }
+        Self { households, requests }
+    }
+}
+
+fn seeded() -> (TestServer, DemoSummary) {
+    let server = TestServer::start();
+    let summary =
+        demo::seed_sized(server.storage().as_ref(), doorstep_server::http::now(), 8).expect("seed").expect("empty");
+    (server, summary)
+}
+
+#[tokio::test]
+async fn a_supervisor_reads_the_figures_works_the_ledger_and_a_device_receives_the_dispatch() {
+    let (server, summary) = seeded();
+    let storage = server.storage();
+    let base = server.url.clone();
+    let supervisor = summary.accounts.iter().find(|a| a.role == Role::Supervisor).expect("demo supervisor");
+    let community: Vec<GridId> = storage
+        .grids()
+        .expect("grids")
+        .into_iter()
+        .filter(|g| g.community == "幸福社区")
+        .map(|g| g.id)
+        .collect();
+    let grid_one =
+        storage.grids().expect("grids").into_iter().find(|g| g.name == "幸福社区第1网格").expect("grid").id;
+
+    // The grid worker's phone holds grid one before anything happens on the dashboard.
+    let dir = devices_dir();
+    let mut phone = Replica::open(dir.path().join("phone.db")).expect("replica");
+    let worker_code = &summary.logins.iter().find(|l| l.role == Role::GridWorker).expect("worker").code;
+    server.client().enrol(&mut phone, worker_code, "phone").await.expect("enrol");
+    server.client().sync(&mut phone).await.expect("first sync");
+
+    let browser = Browser::start().await;
+    let client = browser.client();
+
+    // A wrong password is refused and nobody is signed in.
+    sign_in(client, &base, &supervisor.login, "not-the-password").await;
+    assert!(text(client, "#error").await.contains("账号或密码错误"));
+    assert!(client.find(Locator::Id("me")).await.is_err(), "not signed in");
+
+    // Sign in; the overview's figures are the seeded data's, within the community's scope.
+    sign_in(client, &base, &supervisor.login, &supervisor.password).await;
+    assert!(text(client, "#me").await.contains("幸福社区负责人"));
+    let truth = Truth::read(&*storage, &community);
+    let now = doorstep_server::http::now();
+    let month_ago = Timestamp(now.millis() - 30 * 86_400_000);
+    let visits_30d: usize = truth
+        .households
+        .iter()
+        .map(|h| h.visits.iter().filter(|v| v.at >= month_ago && v.at <= now).count())
+        .sum();
+    let open = truth.requests.iter().filter(|r| r.status().is_open()).count();
+    let overdue = truth.requests.iter().filter(|r| r.status().is_open() && r.due_at < now).count();
+    let resolved = truth
+        .requests
+        .iter()
+        .filter(|r| {
+            matches!(r.status(), RequestStatus::Resolved | RequestStatus::FollowedUp | RequestStatus::Closed)
+        })
+        .count();
+    let cancelled = truth.requests.iter().filter(|r| r.status() == RequestStatus::Cancelled).count();
+    let answered: Vec<Satisfaction> = truth.requests.iter().filter_map(|r| r.derived.satisfaction).collect();
+    let satisfied = answered.iter().filter(|s| **s != Satisfaction::Unsatisfied).count();
+    assert_eq!(text(client, "#households").await, (4 * 8).to_string());
+    assert_eq!(text(client, "#households").await, truth.households.len().to_string());
+    assert_eq!(text(client, "#visits-30d").await, visits_30d.to_string());
+    assert_eq!(text(client, "#open").await, open.to_string());
+    assert_eq!(text(client, "#overdue").await, overdue.to_string());
+    assert_eq!(text(client, "#resolved").await, resolved.to_string());
+    assert_eq!(
+        text(client, "#resolution-rate").await,
+        format!("{:.1}%", resolved as f64 / (truth.requests.len() - cancelled) as f64 * 100.0)
+    );
+    assert_eq!(
+        text(client, "#satisfaction").await,
+        format!("{:.1}%", satisfied as f64 / answered.len() as f64 * 100.0)
+    );
+    let bars = client.find_all(Locator::Css("#trend rect title")).await.expect("chart");
+    assert!(bars.len() >= 12, "a bar per week");
+    screenshot(client, "overview").await;
+
+    // The English switch.
+    client.goto(&format!("{base}/dashboard/overview?lang=en")).await.expect("english");
+    assert_eq!(text(client, "h1").await, "Overview");
+    client.goto(&format!("{base}/dashboard/overview?lang=zh")).await.expect("chinese");
+    assert_eq!(text(client, "h1").await, "总览");
+
+    // Filter the ledger: raised requests of grid one.
+    client.goto(&format!("{base}/dashboard/ledger")).await.expect("ledger");
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("f-status"))
+        .await
+        .expect("filters")
+        .select_by_value("raised")
+        .await
+        .expect("status");
+    client
+        .find(Locator::Id("f-grid"))
+        .await
+        .expect("grid filter")
+        .select_by_value(&grid_one.to_string())
+        .await
+        .expect("grid");
+    client.find(Locator::Id("apply")).await.expect("apply").click().await.expect("filter");
+    wait_for_url(client, "status=raised").await;
+    let raised: HashSet<RequestId> = truth
+        .requests
+        .iter()
+        .filter(|r| r.grid == grid_one && r.status() == RequestStatus::Raised)
+        .map(|r| r.id)
+        .collect();
+    wait_for_text(client, "#count", &raised.len().to_string()).await;
+    let rows = client.find_all(Locator::Css("#ledger tr[data-id]")).await.expect("rows");
+    let mut shown = HashSet::new();
+    for row in &rows {
+        shown.insert(row.attr("data-id").await.expect("attr").expect("id").parse::<RequestId>().expect("id"));
+    }
+    assert_eq!(shown, raised, "the filtered ledger is exactly grid one's raised requests");
+    screenshot(client, "ledger").await;
+
+    // Export the filtered ledger as XLSX (with the browser's session) and read it back.
+    let cookie = client.get_named_cookie("dsk_session").await.expect("session cookie");
+    let http = reqwest::Client::new();
+    let xlsx = http
+        .get(format!("{base}/dashboard/export/ledger.xlsx?status=raised&grid={grid_one}"))
+        .header("cookie", format!("dsk_session={}", cookie.value()))
+        .send()
+        .await
+        .expect("export")
+        .bytes()
+        .await
+        .expect("body");
+    let mut book: calamine::Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(xlsx.to_vec())).expect("xlsx");
+    let sheet = book.worksheet_range_at(0).expect("a sheet").expect("readable");
+    let table: Vec<Vec<String>> = sheet.rows().map(|r| r.iter().map(|c| c.to_string()).collect()).collect();
+    assert_eq!(table[0][..3], ["编号", "网格", "类别"]);
+    let exported: HashSet<RequestId> = table[1..].iter().map(|r| r[0].parse().expect("id")).collect();
+    assert_eq!(exported, raised);
+    assert!(table[1..].iter().all(|r| r[1] == "幸福社区第1网格" && r[5] == "待受理"));
+
+    // Dispatch one of them to the civil affairs bureau.
+    let target = *raised.iter().min().expect("a raised request in grid one");
+    client.goto(&format!("{base}/dashboard/requests/{target}")).await.expect("request page");
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("department"))
+        .await
+        .expect("form")
+        .select_by_value("civil_affairs")
+        .await
+        .expect("department");
+    client.find(Locator::Id("do-dispatch")).await.expect("button").click().await.expect("dispatch");
+    client.wait().at_most(WAIT).for_element(Locator::Id("done")).await.expect("recorded");
+    let status =
+        client.find(Locator::Id("status")).await.expect("status").attr("data-status").await.expect("attr");
+    assert_eq!(status.as_deref(), Some("dispatched"));
+    assert!(text(client, "#timeline").await.contains("转办 → 民政局"));
+    screenshot(client, "request").await;
+
+    // Closing a dispatched request is not in the lifecycle table: refused, nothing written.
+    client.find(Locator::Id("do-close")).await.expect("close").click().await.expect("click");
+    assert!(text(client, "#error").await.contains("not allowed now"));
+
+    // The phone receives the event at its next sync.
+    server.client().sync(&mut phone).await.expect("sync");
+    let on_phone = phone.request(target).expect("the phone holds the request");
+    assert_eq!(on_phone.status(), RequestStatus::Dispatched);
+    let boss = storage
+        .members()
+        .expect("members")
+        .into_iter()
+        .find(|m| m.name == "幸福社区负责人")
+        .expect("member")
+        .id;
+    assert!(on_phone.events.iter().any(|e| e.by == boss
+        && matches!(&e.action, EventAction::Dispatched { department } if department.as_str() == "civil_affairs")));
+
+    // Grid and household pages, for the screenshots and the never-visited-first order.
+    client.goto(&format!("{base}/dashboard/grids/{grid_one}?days=30")).await.expect("grid");
+    let count: usize = text(client, "#count").await.parse().expect("count");
+    assert_eq!(count, 8);
+    screenshot(client, "grid").await;
+    let first = client.find(Locator::Css("#households tr td a")).await.expect("a household");
+    first.click().await.expect("open household");
+    client.wait().at_most(WAIT).for_element(Locator::Id("residents")).await.expect("household page");
+    screenshot(client, "household").await;
+
+    // On a phone-sized window the overview still lays out (cards wrap, no page-wide overflow).
+    client.set_window_size(390, 844).await.expect("phone size");
+    client.goto(&format!("{base}/dashboard/overview")).await.expect("overview");
+    client.wait().at_most(WAIT).for_element(Locator::Id("households")).await.expect("overview");
+    let width = client.execute("return document.documentElement.scrollWidth", vec![]).await.expect("width");
+    assert!(width.as_u64().expect("number") <= 400, "no horizontal overflow on a phone: {width}");
+    screenshot(client, "overview-phone").await;
+
+    // Sign out: the session no longer opens pages.
+    client.set_window_size(1280, 900).await.expect("size");
+    client.find(Locator::Id("sign-out")).await.expect("sign out").click().await.expect("click");
+    client.wait().at_most(WAIT).for_element(Locator::Id("login")).await.expect("back at sign-in");
+    let after = http
+        .get(format!("{base}/dashboard/overview"))
+        .header("cookie", format!("dsk_session={}", cookie.value()))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(after.url().path(), "/dashboard/sign-in", "the old cookie is dead");
+    browser.close().await;
+}
+
+async fn wait_for_url(client: &Client, contains: &str) {
+    for _ in 0..100 {
+        if client.current_url().await.expect("url").as_str().contains(contains) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the browser never reached a URL with {contains:?}");
+}
+
+async fn wait_for_text(client: &Client, css: &str, expected: &str) {
+    let mut last = String::new();
+    for _ in 0..100 {
+        if let Ok(el) = client.find(Locator::Css(css)).await
+            && let Ok(t) = el.text().await
+        {
+            if t == expected {
+                return;
+            }
+            last = t;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{css} shows {last:?}, expected {expected:?}");
+}
+
+/// A plain HTTP client that does not follow redirects, for the checks a browser cannot forge.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+        v.strip_prefix(&format!("{name}=")).map(|rest| rest.split(';').next().unwrap_or("").to_owned())
+    })
+}
+
+fn hidden_csrf(html: &str) -> String {
+    let start = html.find("name=\"csrf\" value=\"").expect("a csrf field") + "name=\"csrf\" value=\"".len();
+    html[start..].split('"').next().expect("value").to_owned()
+}
+
+/// Signs in over plain HTTP; returns the response to the sign-in POST.
+async fn http_sign_in(base: &str, login: &str, password: &str) -> reqwest::Response {
+    let http = http();
+    let form = http.get(format!("{base}/dashboard/sign-in")).send().await.expect("form");
+    let pre = set_cookie(&form, "dsk_pre").expect("pre-session cookie");
+    let csrf = hidden_csrf(&form.text().await.expect("body"));
+    assert_eq!(pre, csrf, "double-submit token");
+    http.post(format!("{base}/dashboard/sign-in"))
+        .header("cookie", format!("dsk_pre={pre}"))
+        .form(&[("login", login), ("password", password), ("csrf", &csrf)])
+        .send()
+        .await
+        .expect("sign in")
+}
+
+#[tokio::test]
+async fn forged_csrf_tokens_are_refused_and_a_real_action_is_pushed_to_an_online_phone() {
+    let (server, summary) = seeded();
+    let base = server.url.clone();
+    let supervisor = summary.accounts.iter().find(|a| a.role == Role::Supervisor).expect("supervisor");
+
+    // The sign-in form itself: a token that does not match the pre-session cookie.
+    let forged = http()
+        .post(format!("{base}/dashboard/sign-in"))
+        .header("cookie", "dsk_pre=aaaa")
+        .form(&[
+            ("login", supervisor.login.as_str()),
+            ("password", supervisor.password.as_str()),
+            ("csrf", "bbbb"),
+        ])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(forged.status(), 403);
+
+    let signed_in = http_sign_in(&base, &supervisor.login, &supervisor.password).await;
+    assert_eq!(signed_in.status(), 303);
+    let cookie_line = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().expect("ascii").to_owned())
+        .find(|v| v.starts_with("dsk_session="))
+        .expect("session cookie");
+    assert!(cookie_line.contains("HttpOnly") && cookie_line.contains("SameSite=Strict"), "{cookie_line}");
+    let session = set_cookie(&signed_in, "dsk_session").expect("session");
+    let cookie = format!("dsk_session={session}");
+    let overview = http()
+        .get(format!("{base}/dashboard/overview"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("overview");
+    assert_eq!(overview.status(), 200);
+    let real_csrf = hidden_csrf(&overview.text().await.expect("body"));
+
+    let storage = server.storage();
+    let grids: Vec<GridId> = storage
+        .grids()
+        .expect("grids")
+        .into_iter()
+        .filter(|g| g.community == "幸福社区")
+        .map(|g| g.id)
+        .collect();
+    let truth = Truth::read(&*storage, &grids);
+    let grid_one =
+        storage.grids().expect("grids").into_iter().find(|g| g.name == "幸福社区第1网格").expect("grid").id;
+    let target = truth
+        .requests
+        .iter()
+        .find(|r| r.grid == grid_one && r.status() == RequestStatus::Raised)
+        .expect("a raised request")
+        .id;
+    // The grid worker's phone is online over a WebSocket.
+    let dir = devices_dir();
+    let mut phone = Replica::open(dir.path().join("phone.db")).expect("replica");
+    let worker_code = &summary.logins.iter().find(|l| l.role == Role::GridWorker).expect("worker").code;
+    server.client().enrol(&mut phone, worker_code, "phone").await.expect("enrol");
+    let mut live = server
+        .client()
+        .connect_live(&doorstep_client::Client::device_token(&phone).expect("token"))
+        .await
+        .expect("websocket");
+    live.sync(&mut phone).await.expect("first round");
+    assert!(!phone.request(target).expect("held").derived.supervised);
+    let before = storage.latest_seq().expect("seq");
+    for token in ["", "forged", &real_csrf[..real_csrf.len() - 1]] {
+        let response = http()
+            .post(format!("{base}/dashboard/requests/{target}/action"))
+            .header("cookie", &cookie)
+            .form(&[("csrf", token), ("action", "supervise"), ("note", "")])
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), 403, "token {token:?}");
+    }
+    // Without a session, a POST goes to sign-in.
+    let anonymous = http()
+        .post(format!("{base}/dashboard/requests/{target}/action"))
+        .form(&[("csrf", real_csrf.as_str()), ("action", "supervise")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(anonymous.status(), 303);
+    assert_eq!(storage.latest_seq().expect("seq"), before, "nothing was written");
+
+    // The visit log export holds exactly the community's visits, with Chinese headers.
+    let csv = http()
+        .get(format!("{base}/dashboard/export/visits.csv"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("export")
+        .bytes()
+        .await
+        .expect("body");
+    let csv = std::str::from_utf8(csv.strip_prefix(b"\xEF\xBB\xBF").expect("a byte-order mark for Excel"))
+        .expect("utf-8");
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    assert_eq!(
+        reader.headers().expect("headers").iter().take(3).collect::<Vec<_>>(),
+        ["网格", "社区", "地址"]
+    );
+    let visits: usize = truth.households.iter().map(|h| h.visits.len()).sum();
+    assert_eq!(reader.records().count(), visits);
+
+    // The real token works.
+    let response = http()
+        .post(format!("{base}/dashboard/requests/{target}/action"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", real_csrf.as_str()), ("action", "supervise"), ("note", "请加快办理")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 303);
+    let stored = storage.document(target.into()).expect("read").expect("stored");
+    let request = doc::request::read(&stored, target).expect("request");
+    assert!(request.derived.supervised);
+    // The online phone is pushed the event without asking.
+    let pushed =
+        tokio::time::timeout(WAIT, live.next_push(&mut phone)).await.expect("pushed in time").expect("push");
+    assert_eq!(pushed.received_docs, 1);
+    let on_phone = phone.request(target).expect("held");
+    assert!(on_phone.derived.supervised);
+    assert!(on_phone.events.iter().any(|e| e.note == "请加快办理"));
+}
+
+#[tokio::test]
+async fn repeated_wrong_passwords_lock_an_account_made_with_the_cli() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let grid = storage.create_grid("第一网格", "幸福社区", "城关街道").expect("grid");
+    let boss = member(&*storage, "李主任", Role::Supervisor, &[grid]);
+    let out = Command::new(SERVER)
+        .arg("--data-dir")
+        .arg(server.dir.path())
+        .args(server.database.iter().flat_map(|db| ["--database".to_owned(), db.url.clone()]))
+        .args(["account", "add", "--member", &boss.to_string(), "--login", "li"])
+        .env("DOORSTEP_PASSWORD", "correct-horse-battery")
+        .output()
+        .expect("account add");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let taken = Command::new(SERVER)
+        .arg("--data-dir")
+        .arg(server.dir.path())
+        .args(server.database.iter().flat_map(|db| ["--database".to_owned(), db.url.clone()]))
+        .args(["account", "add", "--member", &boss.to_string(), "--login", "li"])
+        .env("DOORSTEP_PASSWORD", "another-password")
+        .output()
+        .expect("account add");
+    assert!(!taken.status.success(), "a login is unique");
+
+    let base = server.url.clone();
+    assert_eq!(http_sign_in(&base, "li", "correct-horse-battery").await.status(), 303);
+    for _ in 0..doorstep_server::dashboard::session::MAX_FAILURES {
+        let response = http_sign_in(&base, "li", "wrong").await;
+        assert_eq!(response.status(), 401);
+    }
+    let locked = http_sign_in(&base, "li", "correct-horse-battery").await;
+    assert_eq!(locked.status(), 401, "locked even with the right password");
+    assert!(locked.text().await.expect("body").contains("锁定"));
+    let account = storage.staff_account("li").expect("read").expect("account");
+    assert!(account.locked_until.is_some_and(|t| t > doorstep_server::http::now()));
+    // An unknown login gets the same answer as a wrong password.
+    let unknown = http_sign_in(&base, "nobody", "whatever").await;
+    assert_eq!(unknown.status(), 401);
+    assert!(unknown.text().await.expect("body").contains("账号或密码错误"));
+}
+
+#[tokio::test]
+async fn a_dashboard_action_keeps_what_a_phone_uploaded_since_the_document_was_loaded() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let grid = storage.create_grid("第一网格", "幸福社区", "城关街道").expect("grid");
+    let worker = member(&*storage, "王芳", Role::GridWorker, &[grid]);
+    let dir = devices_dir();
+    let mut phone = device(&server, dir.path(), "phone", worker).await;
+    let request = phone
+        .raise_request(&doorstep_core::model::NewRequest {
+            household: None,
+            grid: Some(grid),
+            category: "facility_repair".into(),
+            description: "路灯不亮".into(),
+            urgency: doorstep_core::model::Urgency::Normal,
+            at: t(0),
+        })
+        .expect("raise");
+    server.client().sync(&mut phone).await.expect("upload");
+
+    // The server loads the request for an action while the phone uploads an event.
+    let mut stale = storage.document(request.into()).expect("read").expect("stored");
+    let progress =
+        doorstep_core::model::NewEvent { action: EventAction::Accepted, note: String::new(), at: t(1) };
+    phone.add_request_event(request, &progress).expect("accept");
+    server.client().sync(&mut phone).await.expect("upload");
+    let supervise =
+        doorstep_core::model::NewEvent { action: EventAction::Supervised, note: String::new(), at: t(2) };
+    doc::request::add_event(
+        &mut stale,
+        request,
+        doorstep_core::ids::EventId::new_random(),
+        &supervise,
+        worker,
+    )
+    .expect("supervise");
+    stale.commit();
+    storage
+        .write_server_documents(&mut [(request.into(), stale)], doorstep_server::http::now())
+        .expect("write");
+
+    let stored = storage.document(request.into()).expect("read").expect("stored");
+    let stored = doc::request::read(&stored, request).expect("request");
+    assert_eq!(stored.status(), RequestStatus::Accepted, "the phone's event is in the stored document");
+    assert!(stored.derived.supervised, "and so is the server's");
+    let listed = storage.documents_since(0).expect("documents");
+    let snapshot = &listed.iter().find(|d| d.id == request.into()).expect("listed").doc;
+    assert_eq!(doc::request::read(snapshot, request).expect("request").events.len(), 3);
+}
+
+/// Writes two concurrent decisions into a request and two phone numbers into a household, as
+/// two offline phones would, so the dashboard has conflicts to review.
+fn make_conflicts(storage: &dyn Storage, request: RequestId, household: doorstep_core::ids::HouseholdId) {
+    use doorstep_core::ids::{Code, EventId, MemberId};
+    use doorstep_core::model::{NewEvent, ResidentPatch};
+    let now = doorstep_server::http::now();
+    let mut a = storage.document(request.into()).expect("read").expect("stored");
+    let mut b = a.fork();
+    let on_spot = NewEvent { action: EventAction::ResolvedOnSpot, note: "当场修好".into(), at: now };
+    doc::request::add_event(&mut a, request, EventId::new_random(), &on_spot, MemberId::new_random())
+        .expect("a");
+    let dispatch = NewEvent {
+        action: EventAction::Dispatched { department: Code::new("housing_construction").expect("code") },
+        note: String::new(),
+        at: now,
+    };
+    doc::request::add_event(&mut b, request, EventId::new_random(), &dispatch, MemberId::new_random())
+        .expect("b");
+    a.merge(&mut b).expect("merge");
+    a.commit();
+    let mut h = storage.document(household.into()).expect("read").expect("stored");
+    let resident = doc::household::read(&h, household).expect("household").residents[0].id;
+    let mut g = h.fork();
+    for (doc, phone) in [(&mut h, "13800000001"), (&mut g, "13900000002")] {
+        let patch = ResidentPatch { phone: Some(phone.into()), ..Default::default() };
+        doc::household::update_resident(doc, household, resident, &patch).expect("phone");
+        doc.commit();
+    }
+    h.merge(&mut g).expect("merge");
+    storage.write_server_documents(&mut [(request.into(), a), (household.into(), h)], now).expect("write");
+}
+
+#[tokio::test]
+async fn an_administrator_reviews_conflicts_imports_a_register_and_enrols_and_revokes_a_phone() {
+    let (server, summary) = seeded();
+    let storage = server.storage();
+    let base = server.url.clone();
+    let admin = summary.accounts.iter().find(|a| a.role == Role::Admin).expect("demo admin");
+    let grids = storage.grids().expect("grids");
+    let grid_one = grids.iter().find(|g| g.name == "幸福社区第1网格").expect("grid").id;
+    let truth = Truth::read(&*storage, &[grid_one]);
+    let raised = truth
+        .requests
+        .iter()
+        .filter(|r| r.status() == RequestStatus::Raised)
+        .map(|r| r.id)
+        .min()
+        .expect("raised");
+    let household = truth.households[0].id;
+    make_conflicts(&*storage, raised, household);
+
+    let browser = Browser::start().await;
+    let client = browser.client();
+    sign_in(client, &base, &admin.login, &admin.password).await;
+    client.wait().at_most(WAIT).for_element(Locator::Id("me")).await.expect("signed in");
+
+    // Conflicts: both sides of the request's fork and both phone numbers are listed.
+    client.goto(&format!("{base}/dashboard/conflicts")).await.expect("conflicts");
+    let listed = text(client, "#request-conflicts").await;
+    assert!(listed.contains("即时办理") && listed.contains("转办"), "{listed}");
+    let fields = text(client, "#field-conflicts").await;
+    assert!(fields.contains("13800000001") && fields.contains("13900000002"), "{fields}");
+    screenshot(client, "conflicts").await;
+    // Choose the second number.
+    client.find(Locator::Id("resolve-2")).await.expect("resolve button").click().await.expect("choose");
+    wait_for_url(client, "done=1").await;
+    assert!(!text(client, "#field-conflicts").await.contains("13800000001"));
+    let stored = storage.document(household.into()).expect("read").expect("stored");
+    assert!(doc::household::conflicts(&stored, household).is_empty());
+    // Review the request's conflict, keeping the derived status.
+    client.goto(&format!("{base}/dashboard/requests/{raised}")).await.expect("request");
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("do-review"))
+        .await
+        .expect("review form")
+        .click()
+        .await
+        .expect("review");
+    client.wait().at_most(WAIT).for_element(Locator::Id("done")).await.expect("recorded");
+    let stored = storage.document(raised.into()).expect("read").expect("stored");
+    assert!(doc::request::read(&stored, raised).expect("request").derived.conflicts.is_empty());
+    client.goto(&format!("{base}/dashboard/conflicts")).await.expect("conflicts");
+    assert!(!text(client, "#request-conflicts").await.contains("即时办理"));
+
+    // Import an XLSX register: a preview with the rejected rows, nothing written until confirmed.
+    let file = tempfile::Builder::new().suffix(".xlsx").tempfile().expect("file");
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    let rows: [[&str; 11]; 5] = [
+        ["社区", "网格", "楼栋", "单元", "室", "姓名", "性别", "出生年份", "电话", "标签", "备注"],
+        ["幸福社区", "幸福社区第1网格", "9栋", "1单元", "101", "赵大爷", "男", "1940", "", "独居老人", ""],
+        ["幸福社区", "幸福社区第1网格", "9栋", "1单元", "101", "赵奶奶", "女", "1942", "", "", ""],
+        ["幸福社区", "没有这个网格", "9栋", "1单元", "102", "钱", "男", "1980", "", "", ""],
+        ["幸福社区", "幸福社区第1网格", "9栋", "1单元", "103", "孙", "未知", "1980", "", "", ""],
+    ];
+    for (r, row) in rows.iter().enumerate() {
+        for (c, value) in row.iter().enumerate() {
+            sheet.write_string(r as u32, c as u16, *value).expect("cell");
+        }
+    }
+    book.save(file.path()).expect("save xlsx");
+    let before = storage.documents_since(0).expect("docs").len();
+    client.goto(&format!("{base}/dashboard/import")).await.expect("import");
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("file"))
+        .await
+        .expect("file input")
+        .send_keys(file.path().to_str().expect("path"))
+        .await
+        .expect("choose file");
+    client.find(Locator::Id("upload")).await.expect("upload").click().await.expect("upload");
+    assert_eq!(text(client, "#preview-households").await, "1");
+    assert_eq!(text(client, "#preview-residents").await, "2");
+    assert_eq!(text(client, "#preview-rejected").await, "2");
+    let rejected = text(client, "#rejected").await;
+    assert!(rejected.contains("unknown grid") && rejected.contains("invalid sex"), "{rejected}");
+    assert_eq!(storage.documents_since(0).expect("docs").len(), before, "a preview writes nothing");
+    screenshot(client, "import-preview").await;
+    client.find(Locator::Id("confirm")).await.expect("confirm").click().await.expect("confirm");
+    assert_eq!(text(client, "#imported-households").await, "1");
+    assert_eq!(storage.documents_since(0).expect("docs").len(), before + 1);
+
+    // Administration: a single-use enrolment code for the grid worker, then revoke the phone.
+    let worker = storage
+        .members()
+        .expect("members")
+        .into_iter()
+        .find(|m| m.role == Role::GridWorker && m.grids == [grid_one])
+        .expect("worker");
+    client.goto(&format!("{base}/dashboard/admin")).await.expect("admin");
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id(&format!("enrol-{}", worker.id)))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("code");
+    let code = text(client, "#code").await;
+    let dir = devices_dir();
+    let mut phone = Replica::open(dir.path().join("phone.db")).expect("replica");
+    let enrolled = server.client().enrol(&mut phone, &code, "new phone").await.expect("the code works");
+    server.client().sync(&mut phone).await.expect("sync");
+    assert_eq!(phone.household(truth.households[1].id).expect("in scope").id, truth.households[1].id);
+    screenshot(client, "admin").await;
+    // Hand the worker a second grid: the phone receives its households at the next sync.
+    let grid_two = grids.iter().find(|g| g.name == "幸福社区第2网格").expect("grid").id;
+    client.goto(&format!("{base}/dashboard/admin")).await.expect("admin");
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("assign-member"))
+        .await
+        .expect("form")
+        .select_by_value(&worker.id.to_string())
+        .await
+        .expect("member");
+    client
+        .find(Locator::Id("assign-grid"))
+        .await
+        .expect("grid")
+        .select_by_value(&grid_two.to_string())
+        .await
+        .expect("grid");
+    client.find(Locator::Id("do-assign")).await.expect("assign").click().await.expect("assign");
+    assert!(text(client, "#notice").await.contains("已分配网格"));
+    let report = server.client().sync(&mut phone).await.expect("sync");
+    assert_eq!(report.received_docs, 8 + 50, "grid two's households and requests");
+    client.goto(&format!("{base}/dashboard/admin")).await.expect("admin");
+    let device_id =
+        storage.devices().expect("devices").into_iter().find(|d| d.name == "new phone").expect("device").id;
+    let _ = enrolled;
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id(&format!("revoke-{device_id}")))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("revoke");
+    client.wait().at_most(WAIT).for_element(Locator::Id("notice")).await.expect("revoked");
+    assert!(server.client().sync(&mut phone).await.is_err(), "a revoked phone cannot sync");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn department_staff_see_only_their_department_and_cannot_act() {
+    let (server, summary) = seeded();
+    let storage = server.storage();
+    let base = server.url.clone();
+    let staff = summary.accounts.iter().find(|a| a.role == Role::DepartmentStaff).expect("demo staff");
+    let all: Vec<GridId> = storage.grids().expect("grids").into_iter().map(|g| g.id).collect();
+    let truth = Truth::read(&*storage, &all);
+    let theirs: Vec<&Request> = truth
+        .requests
+        .iter()
+        .filter(|r| r.derived.department.as_ref().is_some_and(|d| d.as_str() == "civil_affairs"))
+        .collect();
+    let signed_in = http_sign_in(&base, &staff.login, &staff.password).await;
+    let cookie = format!("dsk_session={}", set_cookie(&signed_in, "dsk_session").expect("session"));
+    let ledger = http()
+        .get(format!("{base}/dashboard/ledger"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("ledger");
+    let html = ledger.text().await.expect("body");
+    let count = html.split("<span id=\"count\">").nth(1).and_then(|s| s.split('<').next()).expect("count");
+    assert_eq!(count, theirs.len().to_string());
+    let overview = http()
+        .get(format!("{base}/dashboard/overview"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("overview");
+    assert!(
+        overview.text().await.expect("body").contains("<div class=\"v\" id=\"households\">0</div>"),
+        "no households"
+    );
+    let household = truth.households[0].id;
+    let page = http()
+        .get(format!("{base}/dashboard/households/{household}"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 404, "a household is out of a department's scope");
+    let csrf = hidden_csrf(&html);
+    let target = theirs[0].id;
+    let act = http()
+        .post(format!("{base}/dashboard/requests/{target}/action"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("action", "supervise")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(act.status(), 403, "supervisor actions are for supervisors");
+    let admin =
+        http().get(format!("{base}/dashboard/admin")).header("cookie", &cookie).send().await.expect("admin");
+    assert_eq!(admin.status(), 403);
+}
