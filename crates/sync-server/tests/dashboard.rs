@@ -166,8 +166,9 @@ impl Truth {
 
 fn seeded() -> (TestServer, DemoSummary) {
     let server = TestServer::start();
-    let summary =
-        demo::seed_sized(server.storage().as_ref(), doorstep_server::http::now(), 8).expect("seed").expect("empty");
+    let summary = demo::seed_sized(server.storage().as_ref(), doorstep_server::http::now(), 8)
+        .expect("seed")
+        .expect("empty");
     (server, summary)
 }
 
