@@ -372,3 +372,24 @@ fn verification_names_every_difference_between_source_and_copy() {
     transfer::copy(&source, &target, true).expect("replace");
     assert!(transfer::verify(&source, &target).expect("verify").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_database_is_gone_reports_not_ready_and_stays_up() {
+    let database = Arc::new(TestDatabase::create());
+    let node = TestServer::start_on(database.clone());
+    let ready = reqwest::get(format!("{}/readyz", node.url)).await.expect("readyz");
+    assert_eq!(ready.status(), 200);
+    // The database disappears under the running node (its sessions are ended by FORCE).
+    let name = database.url.rsplit('/').next().expect("name").to_owned();
+    let admin = support::pg::admin_url();
+    tokio::task::spawn_blocking(move || {
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls).expect("admin");
+        c.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).expect("drop");
+    })
+    .await
+    .expect("join");
+    let not_ready = reqwest::get(format!("{}/readyz", node.url)).await.expect("readyz");
+    assert_eq!(not_ready.status(), 503, "a balancer takes this node out of rotation");
+    let alive = reqwest::get(format!("{}/healthz", node.url)).await.expect("healthz");
+    assert_eq!(alive.status(), 200, "the process itself stays up");
+}

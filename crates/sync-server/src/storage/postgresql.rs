@@ -87,7 +87,7 @@ impl PostgresStorage {
         let pool = r2d2::Pool::builder()
             .max_size(max_connections.max(2))
             .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(15))
+            .connection_timeout(Duration::from_secs(5))
             .build(manager)?;
         let storage = Self {
             pool: Some(pool),
