@@ -11,11 +11,8 @@ use crate::storage::dashboard::{
     AccountCreated, ChangedDocument, DashboardStorage, NewSession, StaffAccount, StaffAccountRow,
     StaffSession,
 };
+use crate::storage::engine::parse;
 use crate::storage::postgresql::PostgresStorage;
-
-fn parse<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StorageError> {
-    text.parse().map_err(|_| StorageError::Damaged(format!("bad {what} {text:?}")))
-}
 
 impl DashboardStorage for PostgresStorage {
     fn create_staff_account(
