@@ -1035,7 +1035,8 @@ async fn the_administrator_edits_categories_and_departments_and_a_phone_raises_a
 
     // The phone receives the county's taxonomy with its next sync and raises a request in the
     // new category, which the server accepts and the dashboard shows by name.
-    server.client().sync(&mut phone).await.expect("sync");
+    let report = server.client().sync(&mut phone).await.expect("sync");
+    assert_eq!(report.taxonomy_version, Some(shipped + 3));
     assert_eq!(phone.taxonomy().version, shipped + 3);
     assert_eq!(
         phone.taxonomy().category("lift_installation").expect("received").department.as_str(),
@@ -1054,6 +1055,7 @@ async fn the_administrator_edits_categories_and_departments_and_a_phone_raises_a
         .expect("request in the new category");
     let report = server.client().sync(&mut phone).await.expect("upload");
     assert!(report.held_back.is_empty(), "{:?}", report.held_back);
+    assert_eq!(report.taxonomy_version, None, "sent only when newer");
     let doc = storage.document(request.into()).expect("read").expect("stored on the server");
     assert_eq!(doc::request::read(&doc, request).expect("request").category.as_str(), "lift_installation");
 

@@ -72,7 +72,7 @@ pub fn apply(
         ));
     }
     if let SupervisorAction::Dispatch(department) = action
-        && !taxonomy.department(department.as_str()).is_some_and(|d| !d.retired)
+        && taxonomy.department(department.as_str()).is_none_or(|d| d.retired)
     {
         return Err(DashboardError::BadRequest(format!("未知部门 / unknown department {department}")));
     }
