@@ -132,6 +132,9 @@ pub struct SyncReport {
     /// Documents whose upload the server refused for good (out of scope, too large…), with the
     /// reason. Their changes stay on the device; everything else synced.
     pub held_back: Vec<(DocumentId, ErrorCode)>,
+    /// The version of a newer county taxonomy received and stored during this sync (an app
+    /// refreshes its category lists when this is set).
+    pub taxonomy_version: Option<u32>,
 }
 
 /// How a sync reaches the replica: step by step, never across a network wait, so an app's
@@ -371,6 +374,7 @@ impl Client {
             report.received_docs += outcome.received_docs;
             report.received_changes += outcome.received_changes;
             report.purged += outcome.purged;
+            report.taxonomy_version = outcome.taxonomy_version.or(report.taxonomy_version);
             digest_ok = outcome.digest_matches;
             observer.progress(Phase::Syncing, report);
             if !outcome.more {
@@ -495,6 +499,7 @@ impl LiveConnection {
             report.received_docs += outcome.received_docs;
             report.received_changes += outcome.received_changes;
             report.purged += outcome.purged;
+            report.taxonomy_version = outcome.taxonomy_version.or(report.taxonomy_version);
             if !outcome.more {
                 break;
             }

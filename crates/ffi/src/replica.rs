@@ -262,8 +262,8 @@ impl Replica {
         self.with(|r| Ok(r.documents()?.len() as u64))
     }
 
-    /// The county's request categories.
+    /// The county's request categories offered for new requests (retired ones are left out).
     pub fn categories(&self) -> Vec<Category> {
-        self.inner.blocking_lock().taxonomy().categories.iter().map(Into::into).collect()
+        self.inner.blocking_lock().taxonomy().active_categories().map(Into::into).collect()
     }
 }

@@ -904,3 +904,198 @@ async fn department_staff_see_only_their_department_and_cannot_act() {
         http().get(format!("{base}/dashboard/admin")).header("cookie", &cookie).send().await.expect("admin");
     assert_eq!(admin.status(), 403);
 }
+
+/// Posts a taxonomy edit from the administration page's forms.
+async fn taxonomy_post(base: &str, cookie: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    http()
+        .post(format!("{base}/dashboard/admin/taxonomy"))
+        .header("cookie", cookie)
+        .form(fields)
+        .send()
+        .await
+        .expect("post")
+}
+
+#[tokio::test]
+async fn the_administrator_edits_categories_and_departments_and_a_phone_raises_a_request_in_the_new_one() {
+    let (server, summary) = seeded();
+    let storage = server.storage();
+    let base = server.url.clone();
+    let grid = storage.grids().expect("grids")[0].id;
+    let worker = member(storage.as_ref(), "新网格员", Role::GridWorker, &[grid]);
+    let dir = devices_dir();
+    let mut phone = device(&server, dir.path(), "phone", worker).await;
+    server.client().sync(&mut phone).await.expect("first sync");
+    let shipped = phone.taxonomy().version;
+    assert!(phone.taxonomy().category("lift_installation").is_err());
+
+    let admin = summary.accounts.iter().find(|a| a.role == Role::Admin).expect("demo admin");
+    let signed_in = http_sign_in(&base, &admin.login, &admin.password).await;
+    let cookie = format!("dsk_session={}", set_cookie(&signed_in, "dsk_session").expect("session"));
+    let page =
+        http().get(format!("{base}/dashboard/admin")).header("cookie", &cookie).send().await.expect("admin");
+    let csrf = hidden_csrf(&page.text().await.expect("body"));
+
+    // A forged CSRF token changes nothing.
+    let forged = taxonomy_post(
+        &base,
+        &cookie,
+        &[("csrf", "forged"), ("op", "add-department"), ("code", "x"), ("name_zh", "x"), ("name_en", "x")],
+    )
+    .await;
+    assert_eq!(forged.status(), 403);
+    assert!(storage.county_taxonomy().expect("read").is_none(), "nothing stored");
+
+    // A department, then a category it owns; names are escaped on the page.
+    let added = taxonomy_post(
+        &base,
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("op", "add-department"),
+            ("code", "lift_office"),
+            ("name_zh", "加装电梯办公室"),
+            ("name_en", "Lift <office>"),
+        ],
+    )
+    .await;
+    assert_eq!(added.status(), 200);
+    let added = taxonomy_post(
+        &base,
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("op", "add-category"),
+            ("code", "lift_installation"),
+            ("name_zh", "加装电梯"),
+            ("name_en", "Lift installation"),
+            ("department", "lift_office"),
+            ("due_hours", "120"),
+        ],
+    )
+    .await;
+    assert_eq!(added.status(), 200);
+    let html = added.text().await.expect("body");
+    assert!(html.contains("id=\"category-lift_installation\""), "the new category is listed");
+    assert!(html.contains("Lift &lt;office&gt;") && !html.contains("Lift <office>"), "escaped");
+    // A duplicate and a category owned by an unknown department are refused.
+    let duplicate = taxonomy_post(
+        &base,
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("op", "add-category"),
+            ("code", "lift_installation"),
+            ("name_zh", "重复"),
+            ("name_en", "again"),
+            ("department", "lift_office"),
+            ("due_hours", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(duplicate.status(), 400);
+
+    // Renaming a department (both languages).
+    let renamed = taxonomy_post(
+        &base,
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("op", "rename-department"),
+            ("code", "civil_affairs"),
+            ("name_zh", "民政和养老服务局"),
+            ("name_en", "Civil affairs and elderly care bureau"),
+        ],
+    )
+    .await;
+    assert_eq!(renamed.status(), 200);
+    let stored = storage.county_taxonomy().expect("read").expect("stored");
+    assert_eq!(stored.version, shipped + 3, "one version per edit");
+    assert_eq!(stored.department("civil_affairs").expect("kept").name_zh, "民政和养老服务局");
+
+    // Someone who is not an administrator cannot edit, even with their own valid token.
+    let supervisor = summary.accounts.iter().find(|a| a.role == Role::Supervisor).expect("supervisor");
+    let signed_in = http_sign_in(&base, &supervisor.login, &supervisor.password).await;
+    let their_cookie = format!("dsk_session={}", set_cookie(&signed_in, "dsk_session").expect("session"));
+    let ledger = http()
+        .get(format!("{base}/dashboard/ledger"))
+        .header("cookie", &their_cookie)
+        .send()
+        .await
+        .expect("ledger");
+    let their_csrf = hidden_csrf(&ledger.text().await.expect("body"));
+    let refused = taxonomy_post(
+        &base,
+        &their_cookie,
+        &[("csrf", &their_csrf), ("op", "retire-category"), ("code", "lift_installation"), ("retired", "1")],
+    )
+    .await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(storage.county_taxonomy().expect("read").expect("stored").version, shipped + 3);
+
+    // The phone receives the county's taxonomy with its next sync and raises a request in the
+    // new category, which the server accepts and the dashboard shows by name.
+    let report = server.client().sync(&mut phone).await.expect("sync");
+    assert_eq!(report.taxonomy_version, Some(shipped + 3));
+    assert_eq!(phone.taxonomy().version, shipped + 3);
+    assert_eq!(
+        phone.taxonomy().category("lift_installation").expect("received").department.as_str(),
+        "lift_office"
+    );
+    let home = phone.create_household(&household(grid, "101", "周奶奶"), t(0)).expect("household");
+    let request = phone
+        .raise_request(&doorstep_core::model::NewRequest {
+            household: Some(home),
+            grid: None,
+            category: "lift_installation".into(),
+            description: "老楼想加装电梯".into(),
+            urgency: doorstep_core::model::Urgency::Normal,
+            at: t(1),
+        })
+        .expect("request in the new category");
+    let report = server.client().sync(&mut phone).await.expect("upload");
+    assert!(report.held_back.is_empty(), "{:?}", report.held_back);
+    assert_eq!(report.taxonomy_version, None, "sent only when newer");
+    let doc = storage.document(request.into()).expect("read").expect("stored on the server");
+    assert_eq!(doc::request::read(&doc, request).expect("request").category.as_str(), "lift_installation");
+
+    // Retiring keeps the request and its label; the phone stops offering the category.
+    let retired = taxonomy_post(
+        &base,
+        &cookie,
+        &[("csrf", &csrf), ("op", "retire-category"), ("code", "lift_installation"), ("retired", "1")],
+    )
+    .await;
+    assert_eq!(retired.status(), 200);
+    let page = http()
+        .get(format!("{base}/dashboard/requests/{request}"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("request page");
+    assert!(page.text().await.expect("body").contains("加装电梯"), "a retired category keeps its name");
+    server.client().sync(&mut phone).await.expect("sync");
+    assert!(phone.taxonomy().category("lift_installation").expect("kept").retired);
+    assert!(!phone.taxonomy().active_categories().any(|c| c.code.as_str() == "lift_installation"));
+    assert!(
+        phone
+            .raise_request(&doorstep_core::model::NewRequest {
+                household: Some(home),
+                grid: None,
+                category: "lift_installation".into(),
+                description: "再来一个".into(),
+                urgency: doorstep_core::model::Urgency::Normal,
+                at: t(2),
+            })
+            .is_err()
+    );
+    // The request raised before the category was retired keeps syncing: it is never rejected.
+    phone
+        .add_request_event(
+            request,
+            &doorstep_core::model::NewEvent { action: EventAction::Accepted, note: String::new(), at: t(3) },
+        )
+        .expect("accept");
+    let report = server.client().sync(&mut phone).await.expect("upload");
+    assert!(report.held_back.is_empty() && report.uploaded_changes > 0, "{report:?}");
+}

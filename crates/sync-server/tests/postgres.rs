@@ -285,6 +285,11 @@ async fn a_running_sqlite_county_migrates_to_postgres_and_backups_restore_on_bot
     let home = phone.create_household(&household(g, "1", "甲"), t(0)).expect("household");
     phone.record_visit(home, &visit(1, "迁移前")).expect("visit");
     server.client().sync(&mut phone).await.expect("sync on SQLite");
+    // The county has edited its taxonomy: the edit travels with every copy.
+    let mut edited = doorstep_core::model::Taxonomy::default_county();
+    edited.version += 1;
+    edited.departments[0].name_zh = "改名后的部门".into();
+    assert!(storage.save_county_taxonomy(&edited, None, "test", t(0)).expect("save"));
 
     // Copied while the SQLite server keeps running, then verified.
     let database = Arc::new(TestDatabase::create());
@@ -293,6 +298,8 @@ async fn a_running_sqlite_county_migrates_to_postgres_and_backups_restore_on_bot
     assert!(ok, "{out}");
     assert!(out.contains("copied and verified"), "{out}");
     assert_eq!(heads_of(&*storage), heads_of(&PostgresStorage::connect(&database.url, 2).expect("pg")));
+    let copied: Box<dyn Storage> = Box::new(PostgresStorage::connect(&database.url, 2).expect("pg"));
+    assert_eq!(copied.county_taxonomy().expect("read"), Some(edited.clone()));
 
     // A second run refuses to overwrite, and changes nothing.
     let (ok, out) = run_admin(&["migrate", "--from", dir_arg, "--to", &database.url]);
@@ -330,6 +337,7 @@ async fn a_running_sqlite_county_migrates_to_postgres_and_backups_restore_on_bot
     let (ok, out) = run_admin(&["--data-dir", fresh_arg, "restore", "--from", backup_arg]);
     assert!(ok && out.contains("copied and verified"), "{out}");
     let sqlite_again = TestServer::start_in(fresh);
+    assert_eq!(sqlite_again.storage().county_taxonomy().expect("read"), Some(edited));
     let report = sqlite_again.client().sync(&mut phone).await.expect("sync on the restored SQLite");
     assert!(report.verified && report.received_changes == 0, "{report:?}");
 

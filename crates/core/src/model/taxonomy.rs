@@ -19,6 +19,10 @@ pub struct Department {
     pub name_zh: String,
     /// English name.
     pub name_en: String,
+    /// Retired by the county: no longer offered for new requests or dispatches, but kept so
+    /// existing requests still show its name.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub retired: bool,
 }
 
 /// A request category.
@@ -34,6 +38,14 @@ pub struct Category {
     pub department: DepartmentCode,
     /// Hours from raising to the due time.
     pub due_hours: u32,
+    /// Retired by the county: no longer offered for new requests, but kept so existing
+    /// requests still show its name.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub retired: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A county's categories and departments.
@@ -110,6 +122,22 @@ impl Taxonomy {
     pub fn department(&self, code: &str) -> Option<&Department> {
         self.departments.iter().find(|d| d.code.as_str() == code)
     }
+
+    /// The categories offered for new requests (not retired).
+    pub fn active_categories(&self) -> impl Iterator<Item = &Category> {
+        self.categories.iter().filter(|c| !c.retired)
+    }
+
+    /// The departments offered for new dispatches (not retired).
+    pub fn active_departments(&self) -> impl Iterator<Item = &Department> {
+        self.departments.iter().filter(|d| !d.retired)
+    }
+
+    /// Checks a taxonomy built in code (e.g. edited by the county administrator) the same way
+    /// [`Taxonomy::from_json`] checks a file.
+    pub fn validate(&self) -> Result<()> {
+        self.check()
+    }
 }
 
 #[cfg(test)]
@@ -144,6 +172,20 @@ mod tests {
         let json = r#"{"version":1,"departments":[],"categories":[
             {"code":"x","name_zh":"x","name_en":"x","department":"nowhere","due_hours":1}]}"#;
         assert!(matches!(Taxonomy::from_json(json), Err(CoreError::InvalidTaxonomy(_))));
+    }
+
+    #[test]
+    fn retired_entries_read_from_older_files_and_are_not_offered() {
+        let json = r#"{"version":2,"departments":[
+            {"code":"d","name_zh":"部门","name_en":"dept"},
+            {"code":"old","name_zh":"旧","name_en":"old","retired":true}],"categories":[
+            {"code":"x","name_zh":"x","name_en":"x","department":"old","due_hours":1,"retired":true},
+            {"code":"y","name_zh":"y","name_en":"y","department":"d","due_hours":1}]}"#;
+        let taxonomy = Taxonomy::from_json(json).expect("valid");
+        assert!(taxonomy.category("x").expect("kept for its name").retired);
+        assert_eq!(taxonomy.active_categories().map(|c| c.code.as_str()).collect::<Vec<_>>(), ["y"]);
+        assert_eq!(taxonomy.active_departments().count(), 1);
+        assert!(!Taxonomy::default_county().categories.iter().any(|c| c.retired));
     }
 
     #[test]

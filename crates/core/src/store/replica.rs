@@ -359,6 +359,10 @@ impl Replica {
     pub fn raise_request(&mut self, new: &NewRequest) -> Result<RequestId> {
         let by = self.require_member()?;
         let category = self.taxonomy.category(&new.category)?.clone();
+        if category.retired {
+            // Kept only so older requests show its name: not offered for new ones.
+            return Err(CoreError::UnknownCategory(category.code.to_string()));
+        }
         let grid = match (new.household, new.grid) {
             (Some(household), _) => self.household_summary(household)?.grid,
             (None, Some(grid)) => grid,

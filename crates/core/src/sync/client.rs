@@ -66,6 +66,8 @@ pub struct RoundReport {
     pub more: bool,
     /// The scope digest comparison, when the server sent one and nothing is pending here.
     pub digest_matches: Option<bool>,
+    /// The version of a newer county taxonomy received and stored this round.
+    pub taxonomy_version: Option<u32>,
 }
 
 /// Builds a sync round's request frame from the replica. Documents in `held_back` are not
@@ -104,6 +106,7 @@ pub fn begin_round(
         unsynced: replica.unsynced_change_count()?,
         want_digest,
         missing: round.reported_missing.iter().map(|d| wire_id(*d)).collect(),
+        taxonomy_version: Some(replica.taxonomy().version),
     };
     Ok((frame::encode_client(&ClientMessage::Sync(request)), round))
 }
@@ -182,6 +185,15 @@ fn apply_sync_reply(
             Err(CoreError::CorruptDocument { .. }) if !data.full => replica.need_resend(doc_id(&data.doc))?,
             Err(e) => return Err(e),
         }
+    }
+    if let Some(taxonomy) = &reply.taxonomy
+        && taxonomy.version > replica.taxonomy().version
+    {
+        // A county taxonomy that does not check out is refused whole; the device keeps the
+        // one it has rather than offering categories that name unknown departments.
+        taxonomy.validate()?;
+        replica.set_taxonomy(taxonomy.clone())?;
+        report.taxonomy_version = Some(taxonomy.version);
     }
     let mut purge: Vec<DocumentId> = reply.purge.iter().map(doc_id).collect();
     purge.extend(replica.purges_waiting_for_upload()?);

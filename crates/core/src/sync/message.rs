@@ -7,6 +7,7 @@ use serde_bytes::{ByteArray, ByteBuf};
 
 use crate::doc::DocumentKind;
 use crate::ids::DocumentId;
+use crate::model::Taxonomy;
 
 /// A document id on the wire: the UUID's 16 bytes.
 pub type WireId = ByteArray<16>;
@@ -64,6 +65,9 @@ pub struct SyncRequest {
     /// Documents whose data the device could not apply (it lacks changes they build on):
     /// send them whole.
     pub missing: Vec<WireId>,
+    /// The version of the county taxonomy the device holds. `None` from devices that predate
+    /// county-edited taxonomies: the server then never sends one.
+    pub taxonomy_version: Option<u32>,
 }
 
 /// The changes of one document that the device uploads.
@@ -108,6 +112,9 @@ pub struct SyncReply {
     pub more: bool,
     /// The scope digest, if asked for and `more` is false.
     pub digest: Option<WireHash>,
+    /// The county's taxonomy, sent when it is newer than the `taxonomy_version` the device
+    /// reported; the device stores it and offers its categories from then on.
+    pub taxonomy: Option<Taxonomy>,
 }
 
 /// The server has stored an upload.

@@ -72,7 +72,7 @@ pub fn apply(
         ));
     }
     if let SupervisorAction::Dispatch(department) = action
-        && taxonomy.department(department.as_str()).is_none()
+        && taxonomy.department(department.as_str()).is_none_or(|d| d.retired)
     {
         return Err(DashboardError::BadRequest(format!("未知部门 / unknown department {department}")));
     }
@@ -139,7 +139,9 @@ pub async fn act(
     let scope = staff.scope.clone();
     let dashboard_state = state.clone();
     let seq = blocking(move || {
-        apply(storage.as_ref(), &dashboard_state.dashboard.taxonomy, &scope, id, &action, &form.note, now())
+        let taxonomy =
+            crate::dashboard::taxonomy::in_force(storage.as_ref(), &dashboard_state.dashboard.taxonomy)?;
+        apply(storage.as_ref(), &taxonomy, &scope, id, &action, &form.note, now())
     })
     .await??;
     let _ = state.changes.send(seq);

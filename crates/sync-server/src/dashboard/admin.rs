@@ -9,12 +9,14 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use doorstep_core::ids::{Code, DeviceId, GridId, MemberId};
+use doorstep_core::model::Taxonomy;
 use serde::Deserialize;
 
 use crate::auth;
 use crate::dashboard::error::DashboardError;
-use crate::dashboard::html::{date, date_time, esc, page};
+use crate::dashboard::html::{Lang, date, date_time, esc, page};
 use crate::dashboard::session::Staff;
+use crate::dashboard::taxonomy::{self, TaxonomyEdit, TaxonomyEditError};
 use crate::http::{AppState, blocking, now};
 use crate::scope::Role;
 
@@ -34,17 +36,19 @@ async fn page_view(
 ) -> Result<Response, DashboardError> {
     require_admin(staff)?;
     let storage = state.storage.clone();
-    let (grids, members, devices, accounts) = blocking(move || {
+    let shipped = state.dashboard.taxonomy.clone();
+    let (grids, members, devices, accounts, taxonomy) = blocking(move || {
         Ok::<_, crate::storage::StorageError>((
             storage.grids()?,
             storage.members()?,
             storage.devices()?,
             storage.staff_accounts()?,
+            taxonomy::in_force(storage.as_ref(), &shipped)?,
         ))
     })
     .await??;
     let lang = staff.lang;
-    let taxonomy = &state.dashboard.taxonomy;
+    let taxonomy = &taxonomy;
     let csrf = esc(&staff.csrf);
     let name_of =
         |id: MemberId| members.iter().find(|m| m.id == id).map_or_else(|| id.to_string(), |m| m.name.clone());
@@ -90,7 +94,7 @@ async fn page_view(
         "</select><select name=\"department\"><option value=\"\">{}</option>",
         lang.t("（部门）", "(department)")
     );
-    for d in &taxonomy.departments {
+    for d in taxonomy.active_departments() {
         let _ = write!(
             b,
             "<option value=\"{}\">{}</option>",
@@ -203,28 +207,151 @@ async fn page_view(
             a.locked_until.filter(|t| *t > now()).map(date_time).unwrap_or_default()
         );
     }
-    // Taxonomy.
+    b.push_str("</table></div>");
+    taxonomy_section(&mut b, lang, taxonomy, &csrf);
+    Ok(page(lang, lang.t("系统管理", "Administration"), Some(&staff.header()), &b).into_response())
+}
+
+/// The rename form of one category or department: its code and both names, editable.
+fn rename_form(b: &mut String, lang: Lang, csrf: &str, op: &str, code: &str, name_zh: &str, name_en: &str) {
     let _ = write!(
         b,
-        "</table></div><h2>{}</h2><div class=\"table\"><table id=\"categories\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        "<form method=\"post\" action=\"/dashboard/admin/taxonomy\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"op\" value=\"{op}\"><input type=\"hidden\" name=\"code\" value=\"{code}\"><input name=\"name_zh\" value=\"{zh}\" aria-label=\"{lzh}\" required><input name=\"name_en\" value=\"{en}\" aria-label=\"{len}\" required><button id=\"{op}-{code}\">{save}</button></form>",
+        code = esc(code),
+        zh = esc(name_zh),
+        en = esc(name_en),
+        lzh = lang.t("中文名称", "Chinese name"),
+        len = lang.t("英文名称", "English name"),
+        save = lang.t("改名", "Rename"),
+    );
+}
+
+/// The retire (or reinstate) button of one category or department.
+fn retire_form(b: &mut String, lang: Lang, csrf: &str, op: &str, code: &str, retired: bool) {
+    let (value, label) =
+        if retired { ("0", lang.t("恢复", "Reinstate")) } else { ("1", lang.t("停用", "Retire")) };
+    let _ = write!(
+        b,
+        "<form method=\"post\" action=\"/dashboard/admin/taxonomy\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"op\" value=\"{op}\"><input type=\"hidden\" name=\"code\" value=\"{code}\"><button name=\"retired\" value=\"{value}\" id=\"{op}-{code}\">{label}</button></form>",
+        code = esc(code),
+    );
+}
+
+/// Categories and departments, each renamable and retirable, and the forms that add them.
+fn taxonomy_section(b: &mut String, lang: Lang, taxonomy: &Taxonomy, csrf: &str) {
+    let retired_mark = |retired: bool| if retired { lang.t("已停用", "retired") } else { "" };
+    let _ = write!(
+        b,
+        "<h2>{}</h2><p class=\"muted\" id=\"taxonomy-version\">{} {}</p><div class=\"table\"><table id=\"categories\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>",
         lang.t("诉求类别与承办部门", "Categories and departments"),
+        lang.t("版本", "Version"),
+        taxonomy.version,
         lang.t("代码", "Code"),
-        lang.t("类别", "Category"),
+        lang.t("类别（中文 / 英文）", "Category (Chinese / English)"),
         lang.t("默认部门", "Default department"),
-        lang.t("办理时限（小时）", "Due (hours)")
+        lang.t("办理时限（小时）", "Due (hours)"),
+        lang.t("状态", "Status"),
     );
     for c in &taxonomy.categories {
+        let _ =
+            write!(b, "<tr id=\"category-{}\"><td>{}</td><td>", esc(c.code.as_str()), esc(c.code.as_str()));
+        rename_form(b, lang, csrf, "rename-category", c.code.as_str(), &c.name_zh, &c.name_en);
         let _ = write!(
             b,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(c.code.as_str()),
-            esc(&lang.category(taxonomy, c.code.as_str())),
+            "</td><td>{}</td><td>{}</td><td>{}</td><td>",
             esc(&lang.department(taxonomy, c.department.as_str())),
-            c.due_hours
+            c.due_hours,
+            retired_mark(c.retired),
+        );
+        retire_form(b, lang, csrf, "retire-category", c.code.as_str(), c.retired);
+        b.push_str("</td></tr>");
+    }
+    let _ = write!(
+        b,
+        "</table></div><div class=\"actions\"><form method=\"post\" action=\"/dashboard/admin/taxonomy\" id=\"add-category\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"op\" value=\"add-category\"><input name=\"code\" placeholder=\"{}\" pattern=\"[a-z0-9_]{{1,48}}\" required><input name=\"name_zh\" placeholder=\"{}\" required><input name=\"name_en\" placeholder=\"{}\" required><select name=\"department\">",
+        lang.t("代码（小写字母、数字、下划线）", "code (a-z, 0-9, _)"),
+        lang.t("中文名称", "Chinese name"),
+        lang.t("英文名称", "English name"),
+    );
+    for d in taxonomy.active_departments() {
+        let _ = write!(
+            b,
+            "<option value=\"{}\">{}</option>",
+            esc(d.code.as_str()),
+            esc(&lang.department(taxonomy, d.code.as_str()))
         );
     }
-    b.push_str("</table></div>");
-    Ok(page(lang, lang.t("系统管理", "Administration"), Some(&staff.header()), &b).into_response())
+    let _ = write!(
+        b,
+        "</select><input name=\"due_hours\" type=\"number\" min=\"1\" max=\"8760\" value=\"72\" aria-label=\"{}\"><button class=\"primary\">{}</button></form></div>",
+        lang.t("办理时限（小时）", "Due (hours)"),
+        lang.t("添加类别", "Add category"),
+    );
+    let _ = write!(
+        b,
+        "<div class=\"table\"><table id=\"departments\"><tr><th>{}</th><th>{}</th><th>{}</th><th></th></tr>",
+        lang.t("代码", "Code"),
+        lang.t("部门（中文 / 英文）", "Department (Chinese / English)"),
+        lang.t("状态", "Status"),
+    );
+    for d in &taxonomy.departments {
+        let _ =
+            write!(b, "<tr id=\"department-{}\"><td>{}</td><td>", esc(d.code.as_str()), esc(d.code.as_str()));
+        rename_form(b, lang, csrf, "rename-department", d.code.as_str(), &d.name_zh, &d.name_en);
+        let _ = write!(b, "</td><td>{}</td><td>", retired_mark(d.retired));
+        retire_form(b, lang, csrf, "retire-department", d.code.as_str(), d.retired);
+        b.push_str("</td></tr>");
+    }
+    let _ = write!(
+        b,
+        "</table></div><div class=\"actions\"><form method=\"post\" action=\"/dashboard/admin/taxonomy\" id=\"add-department\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"op\" value=\"add-department\"><input name=\"code\" placeholder=\"{}\" pattern=\"[a-z0-9_]{{1,48}}\" required><input name=\"name_zh\" placeholder=\"{}\" required><input name=\"name_en\" placeholder=\"{}\" required><button class=\"primary\">{}</button></form></div>",
+        lang.t("代码（小写字母、数字、下划线）", "code (a-z, 0-9, _)"),
+        lang.t("中文名称", "Chinese name"),
+        lang.t("英文名称", "English name"),
+        lang.t("添加部门", "Add department"),
+    );
+}
+
+/// The administrator's edit the taxonomy form describes.
+fn taxonomy_edit(form: &AdminForm) -> Result<TaxonomyEdit, DashboardError> {
+    let code = form.code.clone();
+    let (name_zh, name_en) = (form.name_zh.clone(), form.name_en.clone());
+    let retired = match form.retired.as_str() {
+        "1" => true,
+        "0" => false,
+        _ if form.op.starts_with("retire-") => return Err(bad("retired")),
+        _ => false,
+    };
+    Ok(match form.op.as_str() {
+        "add-category" => TaxonomyEdit::AddCategory {
+            code,
+            name_zh,
+            name_en,
+            department: form.department.clone(),
+            due_hours: form.due_hours.trim().parse().map_err(|_| bad("due hours"))?,
+        },
+        "add-department" => TaxonomyEdit::AddDepartment { code, name_zh, name_en },
+        "rename-category" => TaxonomyEdit::RenameCategory { code, name_zh, name_en },
+        "rename-department" => TaxonomyEdit::RenameDepartment { code, name_zh, name_en },
+        "retire-category" => TaxonomyEdit::RetireCategory { code, retired },
+        "retire-department" => TaxonomyEdit::RetireDepartment { code, retired },
+        _ => return Err(bad("taxonomy edit")),
+    })
+}
+
+/// Why an edit was refused, for the administrator (both languages).
+fn refused(e: &TaxonomyEditError) -> DashboardError {
+    let zh = match e {
+        TaxonomyEditError::InvalidCode(_) => "代码只能由小写字母、数字和下划线组成",
+        TaxonomyEditError::InvalidName => "名称不能为空且不超过 64 个字",
+        TaxonomyEditError::InvalidDueHours => "办理时限须为 1 至 8760 小时",
+        TaxonomyEditError::Exists(_) => "代码已存在（已停用的可恢复）",
+        TaxonomyEditError::Unknown(_) => "没有这个代码",
+        TaxonomyEditError::RetiredDepartment(_) => "该部门已停用",
+        TaxonomyEditError::DepartmentInUse(_) => "仍有类别默认由该部门承办，请先停用或调整这些类别",
+        TaxonomyEditError::VersionExhausted => "版本号已用尽",
+    };
+    DashboardError::BadRequest(format!("{zh} / {e}"))
 }
 
 /// `GET /dashboard/admin`.
@@ -254,13 +381,25 @@ pub struct AdminForm {
     street: String,
     #[serde(default)]
     assigned: String,
+    #[serde(default)]
+    op: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    name_zh: String,
+    #[serde(default)]
+    name_en: String,
+    #[serde(default)]
+    due_hours: String,
+    #[serde(default)]
+    retired: String,
 }
 
 fn bad(what: &str) -> DashboardError {
     DashboardError::BadRequest(format!("无效输入 / invalid {what}"))
 }
 
-/// `POST /dashboard/admin/{enrol-code|revoke|add-member|add-grid|assign}`.
+/// `POST /dashboard/admin/{enrol-code|revoke|add-member|add-grid|assign|taxonomy}`.
 pub async fn act(
     State(state): State<Arc<AppState>>,
     staff: Staff,
@@ -354,6 +493,35 @@ pub async fn act(
             }
             blocking(move || storage.create_grid(&name, &community, &street)).await??;
             lang.t("已添加网格。", "Grid added.").to_owned()
+        }
+        "taxonomy" => {
+            let edit = taxonomy_edit(&form)?;
+            let shipped = state.dashboard.taxonomy.clone();
+            let detail = format!("{} {}", form.op, form.code.chars().take(64).collect::<String>());
+            let saved = blocking(move || -> Result<Result<u32, DashboardError>, crate::storage::StorageError> {
+                let stored = storage.county_taxonomy()?;
+                let expected = stored.as_ref().map(|t| t.version);
+                let current = stored.unwrap_or(shipped);
+                let next = match taxonomy::edit(&current, &edit) {
+                    Ok(next) => next,
+                    Err(e) => return Ok(Err(refused(&e))),
+                };
+                if storage.save_county_taxonomy(&next, expected, &detail, at)? {
+                    Ok(Ok(next.version))
+                } else {
+                    Ok(Err(DashboardError::NotAllowedNow(
+                        "另一位管理员刚刚修改过，请刷新后重试 / edited by someone else just now; reload and retry"
+                            .into(),
+                    )))
+                }
+            })
+            .await???;
+            tracing::info!(version = saved, op = %form.op, "county taxonomy edited");
+            format!(
+                "{} {saved}{}",
+                lang.t("已保存，诉求分类版本", "Saved: taxonomy version"),
+                lang.t("，设备下次同步时收到。", "; devices receive it on their next sync."),
+            )
         }
         _ => return Ok(Redirect::to("/dashboard/admin").into_response()),
     };

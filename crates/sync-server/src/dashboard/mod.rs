@@ -9,7 +9,8 @@
 //! - [`actions`]: supervisor actions written as request events into the documents.
 //! - [`pages`]: the HTML pages; [`chart`]: SVG charts; [`html`]: layout and escaping.
 //! - [`export`]: ledger and visit log as CSV and XLSX; [`import`]: household register upload.
-//! - [`admin`]: members, grids, devices, accounts, categories and departments.
+//! - [`admin`]: members, grids, devices, accounts, categories and departments; [`taxonomy`]:
+//!   the county's edits of its categories and departments.
 //! - [`error`]: the dashboard's error type.
 //!
 //! Every page and action checks the signed-in member's scope with the same rules as devices
@@ -39,6 +40,7 @@ pub mod import;
 pub mod pages;
 pub mod read_model;
 pub mod session;
+pub mod taxonomy;
 
 use error::DashboardError;
 use read_model::ReadModel;
@@ -50,7 +52,8 @@ pub const MAX_UPLOAD_BYTES: usize = 16 * 1024 * 1024;
 pub struct Dashboard {
     /// Send cookies with `Secure` (the server speaks TLS).
     pub secure_cookies: bool,
-    /// The county taxonomy (categories and departments).
+    /// The taxonomy shipped in the binary, in force until the administrator first edits the
+    /// county's (see [`taxonomy::in_force`]).
     pub taxonomy: Taxonomy,
     read_model: Mutex<ReadModel>,
     pending_imports: Mutex<HashMap<String, import::PendingImport>>,
@@ -107,7 +110,8 @@ pub async fn view<T: Send + 'static>(
             model.apply(changed);
         }
         let directory = Directory { grids: state.storage.grids()?, members: state.storage.members()? };
-        Ok(f(&model, &directory, &dashboard.taxonomy))
+        let taxonomy = taxonomy::in_force(state.storage.as_ref(), &dashboard.taxonomy)?;
+        Ok(f(&model, &directory, &taxonomy))
     })
     .await?
 }

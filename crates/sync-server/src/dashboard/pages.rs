@@ -234,7 +234,9 @@ fn action_forms(b: &mut String, lang: Lang, taxonomy: &Taxonomy, staff_csrf: &st
     options(
         b,
         &current,
-        taxonomy.departments.iter().map(|d| (d.code.to_string(), lang.department(taxonomy, d.code.as_str()))),
+        taxonomy
+            .active_departments()
+            .map(|d| (d.code.to_string(), lang.department(taxonomy, d.code.as_str()))),
     );
     let _ = write!(
         b,

@@ -32,7 +32,13 @@ pub async fn handle_frame(
     let (reply, cursor) = match message {
         ClientMessage::Sync(request) => {
             let uploaded: usize = request.uploads.iter().map(|u| u.changes.len()).sum();
-            let reply = blocking(move || storage.sync(&device, &request, &limits, now())).await??;
+            let reply = blocking(move || -> Result<_, ApiError> {
+                let mut reply = storage.sync(&device, &request, &limits, now())?;
+                reply.taxonomy =
+                    crate::dashboard::taxonomy::for_device(storage.as_ref(), request.taxonomy_version)?;
+                Ok(reply)
+            })
+            .await??;
             state.metrics.sync_round(uploaded);
             if uploaded > 0 {
                 // Wake live connections; a send error only means nobody listens.

@@ -4,6 +4,7 @@
 
 use automerge::AutoCommit;
 use doorstep_core::ids::{DocumentId, MemberId};
+use doorstep_core::model::Taxonomy;
 use doorstep_core::time::Timestamp;
 use serde::Serialize;
 
@@ -117,4 +118,32 @@ pub trait DashboardStorage: Send + Sync + 'static {
     fn staff_accounts(&self) -> Result<Vec<StaffAccountRow>, StorageError>;
     /// Every document whose last change is after log position `seq`, in log order.
     fn documents_since(&self, seq: u64) -> Result<Vec<ChangedDocument>, StorageError>;
+    /// The county's taxonomy as last edited on the dashboard; `None` until the first edit (the
+    /// taxonomy shipped in the binary is then in force).
+    fn county_taxonomy(&self) -> Result<Option<Taxonomy>, StorageError>;
+    /// Stores an edited taxonomy if the stored version is still `expected` (`None`: nothing
+    /// stored yet), and writes the edit to the audit log. Returns `false`, storing nothing, when
+    /// another edit came first.
+    fn save_county_taxonomy(
+        &self,
+        taxonomy: &Taxonomy,
+        expected: Option<u32>,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<bool, StorageError>;
+}
+
+/// Reads a stored county taxonomy (JSON) and checks it.
+pub(crate) fn parse_taxonomy(body: &str, version: i64) -> Result<Taxonomy, StorageError> {
+    let taxonomy =
+        Taxonomy::from_json(body).map_err(|e| StorageError::Damaged(format!("county taxonomy: {e}")))?;
+    if i64::from(taxonomy.version) != version {
+        return Err(StorageError::Damaged("county taxonomy: version column and body disagree".into()));
+    }
+    Ok(taxonomy)
+}
+
+/// Writes a county taxonomy as stored (JSON).
+pub(crate) fn taxonomy_json(taxonomy: &Taxonomy) -> Result<String, StorageError> {
+    serde_json::to_string(taxonomy).map_err(|e| StorageError::Damaged(format!("county taxonomy: {e}")))
 }

@@ -602,6 +602,8 @@ pub(crate) fn round(
         cursor: caught.cursor,
         more: caught.more,
         digest: digest.map(serde_bytes::ByteArray::new),
+        // Added by the HTTP layer, which knows the county's taxonomy (`http::sync`).
+        taxonomy: None,
     })
 }
 

@@ -37,6 +37,7 @@ use crate::storage::{
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_dashboard.sql"),
+    include_str!("../../migrations/postgres/0003_county_taxonomy.sql"),
 ];
 
 /// The channel nodes announce new changes on.

@@ -3,13 +3,14 @@
 
 use automerge::AutoCommit;
 use doorstep_core::ids::{Code, MemberId};
+use doorstep_core::model::Taxonomy;
 use doorstep_core::time::Timestamp;
 
 use crate::scope::Scope;
 use crate::storage::StorageError;
 use crate::storage::dashboard::{
     AccountCreated, ChangedDocument, DashboardStorage, NewSession, StaffAccount, StaffAccountRow,
-    StaffSession,
+    StaffSession, parse_taxonomy, taxonomy_json,
 };
 use crate::storage::engine::parse;
 use crate::storage::postgresql::PostgresStorage;
@@ -174,6 +175,48 @@ impl DashboardStorage for PostgresStorage {
                     })
                 })
                 .collect()
+        })
+    }
+
+    fn county_taxonomy(&self) -> Result<Option<Taxonomy>, StorageError> {
+        self.with_client(|conn| {
+            let row = conn.query_opt("SELECT version, body FROM county_taxonomy WHERE id = 1", &[])?;
+            row.map(|r| parse_taxonomy(r.get(1), r.get(0))).transpose()
+        })
+    }
+
+    fn save_county_taxonomy(
+        &self,
+        taxonomy: &Taxonomy,
+        expected: Option<u32>,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        let body = taxonomy_json(taxonomy)?;
+        self.with_client(|conn| {
+            let mut tx = conn.transaction()?;
+            let version = i64::from(taxonomy.version);
+            let stored = match expected {
+                None => tx.execute(
+                    "INSERT INTO county_taxonomy (id, version, body, updated_at) VALUES (1, $1, $2, $3)
+                     ON CONFLICT (id) DO NOTHING",
+                    &[&version, &body, &now.millis()],
+                )?,
+                Some(old) => tx.execute(
+                    "UPDATE county_taxonomy SET version = $1, body = $2, updated_at = $3
+                     WHERE id = 1 AND version = $4",
+                    &[&version, &body, &now.millis(), &i64::from(old)],
+                )?,
+            };
+            if stored == 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO audit_log (at, actor, action, detail) VALUES ($1, 'admin', 'taxonomy_edited', $2)",
+                &[&now.millis(), &detail],
+            )?;
+            tx.commit()?;
+            Ok(true)
         })
     }
 }

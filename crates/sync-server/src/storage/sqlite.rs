@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_digest_cache.sql"),
     include_str!("../../migrations/sqlite/0003_dashboard.sql"),
+    include_str!("../../migrations/sqlite/0004_county_taxonomy.sql"),
 ];
 
 /// The database file's name inside the data directory.

@@ -3,6 +3,7 @@
 
 use automerge::AutoCommit;
 use doorstep_core::ids::{Code, MemberId};
+use doorstep_core::model::Taxonomy;
 use doorstep_core::time::Timestamp;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
@@ -10,7 +11,7 @@ use crate::scope::Scope;
 use crate::storage::StorageError;
 use crate::storage::dashboard::{
     AccountCreated, ChangedDocument, DashboardStorage, NewSession, StaffAccount, StaffAccountRow,
-    StaffSession,
+    StaffSession, parse_taxonomy, taxonomy_json,
 };
 use crate::storage::engine::parse;
 use crate::storage::sqlite::SqliteStorage;
@@ -194,5 +195,48 @@ impl DashboardStorage for SqliteStorage {
             Ok(ChangedDocument { id: parse(&id, "document id")?, doc, last_seq: last_seq.unsigned_abs() })
         })
         .collect()
+    }
+
+    fn county_taxonomy(&self) -> Result<Option<Taxonomy>, StorageError> {
+        let row = self
+            .lock()
+            .query_row("SELECT version, body FROM county_taxonomy WHERE id = 1", [], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .optional()?;
+        row.map(|(version, body)| parse_taxonomy(&body, version)).transpose()
+    }
+
+    fn save_county_taxonomy(
+        &self,
+        taxonomy: &Taxonomy,
+        expected: Option<u32>,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        let body = taxonomy_json(taxonomy)?;
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let stored = match expected {
+            None => tx.execute(
+                "INSERT INTO county_taxonomy (id, version, body, updated_at) VALUES (1, ?1, ?2, ?3)
+                 ON CONFLICT (id) DO NOTHING",
+                params![i64::from(taxonomy.version), body, now.millis()],
+            )?,
+            Some(old) => tx.execute(
+                "UPDATE county_taxonomy SET version = ?1, body = ?2, updated_at = ?3
+                 WHERE id = 1 AND version = ?4",
+                params![i64::from(taxonomy.version), body, now.millis(), i64::from(old)],
+            )?,
+        };
+        if stored == 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO audit_log (at, actor, action, detail) VALUES (?1, 'admin', 'taxonomy_edited', ?2)",
+            params![now.millis(), detail],
+        )?;
+        tx.commit()?;
+        Ok(true)
     }
 }

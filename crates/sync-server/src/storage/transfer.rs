@@ -124,6 +124,7 @@ pub const TABLES: &[Table] = &[
         columns: &["session_hash", "account_id", "csrf_token", "created_at", "expires_at"],
         key: &["session_hash"],
     },
+    Table { name: "county_taxonomy", columns: &["id", "version", "body", "updated_at"], key: &["id"] },
 ];
 
 /// Rows read or written per batch.
