@@ -96,21 +96,21 @@ pub async fn run<R: Send + 'static>(
 async fn tick(progress: Arc<Progress>) {
     let terminal = std::io::stderr().is_terminal();
     let every = if terminal { Duration::from_millis(250) } else { Duration::from_secs(5) };
+    let show = |end: bool| {
+        if terminal {
+            eprint!("\r{}   {}", progress.line(), if end { "\n" } else { "" });
+            let _ = std::io::stderr().flush();
+        } else {
+            eprintln!("{}", progress.line());
+        }
+    };
     let mut last = Instant::now();
     while !progress.finished.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if terminal && last.elapsed() >= every {
-            eprint!("\r{}   ", progress.line());
-            let _ = std::io::stderr().flush();
-            last = Instant::now();
-        } else if last.elapsed() >= every {
-            eprintln!("{}", progress.line());
+        if last.elapsed() >= every {
+            show(false);
             last = Instant::now();
         }
     }
-    if terminal {
-        eprintln!("\r{}   ", progress.line());
-    } else {
-        eprintln!("{}", progress.line());
-    }
+    show(true);
 }
