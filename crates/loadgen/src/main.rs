@@ -280,12 +280,7 @@ fn run(args: Args) -> Result<bool> {
                 .block_on(phase::run("storm", jobs, devices.len(), phase_timeout, |o| o.error.is_some()))?
         }
         Scenario::Writes => {
-            let jobs = (0..devices.len())
-                .map(|i| {
-                    let (url, devices) = (url.clone(), devices.clone());
-                    Box::pin(async move { devices[i].sync(&url, sync_timeout).await }) as phase::Job<Outcome>
-                })
-                .collect();
+            let jobs = sync_jobs(&devices, &url, sync_timeout);
             runtime.block_on(phase::run("writes", jobs, args.concurrency, phase_timeout, |o| {
                 o.error.is_some()
             }))?
@@ -303,12 +298,7 @@ fn run(args: Args) -> Result<bool> {
     let mut settled = false;
     while settle_passes < MAX_SETTLE_PASSES && !settled {
         settle_passes += 1;
-        let jobs = (0..devices.len())
-            .map(|i| {
-                let (url, devices) = (url.clone(), devices.clone());
-                Box::pin(async move { devices[i].sync(&url, sync_timeout).await }) as phase::Job<Outcome>
-            })
-            .collect();
+        let jobs = sync_jobs(&devices, &url, sync_timeout);
         let pass = runtime.block_on(phase::run(
             &format!("settle {settle_passes}"),
             jobs,
@@ -359,4 +349,14 @@ fn run(args: Args) -> Result<bool> {
         print!("{}", summary.table());
     }
     Ok(summary.converged)
+}
+
+/// One job per device: a whole sync.
+fn sync_jobs(devices: &Arc<Vec<Device>>, url: &Arc<String>, timeout: Duration) -> Vec<phase::Job<Outcome>> {
+    (0..devices.len())
+        .map(|i| {
+            let (url, devices) = (url.clone(), devices.clone());
+            Box::pin(async move { devices[i].sync(&url, timeout).await }) as phase::Job<Outcome>
+        })
+        .collect()
 }
