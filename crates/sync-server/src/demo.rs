@@ -142,7 +142,6 @@ pub fn seed_sized(
     let mut accounts = vec![account(storage, admin, "admin", "县级管理员", Role::Admin, now)?];
     let mut households = 0;
     let mut requests = 0;
-    let day = 86_400_000i64;
     for (c, (community, street)) in communities.iter().enumerate() {
         let supervisor = storage.create_member(&format!("{community}负责人"), Role::Supervisor, None, now)?;
         for g in 0..4 {
@@ -155,22 +154,10 @@ pub fn seed_sized(
             if c == 0 && g == 0 {
                 logins.push(login(storage, worker, &worker_name, Role::GridWorker, &grid_name, now)?);
             }
-            let mut docs: Vec<(DocumentId, AutoCommit)> = Vec::new();
-            let mut homes: Vec<HouseholdId> = Vec::new();
-            for n in 0..households_per_grid {
-                let (id, doc) = household(&mut rng, community, grid, n, worker, now)?;
-                homes.push(id);
-                docs.push((id.into(), doc));
-            }
-            households += docs.len();
-            for n in 0..50u64 {
-                let home = (n % 5 != 0).then(|| homes[rng.below(homes.len() as u64) as usize]);
-                let at = Timestamp(now.millis() - (1 + rng.below(60)) as i64 * day);
-                let (id, doc) = request(&mut rng, &taxonomy, home, grid, worker, supervisor, at, n)?;
-                docs.push((id.into(), doc));
-                requests += 1;
-            }
-            storage.write_server_documents(&mut docs, now)?;
+            let crew = GridCrew { grid, community, worker, supervisor };
+            let (h, r) = seed_grid(storage, &mut rng, &taxonomy, &crew, households_per_grid, 50, now)?;
+            households += h;
+            requests += r;
         }
         if c == 0 {
             accounts.push(account(
@@ -200,6 +187,50 @@ pub fn seed_sized(
     logins.push(login(storage, staff, "民政局工作人员", Role::DepartmentStaff, "民政局", now)?);
     accounts.push(account(storage, staff, "minzheng", "民政局工作人员", Role::DepartmentStaff, now)?);
     Ok(Some(DemoSummary { households, requests, logins, accounts }))
+}
+
+/// Who a seeded grid belongs to: its households' community, the worker who registered them
+/// and the supervisor who acts on its requests.
+pub struct GridCrew<'a> {
+    /// The grid, already created.
+    pub grid: GridId,
+    /// Its community's name (the households' address).
+    pub community: &'a str,
+    /// The grid worker recorded as author of households, visits and most events.
+    pub worker: MemberId,
+    /// The supervisor recorded on supervise and close events.
+    pub supervisor: MemberId,
+}
+
+/// Writes `households` households (with residents and up to 8 visits each) and `requests`
+/// requests in every state into an existing grid, in one transaction; returns how many of
+/// each. The demo and the load generator (`crates/loadgen`) seed their grids with it.
+pub fn seed_grid(
+    storage: &dyn Storage,
+    rng: &mut Seeded,
+    taxonomy: &Taxonomy,
+    crew: &GridCrew<'_>,
+    households: u64,
+    requests: u64,
+    now: Timestamp,
+) -> Result<(usize, usize), StorageError> {
+    let day = 86_400_000i64;
+    let GridCrew { grid, community, worker, supervisor } = *crew;
+    let mut docs: Vec<(DocumentId, AutoCommit)> = Vec::new();
+    let mut homes: Vec<HouseholdId> = Vec::new();
+    for n in 0..households {
+        let (id, doc) = household(rng, community, grid, n, worker, now)?;
+        homes.push(id);
+        docs.push((id.into(), doc));
+    }
+    for n in 0..requests {
+        let home = (n % 5 != 0 && !homes.is_empty()).then(|| homes[rng.below(homes.len() as u64) as usize]);
+        let at = Timestamp(now.millis() - (1 + rng.below(60)) as i64 * day);
+        let (id, doc) = request(rng, taxonomy, home, grid, worker, supervisor, at, n)?;
+        docs.push((id.into(), doc));
+    }
+    storage.write_server_documents(&mut docs, now)?;
+    Ok((homes.len(), requests as usize))
 }
 
 /// A dashboard account with a random password for a demo member.

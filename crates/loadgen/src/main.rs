@@ -1,0 +1,362 @@
+//! `doorstep-loadgen`: a county of simulated phones against a real `doorstep-server` process
+//! on 127.0.0.1 that it starts itself, on SQLite or on a throwaway PostgreSQL database.
+//!
+//! ```text
+//! cargo build --release -p doorstep-server -p doorstep-loadgen
+//! target/release/doorstep-loadgen --scenario storm  --backend sqlite --devices 1000
+//! target/release/doorstep-loadgen --scenario writes --backend postgres --pg-admin-url postgres://…/postgres
+//! target/release/doorstep-loadgen --smoke --backend sqlite --server target/debug/doorstep-server
+//! ```
+//!
+//! Every run: seeds grids through the server's storage (the demo's households and requests,
+//! `doorstep_server::demo::seed_grid`), one grid worker and enrolment code per device; starts
+//! the server; enrols every device over HTTP and downloads its grid; lets the working devices
+//! record a day of visits offline; runs the scenario; then syncs every device until nothing
+//! moves and checks convergence (`converge.rs`). Exits 1 if sync did not converge, 2 on error.
+//!
+//! Map: `server.rs` (the process, the backend, `/proc` figures), `county.rs` (seeding),
+//! `device.rs` (a simulated phone), `phase.rs` (running many devices at once, with progress),
+//! `converge.rs` (the final check), `report.rs` (the summary).
+
+mod converge;
+mod county;
+mod device;
+mod phase;
+mod report;
+mod server;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+use doorstep_server::demo::Seeded;
+
+use crate::device::{Device, Outcome};
+use crate::report::Summary;
+use crate::server::{Backend, ServerProcess, ThrowawayDatabase};
+
+/// The scenario to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// Morning storm: every device reconnects within `--window-secs`; a share of them idle,
+    /// the rest with a day of visits.
+    Storm,
+    /// Durable writes: every device uploads a day of visits, `--concurrency` at a time.
+    Writes,
+}
+
+/// Storage backend of the server under load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BackendKind {
+    /// One SQLite file in a temporary data directory.
+    Sqlite,
+    /// A throwaway database on the PostgreSQL server of `--pg-admin-url`.
+    Postgres,
+}
+
+/// Command-line flags; unset sizes take the full run's defaults, or the smoke run's with
+/// `--smoke`.
+#[derive(Parser, Debug)]
+#[command(name = "doorstep-loadgen", about = "Simulates a county of phones against a real doorstep-server")]
+struct Args {
+    /// What to measure.
+    #[arg(long, value_enum, default_value = "storm")]
+    scenario: Scenario,
+    /// Where the server stores.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    backend: BackendKind,
+    /// PostgreSQL URL of a role with CREATEDB (what `scripts/postgres` prints).
+    #[arg(long, env = "DOORSTEP_TEST_PG")]
+    pg_admin_url: Option<String>,
+    /// The server binary to start.
+    #[arg(long, default_value = "target/release/doorstep-server")]
+    server: PathBuf,
+    /// A small, quick run (20 devices, a few visits, seconds): sizes not given take its values.
+    #[arg(long)]
+    smoke: bool,
+    /// Devices (default 1,000; smoke 20).
+    #[arg(long)]
+    devices: Option<usize>,
+    /// Devices per grid (default 4).
+    #[arg(long)]
+    devices_per_grid: Option<usize>,
+    /// Households seeded per grid (default 40; smoke 10).
+    #[arg(long)]
+    households_per_grid: Option<u64>,
+    /// Requests seeded per grid (default 10; smoke 4).
+    #[arg(long)]
+    requests_per_grid: Option<u64>,
+    /// Visits a working device records offline (default 12; smoke 3).
+    #[arg(long)]
+    visits_per_device: Option<usize>,
+    /// Storm: share of devices that reconnect idle, 0–1.
+    #[arg(long, default_value_t = 0.5)]
+    idle_share: f64,
+    /// Storm: every device reconnects at a random moment within this many seconds (smoke: 2).
+    #[arg(long)]
+    window_secs: Option<f64>,
+    /// Syncs in flight at once in the writes scenario and in set-up and settling.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Longest one device's sync may take before it counts as failed.
+    #[arg(long, default_value_t = 60)]
+    sync_timeout_secs: u64,
+    /// Longest one phase (enrolment, the scenario, settling) may take.
+    #[arg(long, default_value_t = 900)]
+    phase_timeout_secs: u64,
+    /// Worker threads of the load generator's runtime.
+    #[arg(long, default_value_t = 4)]
+    threads: usize,
+    /// Seed of every random choice (households, visits, who is idle, when each reconnects).
+    #[arg(long, default_value_t = 0x10ad_9e17)]
+    seed: u64,
+    /// Print the summary as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Sizes after `--smoke` and the defaults are applied.
+#[derive(Clone, Copy, Debug)]
+struct Sizes {
+    shape: county::Shape,
+    visits_per_device: usize,
+    window: Duration,
+}
+
+impl Args {
+    fn sizes(&self) -> Sizes {
+        let smoke = self.smoke;
+        let pick =
+            |given: Option<u64>, full: u64, small: u64| given.unwrap_or(if smoke { small } else { full });
+        let shape = county::Shape {
+            devices: pick(self.devices.map(|d| d as u64), 1000, 20) as usize,
+            devices_per_grid: self.devices_per_grid.unwrap_or(4).max(1),
+            households_per_grid: pick(self.households_per_grid, 40, 10).max(1),
+            requests_per_grid: pick(self.requests_per_grid, 10, 4),
+        };
+        let visits_per_device = pick(self.visits_per_device.map(|v| v as u64), 12, 3) as usize;
+        let window = self.window_secs.unwrap_or(if smoke { 2.0 } else { 10.0 });
+        Sizes { shape, visits_per_device, window: Duration::from_secs_f64(window.max(0.0)) }
+    }
+}
+
+/// Settling passes (every device syncs) after the scenario, at most.
+const MAX_SETTLE_PASSES: usize = 4;
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("doorstep-loadgen: sync did NOT converge (see the summary)");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("doorstep-loadgen: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the whole simulation; `Ok(converged)`.
+fn run(args: Args) -> Result<bool> {
+    let sizes = args.sizes();
+    if sizes.shape.devices == 0 {
+        anyhow::bail!("--devices must be at least 1");
+    }
+    let sync_timeout = Duration::from_secs(args.sync_timeout_secs);
+    let phase_timeout = Duration::from_secs(args.phase_timeout_secs);
+    let work = tempfile::Builder::new().prefix("doorstep-loadgen-").tempdir()?;
+    let (data_dir, phones_dir) = (work.path().join("server"), work.path().join("phones"));
+    std::fs::create_dir_all(&data_dir)?;
+    std::fs::create_dir_all(&phones_dir)?;
+    let backend = match args.backend {
+        BackendKind::Sqlite => Backend::Sqlite,
+        BackendKind::Postgres => {
+            let url = args
+                .pg_admin_url
+                .as_deref()
+                .context("--backend postgres needs --pg-admin-url (or DOORSTEP_TEST_PG)")?;
+            Backend::Postgres(ThrowawayDatabase::create(url)?)
+        }
+    };
+
+    let started = Instant::now();
+    let storage = backend.storage(&data_dir)?;
+    let now = doorstep_server::http::now();
+    let county = county::seed(storage.as_ref(), &sizes.shape, args.seed, now)?;
+    drop(storage);
+    let seed_seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "seeded {} grids, {} documents, {} devices in {seed_seconds:.1} s ({})",
+        county.grids.len(),
+        county.documents,
+        county.seats.len(),
+        backend.name()
+    );
+
+    let server = ServerProcess::start(&args.server, &data_dir, &backend)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()?;
+    let url = Arc::new(server.url.clone());
+
+    // Enrolment and each phone's first download of its grid.
+    let started = Instant::now();
+    let seats = Arc::new(county.seats);
+    let phones = Arc::new(phones_dir);
+    let jobs: Vec<phase::Job<Result<Device>>> = (0..seats.len())
+        .map(|i| {
+            let (url, seats, phones) = (url.clone(), seats.clone(), phones.clone());
+            Box::pin(async move { Device::enrol(&url, &phones, i, &seats[i], sync_timeout).await })
+                as phase::Job<_>
+        })
+        .collect();
+    let enrolled =
+        runtime.block_on(phase::run("enrol + download", jobs, args.concurrency, phase_timeout, |r| {
+            r.is_err()
+        }))?;
+    let devices = enrolled.into_iter().collect::<Result<Vec<Device>>>()?;
+    let enrol_seconds = started.elapsed().as_secs_f64();
+
+    // A day of work offline on the working devices (all of them in the writes scenario).
+    let mut choose = Seeded(args.seed ^ 0x1d1e);
+    let idle_per_mille = (args.idle_share.clamp(0.0, 1.0) * 1000.0).round() as u64;
+    let working: Vec<bool> = (0..devices.len())
+        .map(|_| args.scenario == Scenario::Writes || choose.below(1000) >= idle_per_mille)
+        .collect();
+    let day = doorstep_core::time::Timestamp(now.millis() - 10 * 3_600_000);
+    let started = Instant::now();
+    let shared = Arc::new(devices);
+    let grids = Arc::new(county.grids.clone());
+    let jobs = (0..shared.len())
+        .filter(|i| working[*i])
+        .map(|i| {
+            let (devices, grids) = (shared.clone(), grids.clone());
+            let (visits, seed) = (sizes.visits_per_device, args.seed ^ (i as u64).wrapping_mul(0x9e37_79b9));
+            Box::pin(async move {
+                let job = tokio::task::spawn_blocking(move || {
+                    devices[i].work_day(grids[devices[i].grid], visits, seed, day)
+                });
+                (i, job.await.map_err(anyhow::Error::from).and_then(|r| r))
+            }) as phase::Job<(usize, Result<Vec<_>>)>
+        })
+        .collect();
+    let days =
+        runtime.block_on(phase::run("day of visits", jobs, args.threads, phase_timeout, |r| r.1.is_err()))?;
+    let mut devices = Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("a device is still in use"))?;
+    for (i, visits) in days {
+        devices[i].visits = visits?;
+    }
+    let day_seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "enrolled in {enrol_seconds:.1} s; {} devices recorded their day in {day_seconds:.1} s",
+        working.iter().filter(|w| **w).count()
+    );
+
+    // The scenario, measured.
+    let devices = Arc::new(devices);
+    let load_before = server::load_average();
+    let peak_reset = server.reset_peak_rss();
+    let (server_cpu, own_cpu) = (server.cpu_seconds()?, server::own_cpu_seconds()?);
+    let started = Instant::now();
+    let outcomes = match args.scenario {
+        Scenario::Storm => {
+            let window_ms = sizes.window.as_millis() as u64;
+            let jobs = (0..devices.len())
+                .map(|i| {
+                    let offset = Duration::from_millis(choose.below(window_ms.max(1)));
+                    let (url, devices) = (url.clone(), devices.clone());
+                    Box::pin(async move {
+                        tokio::time::sleep(offset).await;
+                        devices[i].sync(&url, sync_timeout).await
+                    }) as phase::Job<Outcome>
+                })
+                .collect();
+            runtime
+                .block_on(phase::run("storm", jobs, devices.len(), phase_timeout, |o| o.error.is_some()))?
+        }
+        Scenario::Writes => {
+            let jobs = sync_jobs(&devices, &url, sync_timeout);
+            runtime.block_on(phase::run("writes", jobs, args.concurrency, phase_timeout, |o| {
+                o.error.is_some()
+            }))?
+        }
+    };
+    let phase_seconds = started.elapsed().as_secs_f64();
+    let server_cpu = server.cpu_seconds()? - server_cpu;
+    let own_cpu = server::own_cpu_seconds()? - own_cpu;
+    let peak_rss = server.peak_rss_bytes()?;
+    let load_after = server::load_average();
+
+    // Settle: every device syncs until a whole pass uploads nothing and fails nowhere; then
+    // nothing can still be on its way to any device.
+    let mut settle_passes = 0;
+    let mut settled = false;
+    while settle_passes < MAX_SETTLE_PASSES && !settled {
+        settle_passes += 1;
+        let jobs = sync_jobs(&devices, &url, sync_timeout);
+        let pass = runtime.block_on(phase::run(
+            &format!("settle {settle_passes}"),
+            jobs,
+            args.concurrency,
+            phase_timeout,
+            |o| o.error.is_some(),
+        ))?;
+        settled = pass.iter().all(|o| o.error.is_none() && o.verified && o.uploaded == 0);
+    }
+    let storage = backend.storage(&data_dir)?;
+    let convergence = converge::check(storage.as_ref(), &devices)?;
+    drop(storage);
+    drop(server);
+    drop(runtime);
+
+    let summary = Summary::new(report::Run {
+        scenario: format!("{:?}", args.scenario).to_lowercase(),
+        backend: backend.name(),
+        sizes: report::Sizes {
+            devices: devices.len(),
+            grids: county.grids.len(),
+            devices_per_grid: sizes.shape.devices_per_grid,
+            households_per_grid: sizes.shape.households_per_grid,
+            requests_per_grid: sizes.shape.requests_per_grid,
+            documents: county.documents,
+            visits_per_device: sizes.visits_per_device,
+            working_devices: working.iter().filter(|w| **w).count(),
+            idle_share: if args.scenario == Scenario::Storm { args.idle_share } else { 0.0 },
+            window_secs: sizes.window.as_secs_f64(),
+            concurrency: args.concurrency,
+        },
+        setup: report::Setup { seed_seconds, enrol_seconds, day_seconds },
+        outcomes,
+        phase_seconds,
+        server_cpu_seconds: server_cpu,
+        loadgen_cpu_seconds: own_cpu,
+        server_peak_rss_bytes: peak_rss,
+        peak_rss_reset: peak_reset,
+        load_before,
+        load_after,
+        settle_passes,
+        settled,
+        convergence,
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.table());
+    }
+    Ok(summary.converged)
+}
+
+/// One job per device: a whole sync.
+fn sync_jobs(devices: &Arc<Vec<Device>>, url: &Arc<String>, timeout: Duration) -> Vec<phase::Job<Outcome>> {
+    (0..devices.len())
+        .map(|i| {
+            let (url, devices) = (url.clone(), devices.clone());
+            Box::pin(async move { devices[i].sync(&url, timeout).await }) as phase::Job<Outcome>
+        })
+        .collect()
+}
