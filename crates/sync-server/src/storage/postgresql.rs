@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_dashboard.sql"),
     include_str!("../../migrations/postgres/0003_county_taxonomy.sql"),
+    include_str!("../../migrations/postgres/0007_catch_up_by_scope.sql"),
 ];
 
 /// The channel nodes announce new changes on.
@@ -488,7 +489,7 @@ impl LogTx for Pg<'_, '_> {
                 "SELECT c.seq, c.doc_id, d.kind, c.bytes, c.origin_device, octet_length(d.snapshot)::BIGINT,
                         EXISTS (SELECT 1 FROM device_docs dd WHERE dd.device_id = $1 AND dd.doc_id = c.doc_id)
                  FROM changes c JOIN documents d ON d.doc_id = c.doc_id
-                 WHERE c.seq > $2 AND c.seq <= $3 AND {cond}
+                 WHERE d.last_seq > $2 AND c.seq > $2 AND c.seq <= $3 AND {cond}
                  ORDER BY c.seq LIMIT $4"
             ),
             &args(&[&device.to_string(), &after, &upto, &count(limit)], &rule_args),
