@@ -21,6 +21,7 @@
 mod converge;
 mod county;
 mod device;
+mod hold;
 mod phase;
 mod report;
 mod server;
@@ -46,6 +47,9 @@ enum Scenario {
     Storm,
     /// Durable writes: every device uploads a day of visits, `--concurrency` at a time.
     Writes,
+    /// Held connections: every device keeps one idle WebSocket open for `--hold-secs`; the
+    /// server's memory is measured and every connection must still answer a ping.
+    Hold,
 }
 
 /// Storage backend of the server under load.
@@ -113,6 +117,9 @@ struct Args {
     /// Seed of every random choice (households, visits, who is idle, when each reconnects).
     #[arg(long, default_value_t = 0x10ad_9e17)]
     seed: u64,
+    /// Hold: seconds every connection stays open and idle before it is pinged.
+    #[arg(long, default_value_t = 10.0)]
+    hold_secs: f64,
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -197,6 +204,10 @@ fn run(args: Args) -> Result<bool> {
         backend.name()
     );
 
+    if args.scenario == Scenario::Hold {
+        return run_hold(&args, &backend, &data_dir, &county.seats);
+    }
+
     let server = ServerProcess::start(&args.server, &data_dir, &backend)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
@@ -279,7 +290,8 @@ fn run(args: Args) -> Result<bool> {
             runtime
                 .block_on(phase::run("storm", jobs, devices.len(), phase_timeout, |o| o.error.is_some()))?
         }
-        Scenario::Writes => {
+        // (Hold ran its own course above.)
+        Scenario::Writes | Scenario::Hold => {
             let jobs = sync_jobs(&devices, &url, sync_timeout);
             runtime.block_on(phase::run("writes", jobs, args.concurrency, phase_timeout, |o| {
                 o.error.is_some()
@@ -349,6 +361,38 @@ fn run(args: Args) -> Result<bool> {
         print!("{}", summary.table());
     }
     Ok(summary.converged)
+}
+
+/// The held-connections scenario (`hold.rs`): enrol through storage, start the server, hold.
+fn run_hold(
+    args: &Args,
+    backend: &Backend,
+    data_dir: &std::path::Path,
+    seats: &[county::Seat],
+) -> Result<bool> {
+    let started = Instant::now();
+    let storage = backend.storage(data_dir)?;
+    let tokens = hold::enrol_all(storage.as_ref(), seats)?;
+    drop(storage);
+    eprintln!(
+        "enrolled {} devices through storage in {:.1} s",
+        tokens.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let server = ServerProcess::start(&args.server, data_dir, backend)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()?;
+    let hold = Duration::from_secs_f64(args.hold_secs.max(0.0));
+    let report = runtime.block_on(hold::run(&server, tokens, hold))?;
+    let all_held = report.connected == report.devices && report.alive_after_hold == report.devices;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(all_held)
 }
 
 /// One job per device: a whole sync.

@@ -139,12 +139,21 @@ impl ServerProcess {
 
     /// Peak resident set size in bytes (`VmHWM` of `/proc/<pid>/status`).
     pub fn peak_rss_bytes(&self) -> Result<u64> {
+        self.status_bytes("VmHWM:")
+    }
+
+    /// Resident set size now, in bytes (`VmRSS` of `/proc/<pid>/status`).
+    pub fn current_rss_bytes(&self) -> Result<u64> {
+        self.status_bytes("VmRSS:")
+    }
+
+    fn status_bytes(&self, field: &str) -> Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
         let kb = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .ok_or_else(|| anyhow!("no VmHWM in /proc/{}/status", self.pid()))?;
+            .ok_or_else(|| anyhow!("no {field} in /proc/{}/status", self.pid()))?;
         Ok(kb * 1024)
     }
 

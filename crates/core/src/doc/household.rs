@@ -139,6 +139,26 @@ fn resident_obj(doc: &AutoCommit, id: HouseholdId, rid: ResidentId) -> Result<Ob
     obj_at(doc, &residents, &rid.to_string(), ObjType::Map).ok_or(CoreError::UnknownResident(rid))
 }
 
+/// Reads only what decides who may hold the household in `doc` (which must hold household
+/// `id`): its grid and its helpers, sorted. The server checks every upload with this, so it
+/// reads two fields, not every resident and visit as [`read`] does.
+pub fn scope_facts(doc: &AutoCommit, id: HouseholdId) -> Result<(GridId, Vec<MemberId>)> {
+    let doc_id: DocumentId = id.into();
+    check_type(doc, doc_id, TYPE)?;
+    let address_obj = root_map(doc, id, "address")?;
+    let grid = str_at(doc, &address_obj, "grid")
+        .and_then(|g| g.parse::<GridId>().ok())
+        .ok_or_else(|| corrupt(doc_id, "address has no grid".into()))?;
+    let helpers_obj = root_map(doc, id, "helpers")?;
+    let mut helpers: Vec<MemberId> = keys_of(doc, &helpers_obj)
+        .into_iter()
+        .filter(|k| bool_at(doc, &helpers_obj, k) == Some(true))
+        .filter_map(|k| k.parse().ok())
+        .collect();
+    helpers.sort();
+    Ok((grid, helpers))
+}
+
 /// Reads the household in `doc`, which must hold household `id`.
 pub fn read(doc: &AutoCommit, id: HouseholdId) -> Result<Household> {
     let doc_id: DocumentId = id.into();

@@ -40,15 +40,9 @@ pub fn facts(doc: &AutoCommit, id: DocumentId) -> Result<DocFacts, Rejection> {
     }
     Ok(match kind {
         DocumentKind::Household => {
-            let h = doc::household::read(doc, id.as_household()).map_err(|e| invalid(e.to_string()))?;
-            DocFacts {
-                kind,
-                grid: h.address.grid,
-                household: None,
-                department: None,
-                assignee: None,
-                helpers: h.helpers,
-            }
+            let (grid, helpers) =
+                doc::household::scope_facts(doc, id.as_household()).map_err(|e| invalid(e.to_string()))?;
+            DocFacts { kind, grid, household: None, department: None, assignee: None, helpers }
         }
         DocumentKind::Request => {
             let r = doc::request::read(doc, id.as_request()).map_err(|e| invalid(e.to_string()))?;
@@ -88,18 +82,31 @@ pub struct CheckedUpload {
     pub after: DocFacts,
 }
 
+/// A document as the server holds it, before an upload is applied to it.
+pub struct Stored {
+    /// Its current state.
+    pub doc: AutoCommit,
+    /// Its facts as stored beside it (what [`facts`] returned when it was last stored), so an
+    /// upload does not read the whole document twice.
+    pub facts: DocFacts,
+    /// The bytes it takes in storage, counted against the document size limit.
+    pub bytes: usize,
+}
+
 /// Checks an upload of `changes` to document `id`, whose current server state is `existing`
-/// (`None` if the server does not have it) and takes `existing_bytes` in storage.
+/// (`None` if the server does not have it). The document is taken, not copied: the upload is
+/// applied to it.
 pub fn check_upload(
     id: DocumentId,
-    existing: Option<&AutoCommit>,
-    existing_bytes: usize,
+    existing: Option<Stored>,
     changes: &[Vec<u8>],
     device_actor: &ActorId,
     max_document_bytes: usize,
 ) -> Result<CheckedUpload, Rejection> {
-    let before = existing.map(|doc| facts(doc, id)).transpose()?;
-    let mut doc = existing.cloned().unwrap_or_default();
+    let (mut doc, before, existing_bytes) = match existing {
+        Some(stored) => (stored.doc, Some(stored.facts), stored.bytes),
+        None => (AutoCommit::default(), None, 0),
+    };
     let mut parsed = Vec::with_capacity(changes.len());
     let mut added_bytes = 0;
     let mut uploaded: Vec<ChangeHash> = Vec::with_capacity(changes.len());

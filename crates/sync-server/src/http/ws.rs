@@ -16,6 +16,9 @@ use crate::error::{ApiError, FrameError};
 use crate::http::{AppState, authenticate, bearer, blocking, now, sync::handle_frame};
 use crate::storage::Device;
 
+/// Read buffer of one WebSocket connection.
+const WS_BUFFER_BYTES: usize = 4 * 1024;
+
 /// Upgrades an authenticated request to a WebSocket.
 pub async fn upgrade(
     State(state): State<Arc<AppState>>,
@@ -28,6 +31,11 @@ pub async fn upgrade(
             // Room above the frame limit, so an oversized frame gets its protocol error rather
             // than a closed socket; past this the socket closes.
             .max_message_size(state.max_frame_bytes.saturating_add(1024 * 1024))
+            // An idle phone's socket should cost little: tungstenite's default 128 KiB read and
+            // write buffers per connection made 10,000 held sockets cost ~1.4 GB. Frames larger
+            // than these still pass; the buffers grow while one is read.
+            .read_buffer_size(WS_BUFFER_BYTES)
+            .write_buffer_size(0)
             .on_upgrade(move |socket| serve(state, device, token.unwrap_or_default(), socket)),
         Err(e) => FrameError(e).into_response(),
     }

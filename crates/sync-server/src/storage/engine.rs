@@ -100,8 +100,8 @@ pub(crate) trait LogTx {
     fn set_held(&mut self, device: DeviceId, doc: DocumentId, held: bool) -> Result<(), StorageError>;
     /// Whether the member is a helper of the household.
     fn helps(&mut self, member: MemberId, household: HouseholdId) -> Result<bool, StorageError>;
-    /// The stored snapshot of a document and the stored size counted against its limit.
-    fn load(&mut self, doc: DocumentId) -> Result<Option<(Vec<u8>, usize)>, StorageError>;
+    /// The stored document: its snapshot, the size counted against its limit, and its facts.
+    fn load(&mut self, doc: DocumentId) -> Result<Option<StoredRow>, StorageError>;
     /// Appends changes not yet in the log (by hash); returns the last new sequence number and
     /// the bytes added, or `None` when every change was already stored.
     fn append_changes(
@@ -207,18 +207,52 @@ pub(crate) fn kind(text: &str) -> Result<DocumentKind, StorageError> {
     DocumentKind::from_stored(text).ok_or_else(|| damaged(format!("bad document kind {text:?}")))
 }
 
-/// The stored document and its stored size.
-pub(crate) fn load_document(
-    tx: &mut dyn LogTx,
-    id: DocumentId,
-) -> Result<Option<(AutoCommit, usize)>, StorageError> {
+/// A document's row as an upload needs it.
+pub(crate) struct StoredRow {
+    /// `save()` of the whole document.
+    pub snapshot: Vec<u8>,
+    /// Bytes counted against the document size limit.
+    pub bytes: usize,
+    /// The facts stored beside it, helpers left empty (they are in their own table).
+    pub facts: DocFacts,
+}
+
+impl StoredRow {
+    /// Builds the row from its stored columns.
+    pub(crate) fn from_columns(
+        snapshot: Vec<u8>,
+        bytes: i64,
+        kind_text: &str,
+        grid: &str,
+        household: Option<&str>,
+        department: Option<&str>,
+        assignee: Option<&str>,
+    ) -> Result<Self, StorageError> {
+        Ok(StoredRow {
+            snapshot,
+            bytes: usize::try_from(bytes).unwrap_or(usize::MAX),
+            facts: DocFacts {
+                kind: kind(kind_text)?,
+                grid: parse(grid, "grid id")?,
+                household: household.map(|h| parse(h, "household id")).transpose()?,
+                department: department.map(|d| parse(d, "department")).transpose()?,
+                assignee: assignee.map(|a| parse(a, "member id")).transpose()?,
+                helpers: Vec::new(),
+            },
+        })
+    }
+}
+
+/// The stored document.
+pub(crate) fn load_document(tx: &mut dyn LogTx, id: DocumentId) -> Result<Option<AutoCommit>, StorageError> {
     match tx.load(id)? {
         None => Ok(None),
-        Some((snapshot, bytes)) => {
-            let doc = AutoCommit::load(&snapshot).map_err(|e| damaged(format!("document {id}: {e}")))?;
-            Ok(Some((doc, bytes)))
-        }
+        Some(row) => Ok(Some(open_snapshot(id, &row.snapshot)?)),
     }
+}
+
+fn open_snapshot(id: DocumentId, snapshot: &[u8]) -> Result<AutoCommit, StorageError> {
+    AutoCommit::load(snapshot).map_err(|e| damaged(format!("document {id}: {e}")))
 }
 
 fn helps(tx: &mut dyn LogTx, member: MemberId, household: Option<HouseholdId>) -> Result<bool, StorageError> {
@@ -272,7 +306,7 @@ pub(crate) fn write_server_documents(
 ) -> Result<(), StorageError> {
     for (id, doc) in docs.iter_mut() {
         let known: HashSet<ChangeHash> = match load_document(tx, *id)? {
-            Some((mut existing, _)) => {
+            Some(mut existing) => {
                 // Devices may have uploaded since the caller loaded the document (a dashboard
                 // action): merge their changes so the stored snapshot keeps them.
                 doc.merge(&mut existing).map_err(|e| damaged(format!("document {id}: {e}")))?;
@@ -328,16 +362,20 @@ fn check(
     changes: &[Vec<u8>],
     limits: &SyncLimits,
 ) -> Result<CheckedUpload, SyncFailure> {
-    let existing = load_document(tx, id)?;
-    validate::check_upload(
-        id,
-        existing.as_ref().map(|(doc, _)| doc),
-        existing.as_ref().map_or(0, |(_, bytes)| *bytes),
-        changes,
-        &device.actor,
-        limits.max_document_bytes,
-    )
-    .map_err(|r| refused(r.code, r.message, Some(id)))
+    // The facts before the upload come from the row, not from reading the whole document.
+    let existing = match tx.load(id)? {
+        None => None,
+        Some(row) => {
+            let mut facts = row.facts;
+            if facts.kind == DocumentKind::Household {
+                facts.helpers = tx.helpers(id)?.into_iter().collect();
+                facts.helpers.sort();
+            }
+            Some(validate::Stored { doc: open_snapshot(id, &row.snapshot)?, facts, bytes: row.bytes })
+        }
+    };
+    validate::check_upload(id, existing, changes, &device.actor, limits.max_document_bytes)
+        .map_err(|r| refused(r.code, r.message, Some(id)))
 }
 
 struct CatchUp {
@@ -637,7 +675,7 @@ pub(crate) fn repair(
         let carried = changes_in(&message)?;
         let mut doc = if carried.is_empty() {
             match load_document(tx, id)? {
-                Some((doc, _)) => doc,
+                Some(doc) => doc,
                 None => {
                     return Err(refused(
                         ErrorCode::OutOfScope,

@@ -26,7 +26,7 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use crate::scope::{Role, Scope};
 use crate::storage::engine::{
-    self, DocumentRow, LogRow, LogTx, ScopeRule, Snapshot, Unheld, damaged, kind, parse,
+    self, DocumentRow, LogRow, LogTx, ScopeRule, Snapshot, StoredRow, Unheld, damaged, kind, parse,
 };
 use crate::storage::transfer::{BATCH_ROWS, Cell, RowSink, RowSource, TABLES, Table};
 use crate::storage::{
@@ -312,12 +312,16 @@ impl LogTx for Pg<'_, '_> {
         Ok(row.get(0))
     }
 
-    fn load(&mut self, doc: DocumentId) -> Result<Option<(Vec<u8>, usize)>, StorageError> {
+    fn load(&mut self, doc: DocumentId) -> Result<Option<StoredRow>, StorageError> {
         let row = self.tx.query_opt(
-            "SELECT snapshot, stored_bytes FROM documents WHERE doc_id = $1",
+            "SELECT snapshot, stored_bytes, kind, grid_id, household_id, department, assignee
+             FROM documents WHERE doc_id = $1",
             &[&doc.to_string()],
         )?;
-        Ok(row.map(|r| (r.get(0), size(r.get(1)))))
+        row.map(|r| {
+            StoredRow::from_columns(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6))
+        })
+        .transpose()
     }
 
     fn append_changes(
@@ -727,7 +731,7 @@ impl Storage for PostgresStorage {
     }
 
     fn document(&self, id: DocumentId) -> Result<Option<AutoCommit>, StorageError> {
-        Ok(self.in_tx(false, |tx| engine::load_document(tx, id))?.map(|(doc, _)| doc))
+        Ok(self.in_tx(false, |tx| engine::load_document(tx, id))?)
     }
 
     fn revoked_since(&self, since: Timestamp) -> Result<Vec<DeviceId>, StorageError> {

@@ -14,7 +14,9 @@ use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
 use crate::scope::{Role, Scope};
-use crate::storage::engine::{self, DocumentRow, LogRow, LogTx, ScopeRule, Snapshot, Unheld, kind, parse};
+use crate::storage::engine::{
+    self, DocumentRow, LogRow, LogTx, ScopeRule, Snapshot, StoredRow, Unheld, kind, parse,
+};
 use crate::storage::{
     Authenticated, Device, DeviceRow, EnrolError, Enrolled, GridRow, MemberRow, Storage, StorageError,
     SyncFailure, SyncLimits,
@@ -161,16 +163,30 @@ impl LogTx for Sql<'_> {
         )?)
     }
 
-    fn load(&mut self, doc: DocumentId) -> Result<Option<(Vec<u8>, usize)>, StorageError> {
-        let row: Option<(Vec<u8>, i64)> = self
+    fn load(&mut self, doc: DocumentId) -> Result<Option<StoredRow>, StorageError> {
+        type Columns = (Vec<u8>, i64, String, String, Option<String>, Option<String>, Option<String>);
+        let row: Option<Columns> = self
             .0
-            .query_row(
-                "SELECT snapshot, stored_bytes FROM documents WHERE doc_id = ?1",
-                [doc.to_string()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .prepare_cached(
+                "SELECT snapshot, stored_bytes, kind, grid_id, household_id, department, assignee
+                 FROM documents WHERE doc_id = ?1",
+            )?
+            .query_row([doc.to_string()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+            })
             .optional()?;
-        Ok(row.map(|(snapshot, bytes)| (snapshot, usize::try_from(bytes).unwrap_or(usize::MAX))))
+        row.map(|(snapshot, bytes, kind, grid, household, department, assignee)| {
+            StoredRow::from_columns(
+                snapshot,
+                bytes,
+                &kind,
+                &grid,
+                household.as_deref(),
+                department.as_deref(),
+                assignee.as_deref(),
+            )
+        })
+        .transpose()
     }
 
     fn append_changes(
@@ -314,13 +330,12 @@ impl LogTx for Sql<'_> {
     ) -> Result<Vec<DocumentId>, StorageError> {
         let (cond, scope_args) = rule_sql(rule);
         let (sql, mut args) = match changed_after {
-            // Driven from the documents changed since the cursor (an index range, empty when
-            // idle), not from everything the device holds.
+            // Driven from what the device holds (bounded by its scope), not from every document
+            // changed in the county since the cursor.
             Some(seq) => (
                 format!(
-                    "SELECT d.doc_id FROM documents d CROSS JOIN device_docs dd
-                         ON dd.doc_id = d.doc_id AND dd.device_id = ?
-                     WHERE d.last_seq > ? AND NOT ({cond})"
+                    "SELECT d.doc_id FROM device_docs dd CROSS JOIN documents d ON d.doc_id = dd.doc_id
+                     WHERE dd.device_id = ? AND d.last_seq > ? AND NOT ({cond})"
                 ),
                 vec![Value::Text(device.to_string()), Value::Integer(seq)],
             ),
@@ -584,9 +599,8 @@ impl Storage for SqliteStorage {
         // A round that stores nothing of the device's writes only bookkeeping (what it holds,
         // its last contact): see `bookkeeping_round`.
         if engine::uploads_anything(request) || !request.purged.is_empty() {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(StorageError::from)?;
+            let tx =
+                conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
             let reply = engine::round(&mut Sql(&tx), device, request, limits, now, true)?;
             tx.commit().map_err(StorageError::from)?;
             Ok(reply)
@@ -639,7 +653,7 @@ impl Storage for SqliteStorage {
     }
 
     fn document(&self, id: DocumentId) -> Result<Option<AutoCommit>, StorageError> {
-        Ok(engine::load_document(&mut Sql(&self.lock()), id)?.map(|(doc, _)| doc))
+        Ok(engine::load_document(&mut Sql(&self.lock()), id)?)
     }
 
     fn revoked_since(&self, since: Timestamp) -> Result<Vec<DeviceId>, StorageError> {
