@@ -21,6 +21,7 @@
 mod converge;
 mod county;
 mod device;
+mod growth;
 mod hold;
 mod phase;
 mod report;
@@ -50,6 +51,9 @@ enum Scenario {
     /// Held connections: every device keeps one idle WebSocket open for `--hold-secs`; the
     /// server's memory is measured and every connection must still answer a ping.
     Hold,
+    /// Growth: idle reconnects as one phone's scope grows (`--growth-sizes`), then storage per
+    /// visit over `--year-days` working days (SQLite).
+    Growth,
 }
 
 /// Storage backend of the server under load.
@@ -117,6 +121,12 @@ struct Args {
     /// Seed of every random choice (households, visits, who is idle, when each reconnects).
     #[arg(long, default_value_t = 0x10ad_9e17)]
     seed: u64,
+    /// Growth: the scope sizes (documents) to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100,500,1000,2500,5000")]
+    growth_sizes: Vec<usize>,
+    /// Growth: working days of the simulated year (20 visits each).
+    #[arg(long, default_value_t = 250)]
+    year_days: usize,
     /// Hold: seconds every connection stays open and idle before it is pinged.
     #[arg(long, default_value_t = 10.0)]
     hold_secs: f64,
@@ -176,6 +186,17 @@ fn run(args: Args) -> Result<bool> {
     let sync_timeout = Duration::from_secs(args.sync_timeout_secs);
     let phase_timeout = Duration::from_secs(args.phase_timeout_secs);
     let work = tempfile::Builder::new().prefix("doorstep-loadgen-").tempdir()?;
+    if args.scenario == Scenario::Growth {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let report =
+            runtime.block_on(growth::run(&args.server, work.path(), &args.growth_sizes, args.year_days))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", report.table());
+        }
+        return Ok(true);
+    }
     let (data_dir, phones_dir) = (work.path().join("server"), work.path().join("phones"));
     std::fs::create_dir_all(&data_dir)?;
     std::fs::create_dir_all(&phones_dir)?;
@@ -290,8 +311,8 @@ fn run(args: Args) -> Result<bool> {
             runtime
                 .block_on(phase::run("storm", jobs, devices.len(), phase_timeout, |o| o.error.is_some()))?
         }
-        // (Hold ran its own course above.)
-        Scenario::Writes | Scenario::Hold => {
+        // (Hold and Growth ran their own course above.)
+        Scenario::Writes | Scenario::Hold | Scenario::Growth => {
             let jobs = sync_jobs(&devices, &url, sync_timeout);
             runtime.block_on(phase::run("writes", jobs, args.concurrency, phase_timeout, |o| {
                 o.error.is_some()

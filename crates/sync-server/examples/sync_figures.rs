@@ -576,7 +576,8 @@ fn idle_storage_ms(storage: &SqliteStorage, replica: &Replica) -> Result<(f64, f
         let started = Instant::now();
         let reply = storage
             .sync(&device, &request, &SyncLimits::default(), doorstep_server::http::now())
-            .map_err(|e| anyhow!("{e}"))?;
+            .map_err(|e| anyhow!("{e}"))?
+            .reply;
         sync.push(started.elapsed().as_secs_f64() * 1000.0);
         if !reply.docs.is_empty() {
             bail!("an idle sync returned documents");

@@ -46,7 +46,7 @@ pub async fn serve(
     tokio::spawn(watch_revocations(state.clone()));
     let changes = state.changes.clone();
     state.storage.watch_changes(Box::new(move |seq| {
-        let _ = changes.send(seq);
+        let _ = changes.send(http::ChangeNotice::to_everyone(seq));
     }))?;
     // When asked to stop, first close live connections, then let the listener drain.
     let stopping = state.stopping.clone();

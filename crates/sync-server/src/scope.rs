@@ -1,6 +1,7 @@
 //! Who may see and write which documents (DESIGN.md §2). The server decides this for every
 //! document a device asks for or sends; the app's own filtering is a convenience only.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -106,5 +107,38 @@ impl Scope {
     /// visits, which the app enforces and the audit trail shows).
     pub fn may_write(&self, facts: &DocFacts, helps_household: bool) -> bool {
         self.may_hold(facts, helps_household)
+    }
+}
+
+/// Whom a stored change can concern: the grids, departments and members named by the facts of
+/// the documents it touched, before and after. A live connection whose scope meets none of them
+/// has nothing new to be pushed, so it is not woken (see `http::ws`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reach {
+    /// Grids of the documents.
+    pub grids: HashSet<GridId>,
+    /// Departments the requests are (or were) dispatched to.
+    pub departments: HashSet<Code>,
+    /// Members who hold the requests, or help with the households (volunteers' scope).
+    pub members: HashSet<MemberId>,
+}
+
+impl Reach {
+    /// Adds one document's facts (helpers of a request's household are added by the caller).
+    pub fn add(&mut self, facts: &DocFacts) {
+        self.grids.insert(facts.grid);
+        self.departments.extend(facts.department.iter().cloned());
+        self.members.extend(facts.assignee);
+        self.members.extend(facts.helpers.iter().copied());
+    }
+
+    /// Whether a change with this reach can be in (or leave) this scope.
+    pub fn concerns(&self, scope: &Scope) -> bool {
+        match scope.role {
+            Role::Admin => true,
+            Role::GridWorker | Role::Supervisor => scope.grids.iter().any(|g| self.grids.contains(g)),
+            Role::Volunteer => self.members.contains(&scope.member),
+            Role::DepartmentStaff => scope.department.as_ref().is_some_and(|d| self.departments.contains(d)),
+        }
     }
 }

@@ -210,8 +210,8 @@ async fn a_cursor_never_passes_a_change_that_a_slower_node_commits_later() {
     let reply_a = writer_1.join().expect("thread").expect("node 1 committed");
     let reply_b = writer_2.join().expect("thread").expect("node 2 committed");
     node_1.set_before_commit(None);
-    let frame_a = encode_server(&ServerMessage::Sync(reply_a));
-    let frame_b = encode_server(&ServerMessage::Sync(reply_b));
+    let frame_a = encode_server(&ServerMessage::Sync(reply_a.reply));
+    let frame_b = encode_server(&ServerMessage::Sync(reply_b.reply));
     client::finish_round(&mut a, round_a, &frame_a, &ClientLimits::default()).expect("a acknowledged");
     client::finish_round(&mut b, round_b, &frame_b, &ClientLimits::default()).expect("b acknowledged");
 

@@ -313,6 +313,63 @@ async fn a_reassigned_worker_uploads_first_then_purges_and_the_new_worker_receiv
     assert_eq!(b.household(home).expect("new worker has it").visits.len(), 1);
 }
 
+/// `doorstep_push_rounds_total` from the server's metrics.
+async fn push_rounds(server: &TestServer, token: &str) -> u64 {
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", server.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("doorstep_push_rounds_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("push rounds counted")
+}
+
+#[tokio::test]
+async fn a_change_outside_a_live_connections_scope_costs_it_no_push_round() {
+    let config_dir = tempfile::tempdir().expect("tempdir");
+    let config = config_dir.path().join("metrics.toml");
+    std::fs::write(&config, "metrics_token = \"m\"\n").expect("config");
+    let server = TestServer::start_with(
+        tempfile::tempdir().expect("tempdir"),
+        &["--config", config.to_str().expect("path")],
+    );
+    let storage = server.storage();
+    let (ga, gb) = (grid(&*storage, "A"), grid(&*storage, "B"));
+    let worker_a = member(&*storage, "甲网格员", Role::GridWorker, &[ga]);
+    let watcher_b = member(&*storage, "乙网格员", Role::GridWorker, &[gb]);
+    let worker_b = member(&*storage, "乙网格员二", Role::GridWorker, &[gb]);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "a", worker_a).await;
+    let mut b = device(&server, dir.path(), "b", worker_b).await;
+    let mut watcher = device(&server, dir.path(), "watcher", watcher_b).await;
+    let mut live = server
+        .client()
+        .connect_live(&doorstep_client::Client::device_token(&watcher).expect("token"))
+        .await
+        .expect("ws");
+    live.sync(&mut watcher).await.expect("first round");
+    // A change in grid A, then one in grid B. Notices reach the connection in order, so once
+    // grid B's change is pushed, grid A's notice has been handled too.
+    a.create_household(&household(ga, "1", "甲"), t(0)).expect("household");
+    sync(&server, &mut a).await;
+    let home_b = b.create_household(&household(gb, "2", "乙"), t(0)).expect("household");
+    sync(&server, &mut b).await;
+    let pushed = live.next_push(&mut watcher).await.expect("push");
+    assert_eq!(pushed.received_docs, 1);
+    assert!(watcher.household(home_b).is_ok());
+    assert_eq!(
+        push_rounds(&server, "m").await,
+        1,
+        "grid A's change woke no storage round for grid B's phone"
+    );
+}
+
 #[tokio::test]
 async fn changes_reach_a_live_websocket_without_asking() {
     let server = TestServer::start();

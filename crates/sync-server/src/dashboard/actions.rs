@@ -144,7 +144,7 @@ pub async fn act(
         apply(storage.as_ref(), &taxonomy, &scope, id, &action, &form.note, now())
     })
     .await??;
-    let _ = state.changes.send(seq);
+    let _ = state.changes.send(crate::http::ChangeNotice::to_everyone(seq));
     Ok(Redirect::to(&format!("/dashboard/requests/{id}?done=1")).into_response())
 }
 
@@ -205,6 +205,6 @@ pub async fn resolve(
     let scope = staff.scope.clone();
     let seq =
         blocking(move || resolve_field(storage.as_ref(), &scope, id, &field, &form.value, now())).await??;
-    let _ = state.changes.send(seq);
+    let _ = state.changes.send(crate::http::ChangeNotice::to_everyone(seq));
     Ok(Redirect::to("/dashboard/conflicts?done=1").into_response())
 }

@@ -186,7 +186,7 @@ pub async fn confirm(
     let at = now();
     let report = blocking(move || import::apply(storage.as_ref(), &pending.plan, by, at)).await??;
     if let Ok(seq) = state.storage.latest_seq() {
-        let _ = state.changes.send(seq);
+        let _ = state.changes.send(crate::http::ChangeNotice::to_everyone(seq));
     }
     let lang = staff.lang;
     let mut b = format!(

@@ -209,6 +209,10 @@ pub fn in_force(storage: &dyn Storage, shipped: &Taxonomy) -> Result<Taxonomy, S
 /// newer, nothing otherwise (or when the device did not say, being older than this feature).
 pub fn for_device(storage: &dyn Storage, known: Option<u32>) -> Result<Option<Taxonomy>, StorageError> {
     let Some(known) = known else { return Ok(None) };
+    // Most rounds: the device is up to date, and only the version is read.
+    if storage.county_taxonomy_version()?.is_none_or(|version| version <= known) {
+        return Ok(None);
+    }
     Ok(storage.county_taxonomy()?.filter(|t| t.version > known))
 }
 

@@ -19,6 +19,7 @@ pub struct Metrics {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     websockets: AtomicU64,
+    push_rounds: AtomicU64,
 }
 
 impl Metrics {
@@ -26,6 +27,11 @@ impl Metrics {
     pub fn sync_round(&self, uploaded_changes: usize) {
         self.sync_rounds.fetch_add(1, Ordering::Relaxed);
         self.uploaded_changes.fetch_add(uploaded_changes as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a live push round (a storage round done for a WebSocket after a change notice).
+    pub fn push_round(&self) {
+        self.push_rounds.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a refused or failed request.
@@ -86,6 +92,12 @@ impl Metrics {
                 "counter",
                 "Protocol bytes sent.",
                 self.bytes_out.load(Ordering::Relaxed),
+            ),
+            line(
+                "doorstep_push_rounds_total",
+                "counter",
+                "Storage rounds done to push changes to live connections.",
+                self.push_rounds.load(Ordering::Relaxed),
             ),
             line(
                 "doorstep_websockets_open",

@@ -41,8 +41,8 @@ pub struct AppState {
     pub max_frame_bytes: usize,
     /// Token for `/metrics`; `None` disables the endpoint.
     pub metrics_token: Option<String>,
-    /// Raised with the newest change sequence after every commit of new changes.
-    pub changes: broadcast::Sender<u64>,
+    /// Sent after every commit of new changes, with whom they concern.
+    pub changes: broadcast::Sender<ChangeNotice>,
     /// Devices revoked while the server runs (their WebSockets close at once).
     pub revoked: broadcast::Sender<DeviceId>,
     /// Counters for `/metrics`.
@@ -145,5 +145,23 @@ pub async fn authenticate(state: &AppState, token: Option<String>) -> Result<Dev
             "this device was revoked; delete its local data",
         )),
         Authenticated::Unknown => Err(ApiError::protocol(ErrorCode::Unauthorized, "unknown device token")),
+    }
+}
+
+/// New changes were committed: live connections whose scope they may concern push what their
+/// device now lacks.
+#[derive(Clone, Debug)]
+pub struct ChangeNotice {
+    /// The newest change sequence after the commit (0 when unknown).
+    pub seq: u64,
+    /// Whom the changes concern; `None` when that is not known (changes from another node,
+    /// the dashboard, an import): every connection checks.
+    pub reach: Option<Arc<crate::scope::Reach>>,
+}
+
+impl ChangeNotice {
+    /// A notice every live connection acts on.
+    pub fn to_everyone(seq: u64) -> Self {
+        Self { seq, reach: None }
     }
 }

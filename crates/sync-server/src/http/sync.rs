@@ -11,7 +11,7 @@ use doorstep_core::sync::frame::{decode_client, encode_server};
 use doorstep_core::sync::message::{ClientMessage, ErrorCode, ServerMessage};
 
 use crate::error::{ApiError, FrameError};
-use crate::http::{AppState, FRAME_CONTENT_TYPE, authenticate, bearer, blocking, now};
+use crate::http::{AppState, ChangeNotice, FRAME_CONTENT_TYPE, authenticate, bearer, blocking, now};
 use crate::storage::Device;
 
 /// Handles one decoded-or-not client frame for an authenticated device. Returns the reply
@@ -32,17 +32,20 @@ pub async fn handle_frame(
     let (reply, cursor) = match message {
         ClientMessage::Sync(request) => {
             let uploaded: usize = request.uploads.iter().map(|u| u.changes.len()).sum();
-            let reply = blocking(move || -> Result<_, ApiError> {
-                let mut reply = storage.sync(&device, &request, &limits, now())?;
-                reply.taxonomy =
+            let synced = blocking(move || -> Result<_, ApiError> {
+                let mut synced = storage.sync(&device, &request, &limits, now())?;
+                synced.reply.taxonomy =
                     crate::dashboard::taxonomy::for_device(storage.as_ref(), request.taxonomy_version)?;
-                Ok(reply)
+                Ok(synced)
             })
             .await??;
             state.metrics.sync_round(uploaded);
+            let reply = synced.reply;
             if uploaded > 0 {
-                // Wake live connections; a send error only means nobody listens.
-                let _ = state.changes.send(reply.cursor);
+                // Wake the live connections these changes concern; a send error only means
+                // nobody listens.
+                let reach = Some(Arc::new(synced.reach));
+                let _ = state.changes.send(ChangeNotice { seq: reply.cursor, reach });
             }
             let cursor = reply.cursor;
             (ServerMessage::Sync(reply), Some(cursor))
@@ -52,7 +55,7 @@ pub async fn handle_frame(
         }
         ClientMessage::Repair(messages) => {
             let replies = blocking(move || storage.repair(&device, &messages, &limits, now())).await??;
-            let _ = state.changes.send(0);
+            let _ = state.changes.send(ChangeNotice::to_everyone(0));
             (ServerMessage::Repair(replies), None)
         }
     };

@@ -14,6 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::{ApiError, FrameError};
 use crate::http::{AppState, authenticate, bearer, blocking, now, sync::handle_frame};
+use crate::scope::Scope;
 use crate::storage::Device;
 
 /// Read buffer of one WebSocket connection.
@@ -51,6 +52,8 @@ async fn serve(state: Arc<AppState>, device: Device, token: String, mut socket: 
     let mut revoked = state.revoked.subscribe();
     let mut stopping = state.stopping.subscribe();
     let device_id = device.id;
+    // The device's scope as last authenticated: decides which change notices concern it.
+    let mut scope = device.scope.clone();
     let mut cursor: Option<u64> = None;
     loop {
         tokio::select! {
@@ -70,6 +73,7 @@ async fn serve(state: Arc<AppState>, device: Device, token: String, mut socket: 
                     Ok(device) => device,
                     Err(e) => { send_error(&mut socket, &e).await; break; }
                 };
+                scope = device.scope.clone();
                 match handle_frame(&state, device, &frame).await {
                     Ok((reply, new_cursor)) => {
                         if new_cursor.is_some() { cursor = new_cursor; }
@@ -82,14 +86,23 @@ async fn serve(state: Arc<AppState>, device: Device, token: String, mut socket: 
                 }
             }
             notice = changes.recv() => {
-                if matches!(notice, Err(RecvError::Closed)) { break; }
+                let reach = match notice {
+                    Err(RecvError::Closed) => break,
+                    // Missed notices: whom they concerned is unknown.
+                    Err(RecvError::Lagged(_)) => None,
+                    Ok(notice) => notice.reach,
+                };
                 let Some(from) = cursor else { continue };
+                // Changes outside this device's scope wake nothing: with thousands of phones
+                // connected, one upload must not cost a storage round per connection.
+                if reach.is_some_and(|r| !r.concerns(&scope)) { continue; }
                 match push(&state, &token, from).await {
-                    Ok(Some((frame, next))) => {
+                    Ok((Some((frame, next)), now_scope)) => {
+                        scope = now_scope;
                         cursor = Some(next);
                         if socket.send(Message::Binary(frame.into())).await.is_err() { break; }
                     }
-                    Ok(None) => {}
+                    Ok((None, now_scope)) => scope = now_scope,
                     Err(e) => { send_error(&mut socket, &e).await; break; }
                 }
             }
@@ -111,17 +124,23 @@ async fn serve(state: Arc<AppState>, device: Device, token: String, mut socket: 
     state.metrics.websocket(false);
 }
 
-/// What the device lacks since `cursor`, as a frame, if anything.
-async fn push(state: &Arc<AppState>, token: &str, cursor: u64) -> Result<Option<(Vec<u8>, u64)>, ApiError> {
+/// A pushed frame and the cursor after it.
+type Pushed = Option<(Vec<u8>, u64)>;
+
+/// What the device lacks since `cursor`, as a frame, if anything; with the device's scope as
+/// authenticated now.
+async fn push(state: &Arc<AppState>, token: &str, cursor: u64) -> Result<(Pushed, Scope), ApiError> {
     let device = authenticate(state, Some(token.to_owned())).await?;
+    let scope = device.scope.clone();
     let storage = state.storage.clone();
     let limits = state.limits.clone();
+    state.metrics.push_round();
     let reply = blocking(move || storage.push(&device, cursor, &limits, now())).await??;
     if reply.docs.is_empty() && reply.purge.is_empty() {
-        return Ok(None);
+        return Ok((None, scope));
     }
     let next = reply.cursor;
     let frame = encode_server(&ServerMessage::Push(reply));
     state.metrics.add_bytes_out(frame.len());
-    Ok(Some((frame, next)))
+    Ok((Some((frame, next)), scope))
 }

@@ -121,6 +121,9 @@ pub trait DashboardStorage: Send + Sync + 'static {
     /// The county's taxonomy as last edited on the dashboard; `None` until the first edit (the
     /// taxonomy shipped in the binary is then in force).
     fn county_taxonomy(&self) -> Result<Option<Taxonomy>, StorageError>;
+    /// The version of [`DashboardStorage::county_taxonomy`] alone, read on every sync round
+    /// to decide whether the device needs the taxonomy at all.
+    fn county_taxonomy_version(&self) -> Result<Option<u32>, StorageError>;
     /// Stores an edited taxonomy if the stored version is still `expected` (`None`: nothing
     /// stored yet), and writes the edit to the audit log. Returns `false`, storing nothing, when
     /// another edit came first.

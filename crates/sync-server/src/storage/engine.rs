@@ -19,8 +19,8 @@ use doorstep_core::sync::validate::{self, CheckedUpload, DocFacts};
 use doorstep_core::time::Timestamp;
 use serde_bytes::ByteBuf;
 
-use crate::scope::{Role, Scope};
-use crate::storage::{Device, StorageError, SyncFailure, SyncLimits};
+use crate::scope::{Reach, Role, Scope};
+use crate::storage::{Device, StorageError, SyncFailure, SyncLimits, Synced};
 
 /// How many log rows or documents a backend is asked for at once.
 const BATCH: usize = 512;
@@ -604,16 +604,23 @@ pub(crate) fn round(
     limits: &SyncLimits,
     now: Timestamp,
     contact: bool,
-) -> Result<SyncReply, SyncFailure> {
+) -> Result<Synced, SyncFailure> {
     for purged in &request.purged {
         tx.set_held(device.id, doc_id(purged), false)?;
     }
     let mut acks = Vec::with_capacity(request.uploads.len());
+    let mut reach = Reach::default();
     for upload in request.uploads.iter().filter(|u| !u.changes.is_empty()) {
         let id = doc_id(&upload.doc);
         let changes: Vec<Vec<u8>> = upload.changes.iter().map(|c| c.to_vec()).collect();
         let checked = check(tx, device, id, &changes, limits)?;
         let heads = wire_heads(&checked.upload_heads);
+        for facts in checked.before.iter().chain([&checked.after]) {
+            reach.add(facts);
+            if let Some(household) = facts.household {
+                reach.members.extend(tx.helpers(household.into())?);
+            }
+        }
         commit_checked(tx, device, id, checked, now)?;
         acks.push(Ack { doc: upload.doc, heads });
     }
@@ -633,7 +640,7 @@ pub(crate) fn round(
         let unsynced_after = request.unsynced.saturating_sub(uploaded as u64);
         tx.record_contact(device.id, now, i64::try_from(unsynced_after).unwrap_or(i64::MAX))?;
     }
-    Ok(SyncReply {
+    let reply = SyncReply {
         acks,
         docs: caught.docs,
         purge: caught.purge.into_iter().map(wire_id).collect(),
@@ -642,7 +649,8 @@ pub(crate) fn round(
         digest: digest.map(serde_bytes::ByteArray::new),
         // Added by the HTTP layer, which knows the county's taxonomy (`http::sync`).
         taxonomy: None,
-    })
+    };
+    Ok(Synced { reply, reach })
 }
 
 /// Every document in the device's scope with its heads.

@@ -114,6 +114,15 @@ pub enum EnrolError {
     Storage(#[from] StorageError),
 }
 
+/// A sync round's outcome: the reply for the device, and whom the changes it stored concern.
+#[derive(Debug)]
+pub struct Synced {
+    /// What the device is sent.
+    pub reply: SyncReply,
+    /// Whom the stored uploads concern (empty when nothing was uploaded), for live pushes.
+    pub reach: crate::scope::Reach,
+}
+
 /// Limits applied to sync requests.
 #[derive(Clone, Debug)]
 pub struct SyncLimits {
@@ -198,7 +207,7 @@ pub trait Storage: DashboardStorage + Send + Sync + 'static {
         request: &SyncRequest,
         limits: &SyncLimits,
         now: Timestamp,
-    ) -> Result<SyncReply, SyncFailure>;
+    ) -> Result<Synced, SyncFailure>;
     /// What the device lacks since `cursor`, for a live push: like a round with nothing
     /// uploaded, but it does not count as the device's contact (last seen, unsynced count).
     fn push(

@@ -31,7 +31,7 @@ use crate::storage::engine::{
 use crate::storage::transfer::{BATCH_ROWS, Cell, RowSink, RowSource, TABLES, Table};
 use crate::storage::{
     Authenticated, Device, DeviceRow, EnrolError, Enrolled, GridRow, MemberRow, Storage, StorageError,
-    SyncFailure, SyncLimits,
+    SyncFailure, SyncLimits, Synced,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -691,7 +691,7 @@ impl Storage for PostgresStorage {
         request: &SyncRequest,
         limits: &SyncLimits,
         now: Timestamp,
-    ) -> Result<SyncReply, SyncFailure> {
+    ) -> Result<Synced, SyncFailure> {
         self.in_tx(engine::uploads_anything(request), |tx| {
             engine::round(tx, device, request, limits, now, true)
         })
@@ -705,7 +705,7 @@ impl Storage for PostgresStorage {
         now: Timestamp,
     ) -> Result<SyncReply, SyncFailure> {
         let request = SyncRequest { cursor, ..SyncRequest::default() };
-        self.in_tx(false, |tx| engine::round(tx, device, &request, limits, now, false))
+        self.in_tx(false, |tx| engine::round(tx, device, &request, limits, now, false)).map(|s| s.reply)
     }
 
     fn manifest(&self, device: &Device) -> Result<Vec<ManifestEntry>, StorageError> {

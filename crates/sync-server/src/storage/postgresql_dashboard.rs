@@ -185,6 +185,13 @@ impl DashboardStorage for PostgresStorage {
         })
     }
 
+    fn county_taxonomy_version(&self) -> Result<Option<u32>, StorageError> {
+        self.with_client(|conn| {
+            let row = conn.query_opt("SELECT version FROM county_taxonomy WHERE id = 1", &[])?;
+            Ok(row.map(|r| u32::try_from(r.get::<_, i64>(0)).unwrap_or(u32::MAX)))
+        })
+    }
+
     fn save_county_taxonomy(
         &self,
         taxonomy: &Taxonomy,

@@ -19,7 +19,7 @@ use crate::storage::engine::{
 };
 use crate::storage::{
     Authenticated, Device, DeviceRow, EnrolError, Enrolled, GridRow, MemberRow, Storage, StorageError,
-    SyncFailure, SyncLimits,
+    SyncFailure, SyncLimits, Synced,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -594,7 +594,7 @@ impl Storage for SqliteStorage {
         request: &SyncRequest,
         limits: &SyncLimits,
         now: Timestamp,
-    ) -> Result<SyncReply, SyncFailure> {
+    ) -> Result<Synced, SyncFailure> {
         let mut conn = self.lock();
         // A round that stores nothing of the device's writes only bookkeeping (what it holds,
         // its last contact): see `bookkeeping_round`.
@@ -619,6 +619,7 @@ impl Storage for SqliteStorage {
         let mut conn = self.lock();
         let request = SyncRequest { cursor, ..SyncRequest::default() };
         bookkeeping_round(&mut conn, |tx| engine::round(tx, device, &request, limits, now, false))
+            .map(|s| s.reply)
     }
 
     fn manifest(&self, device: &Device) -> Result<Vec<ManifestEntry>, StorageError> {

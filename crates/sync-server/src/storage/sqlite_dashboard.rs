@@ -207,6 +207,15 @@ impl DashboardStorage for SqliteStorage {
         row.map(|(version, body)| parse_taxonomy(&body, version)).transpose()
     }
 
+    fn county_taxonomy_version(&self) -> Result<Option<u32>, StorageError> {
+        let version: Option<i64> = self
+            .lock()
+            .prepare_cached("SELECT version FROM county_taxonomy WHERE id = 1")?
+            .query_row([], |r| r.get(0))
+            .optional()?;
+        Ok(version.map(|v| u32::try_from(v).unwrap_or(u32::MAX)))
+    }
+
     fn save_county_taxonomy(
         &self,
         taxonomy: &Taxonomy,
