@@ -119,13 +119,29 @@ pub async fn upload_chunk(
             "缺少 offset 参数 / the offset parameter is missing",
         )
     })?;
-    let chunk = to_bytes(body, MAX_CHUNK_BYTES).await.map_err(|_| {
+    let too_large = || {
         ApiError::attachment(
             StatusCode::PAYLOAD_TOO_LARGE,
             "chunk_too_large",
             format!("每块最多 {MAX_CHUNK_BYTES} 字节 / a chunk may carry at most {MAX_CHUNK_BYTES} bytes"),
         )
-    })?;
+    };
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_CHUNK_BYTES) {
+        return Err(too_large());
+    }
+    let chunk = match to_bytes(body, MAX_CHUNK_BYTES).await {
+        Ok(chunk) => chunk,
+        Err(_) if declared.is_none() => return Err(too_large()),
+        // The connection broke mid-chunk: nothing is stored, the device resumes from the status.
+        Err(_) => {
+            return Err(ApiError::attachment(
+                StatusCode::BAD_REQUEST,
+                "incomplete_chunk",
+                "数据块未收全，未保存 / the chunk did not arrive whole; nothing was stored",
+            ));
+        }
+    };
     let claimed = headers.get(CHUNK_HASH_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     if claimed != Some(ContentHash::of(&chunk)) {
         return Err(ApiError::attachment(
