@@ -1,6 +1,6 @@
 //! Moving attachment bytes after the records: uploads of photos taken here, downloads of
 //! photos referenced by received documents, both in chunks that resume where a cut connection
-//! left them (docs/PROTOCOL.md §9). Document sync never waits for this: an app calls
+//! left them (docs/PROTOCOL.md §10). Document sync never waits for this: an app calls
 //! [`Client::sync`] first (records arrive, the app shows "photo pending"), then
 //! [`Client::transfer_attachments`].
 

@@ -37,6 +37,18 @@ fn photo(seed: u32) -> NewAttachment {
     NewAttachment { media_type: "image/jpeg".into(), name: format!("现场-{seed}.jpg"), bytes }
 }
 
+/// A real 1280×960 JPEG, as a phone camera would give (smaller, but a picture).
+fn real_jpeg() -> NewAttachment {
+    let picture = image::RgbImage::from_fn(1280, 960, |x, y| {
+        image::Rgb([(x * 255 / 1280) as u8, (y * 255 / 960) as u8, ((x ^ y) % 256) as u8])
+    });
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 85)
+        .encode_image(&picture)
+        .expect("encode");
+    NewAttachment { media_type: "image/jpeg".into(), name: "路灯.jpg".into(), bytes }
+}
+
 fn grid(storage: &dyn Storage, name: &str) -> GridId {
     storage.create_grid(name, "幸福社区", "城关街道").expect("grid")
 }
@@ -414,11 +426,26 @@ async fn thumbnails_only_on_a_slow_link_then_the_full_photo_on_demand() {
     let mut office = device(&server, dir.path(), "supervisor", boss).await;
     let home = phone.create_household(&household(g, "301", "陈奶奶"), t(0)).expect("household");
     let vid = phone.record_visit(home, &visit(1)).expect("visit");
-    let file = photo(7);
+    let file = real_jpeg();
     let reference = phone.attach_to_visit(home, vid, &file, t(2)).expect("attach");
     server.client().sync(&mut phone).await.expect("records");
     transfer(&server.client(), &mut phone).await.expect("upload");
     server.client().sync(&mut office).await.expect("records");
+
+    // The server made a thumbnail when the upload completed: a few KB instead of the photo.
+    let mut access = &mut office;
+    let thumb =
+        server.client().fetch_thumbnail(&mut access, home.into(), &reference.hash).await.expect("thumbnail");
+    let small = image::load_from_memory(&thumb).expect("a picture");
+    assert_eq!((small.width(), small.height()), (160, 120));
+    assert!(thumb.len() * 10 < file.bytes.len(), "{} vs {}", thumb.len(), file.bytes.len());
+    // Random bytes labelled as a photo get no thumbnail, and say so.
+    let odd = phone.attach_to_visit(home, vid, &photo(8), t(3)).expect("attach");
+    server.client().sync(&mut phone).await.expect("records");
+    transfer(&server.client(), &mut phone).await.expect("upload");
+    let mut access = &mut phone;
+    let none = server.client().fetch_thumbnail(&mut access, home.into(), &odd.hash).await;
+    assert!(matches!(none, Err(ClientError::AttachmentRefused { status: 404, .. })), "{none:?}");
 
     let mut access = &mut office;
     let on_demand = TransferOptions { downloads: Downloads::OnDemand, ..options() };
@@ -430,12 +457,13 @@ async fn thumbnails_only_on_a_slow_link_then_the_full_photo_on_demand() {
     assert_eq!(pass.bytes_down, 0);
     assert_eq!(state_of(&office, home.into(), &reference.hash), AttachmentState::RemoteOnly);
     let pending = office.attachment_downloads().expect("pending");
+    assert_eq!(pending.len(), 1, "the second photo is on a change the office has not synced yet");
     let mut access = &mut office;
     let got = server
         .client()
         .download_attachment(&mut access, &pending[0], CHUNK, &mut NoTransferObserver)
         .await
         .expect("full");
-    assert_eq!(got, PHOTO_BYTES as u64);
+    assert_eq!(got, file.bytes.len() as u64);
     assert_eq!(office.attachment_bytes(&reference.hash).expect("whole"), file.bytes);
 }

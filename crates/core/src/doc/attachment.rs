@@ -8,7 +8,7 @@
 //! ```
 //! Attachments are a map keyed by content hash: the same photo attached twice is one entry,
 //! and two devices attaching offline never collide. Only the reference is in the document;
-//! the bytes travel separately (docs/PROTOCOL.md §9).
+//! the bytes travel separately (docs/PROTOCOL.md §10).
 
 use automerge::{AutoCommit, ObjId, ObjType, ROOT, ReadDoc, transaction::Transactable};
 

@@ -1,7 +1,7 @@
 //! Attachments (photos, scanned forms) and location fixes: what a visit or a request event
 //! carries besides text. A document holds only an [`AttachmentRef`] (content hash, size, media
 //! type, name); the bytes live beside the documents, in the device store and on the server,
-//! deduplicated by hash, and travel after the records (docs/PROTOCOL.md §9).
+//! deduplicated by hash, and travel after the records (docs/PROTOCOL.md §10).
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,5 +1,5 @@
 //! `/v1/attachments`: moving attachment bytes, apart from document sync so that records never
-//! wait for photos (docs/PROTOCOL.md §9).
+//! wait for photos (docs/PROTOCOL.md §10).
 //!
 //! Every request names the attachment (its SHA-256) and a document that references it; the
 //! server serves it only if that document is in the device's scope and does reference it,
@@ -151,14 +151,16 @@ pub async fn upload_chunk(
         ));
     }
     let storage = state.storage.clone();
-    let outcome = blocking(move || storage.put_attachment_chunk(&reference, offset, &chunk, now())).await??;
-    match outcome {
-        ChunkOutcome::Stored(status) => {
-            if status.complete {
-                crate::thumbnail::make_in_background(&state, hash.parse().ok());
-            }
-            Ok(status_json(status))
+    let outcome = blocking(move || -> Result<_, ApiError> {
+        let outcome = storage.put_attachment_chunk(&reference, offset, &chunk, now())?;
+        if let ChunkOutcome::Completed(_) = outcome {
+            crate::thumbnail::store_for(storage.as_ref(), &reference)?;
         }
+        Ok(outcome)
+    })
+    .await??;
+    match outcome {
+        ChunkOutcome::Stored(status) | ChunkOutcome::Completed(status) => Ok(status_json(status)),
         ChunkOutcome::WrongOffset(status) => Err(ApiError::attachment(
             StatusCode::CONFLICT,
             "wrong_offset",

@@ -30,8 +30,10 @@ pub struct BlobStatus {
 /// What became of an uploaded chunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChunkOutcome {
-    /// Stored (or already there); the status after it.
+    /// Stored (or the attachment was already complete); the status after it.
     Stored(BlobStatus),
+    /// This chunk completed the attachment, and the whole matched its hash.
+    Completed(BlobStatus),
     /// The chunk does not start where the stored bytes end: nothing was stored. The device
     /// continues from `received`.
     WrongOffset(BlobStatus),
@@ -138,7 +140,7 @@ pub(crate) fn put_chunk(
         return Ok(ChunkOutcome::Mismatch);
     }
     tx.set_blob(&hash, int(end)?, true)?;
-    Ok(ChunkOutcome::Stored(BlobStatus { received: end, complete: true, ..current }))
+    Ok(ChunkOutcome::Completed(BlobStatus { received: end, complete: true, ..current }))
 }
 
 /// Bytes `[offset, offset + len)` of a complete attachment (cut at its end); `None` if it is
