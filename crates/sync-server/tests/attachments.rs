@@ -467,3 +467,119 @@ async fn thumbnails_only_on_a_slow_link_then_the_full_photo_on_demand() {
     assert_eq!(got, file.bytes.len() as u64);
     assert_eq!(office.attachment_bytes(&reference.hash).expect("whole"), file.bytes);
 }
+
+/// Signs a staff member in over plain HTTP; returns the session cookie header value.
+async fn staff_session(server: &TestServer, member: doorstep_core::ids::MemberId, login: &str) -> String {
+    let password = "correct horse battery staple";
+    let hash = doorstep_server::auth::hash_password(password).expect("hash");
+    server
+        .storage()
+        .create_staff_account(member, login, &hash, doorstep_server::http::now())
+        .expect("account");
+    let http =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let cookie = |r: &reqwest::Response, name: &str| {
+        r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+            v.strip_prefix(&format!("{name}=")).map(|rest| rest.split(';').next().unwrap_or("").to_owned())
+        })
+    };
+    let form = http.get(format!("{}/dashboard/sign-in", server.url)).send().await.expect("form");
+    let pre = cookie(&form, "dsk_pre").expect("pre-session");
+    let signed_in = http
+        .post(format!("{}/dashboard/sign-in", server.url))
+        .header("cookie", format!("dsk_pre={pre}"))
+        .form(&[("login", login), ("password", password), ("csrf", pre.as_str())])
+        .send()
+        .await
+        .expect("sign in");
+    format!("dsk_session={}", cookie(&signed_in, "dsk_session").expect("session"))
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_photos_and_places_and_exports_link_them() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&*storage, "第一网格");
+    let worker = member(&*storage, "王芳", Role::GridWorker, &[g]);
+    let boss = member(&*storage, "李主任", Role::Supervisor, &[g]);
+    let civil = Code::new("civil_affairs").expect("code");
+    let staff = storage
+        .create_member("民政局小刘", Role::DepartmentStaff, Some(&civil), doorstep_server::http::now())
+        .expect("staff");
+    let dir = devices_dir();
+    let mut phone = device(&server, dir.path(), "worker", worker).await;
+    let home = phone.create_household(&household(g, "301", "陈奶奶"), t(0)).expect("household");
+    let fix = LocationFix { latitude: 30.5928, longitude: 114.3055, accuracy_m: 8.0, at: t(1) };
+    let vid = phone.record_visit_located(home, &visit(1), Some(&fix)).expect("visit");
+    let picture = real_jpeg();
+    let visit_photo = phone.attach_to_visit(home, vid, &picture, t(2)).expect("attach");
+    let req = phone
+        .raise_request(&NewRequest {
+            household: Some(home),
+            grid: None,
+            category: "elderly_care".into(),
+            description: "独居老人家中漏水".into(),
+            urgency: Urgency::Normal,
+            at: t(3),
+        })
+        .expect("request");
+    let raised = phone.request(req).expect("request").events[0].id;
+    let request_photo = phone.attach_to_event(req, raised, &photo(9), t(4)).expect("attach");
+    server.client().sync(&mut phone).await.expect("records");
+    transfer(&server.client(), &mut phone).await.expect("photos");
+
+    let http = reqwest::Client::new();
+    let get = |cookie: String, path: String| {
+        let http = http.clone();
+        let url = format!("{}{path}", server.url);
+        async move {
+            let response = http.get(url).header("cookie", cookie).send().await.expect("answer");
+            let status = response.status().as_u16();
+            (status, response.bytes().await.expect("body").to_vec())
+        }
+    };
+    let supervisor = staff_session(&server, boss, "li").await;
+    let (status, page) = get(supervisor.clone(), format!("/dashboard/households/{home}")).await;
+    let page = String::from_utf8(page).expect("html");
+    assert_eq!(status, 200);
+    let visit_link = format!("/dashboard/attachments/{home}/{}", visit_photo.hash);
+    assert!(page.contains(&format!("src=\"{visit_link}?thumbnail=1\"")), "{page}");
+    assert!(page.contains("data-lat=\"30.592800\" data-lon=\"114.305500\""), "{page}");
+    let (_, request_page) = get(supervisor.clone(), format!("/dashboard/requests/{req}")).await;
+    let request_page = String::from_utf8(request_page).expect("html");
+    let request_link = format!("/dashboard/attachments/{req}/{}", request_photo.hash);
+    assert!(request_page.contains(&request_link) && request_page.contains("id=\"household-location\""));
+
+    // The links serve the photo and its thumbnail.
+    assert_eq!(get(supervisor.clone(), visit_link.clone()).await, (200, picture.bytes.clone()));
+    let (status, thumb) = get(supervisor.clone(), format!("{visit_link}?thumbnail=1")).await;
+    assert_eq!(status, 200);
+    assert!(image::load_from_memory(&thumb).expect("thumbnail").width() <= 160);
+
+    // Exports carry absolute links and the place.
+    let (_, csv) = get(supervisor.clone(), "/dashboard/export/visits.csv".into()).await;
+    let csv = String::from_utf8(csv).expect("utf-8");
+    assert!(
+        csv.contains(&format!("{}{visit_link}", server.url)) && csv.contains("30.592800,114.305500 ±8m"),
+        "{csv}"
+    );
+    let (_, ledger) = get(supervisor.clone(), "/dashboard/export/ledger.csv".into()).await;
+    assert!(String::from_utf8(ledger).expect("utf-8").contains(&format!("{}{request_link}", server.url)));
+
+    // Department staff: not before dispatch, and never the household's visit photo.
+    let bureau = staff_session(&server, staff, "liu").await;
+    assert_eq!(get(bureau.clone(), request_link.clone()).await.0, 404);
+    phone
+        .add_request_event(
+            req,
+            &NewEvent {
+                action: EventAction::Dispatched { department: civil },
+                note: String::new(),
+                at: t(5),
+            },
+        )
+        .expect("dispatch");
+    server.client().sync(&mut phone).await.expect("records");
+    assert_eq!(get(bureau.clone(), request_link).await.0, 200);
+    assert_eq!(get(bureau, visit_link).await.0, 404);
+}
