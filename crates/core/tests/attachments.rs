@@ -156,3 +156,39 @@ fn the_wifi_only_setting_is_kept_per_device() {
     phone.set_attachments_wifi_only(true).expect("set");
     assert!(phone.attachments_wifi_only().expect("read"));
 }
+
+#[test]
+fn photo_bytes_are_encrypted_at_rest_with_the_rest_of_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = b"PHOTO-MARKER-\xe6\xbc\x8f\xe6\xb0\xb4-0123456789";
+    let bytes: Vec<u8> = marker.iter().copied().cycle().take(64 * 1024).collect();
+    {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let mut phone =
+            Replica::open_encrypted(dir.path().join("phone.db"), key, Default::default()).expect("open");
+        phone.set_member(MemberId::new_random()).expect("member");
+        let home =
+            phone.create_household(&household(GridId::new_random()), Timestamp(T0)).expect("household");
+        let vid = phone
+            .record_visit(
+                home,
+                &NewVisit {
+                    at: Timestamp(T0),
+                    kind: VisitKind::Routine,
+                    notes: String::new(),
+                    needs: vec![],
+                },
+            )
+            .expect("visit");
+        let file =
+            NewAttachment { media_type: "image/jpeg".into(), name: "a.jpg".into(), bytes: bytes.clone() };
+        phone.attach_to_visit(home, vid, &file, Timestamp(T0)).expect("attach");
+        assert_eq!(phone.attachment_bytes(&ContentHash::of(&bytes)).expect("readable with the key"), bytes);
+    }
+    let mut on_disk = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).expect("dir") {
+        on_disk.extend(std::fs::read(entry.expect("entry").path()).expect("read"));
+    }
+    assert!(!on_disk.is_empty());
+    assert!(!on_disk.windows(marker.len()).any(|w| w == marker), "photo bytes found in the clear");
+}

@@ -178,7 +178,7 @@ impl Replica {
         location: LocationFix,
     ) -> Result<String, DoorstepError> {
         let id: HouseholdId = parse(&household)?;
-        let visit = visit.to_core(now());
+        let visit = visit.into_core(now());
         let fix = location.to_core();
         self.with(|r| Ok(r.record_visit_located(id, &visit, Some(&fix))?.to_string()))
     }

@@ -162,7 +162,7 @@ impl Replica {
     /// Records a visit; returns its id. Stored at once, synced later.
     pub fn record_visit(&self, household: String, visit: NewVisit) -> Result<String, DoorstepError> {
         let id: HouseholdId = parse(&household)?;
-        let visit = visit.to_core(now());
+        let visit = visit.into_core(now());
         self.with(|r| Ok(r.record_visit(id, &visit)?.to_string()))
     }
 

@@ -257,7 +257,7 @@ pub struct NewVisit {
 
 impl NewVisit {
     /// The core's form; `None` times become `now`.
-    pub(crate) fn to_core(self, now: doorstep_core::time::Timestamp) -> doorstep_core::model::NewVisit {
+    pub(crate) fn into_core(self, now: doorstep_core::time::Timestamp) -> doorstep_core::model::NewVisit {
         doorstep_core::model::NewVisit {
             at: self.at_ms.map(doorstep_core::time::Timestamp).unwrap_or(now),
             kind: self.kind,
