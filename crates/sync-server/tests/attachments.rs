@@ -162,6 +162,16 @@ async fn a_photo_taken_offline_reaches_the_other_device_after_its_record() {
     // Nothing is left to move, and a second pass moves nothing.
     let again = transfer(&server.client(), &mut phone).await.expect("pass");
     assert_eq!((again.bytes_up, again.bytes_down), (0, 0));
+
+    // The bytes live in the server's database, so a backup carries them whole.
+    let files = tempfile::tempdir().expect("tempdir");
+    let backup = files.path().join("county.db");
+    server.admin(&["backup", "--to", backup.to_str().expect("path")]);
+    let restored = doorstep_server::storage::sqlite::SqliteStorage::open_file(&backup).expect("backup opens");
+    assert_eq!(
+        restored.attachment_range(&reference.hash, 0, reference.size).expect("read"),
+        Some(file.bytes)
+    );
 }
 
 #[tokio::test]
