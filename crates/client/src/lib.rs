@@ -29,7 +29,13 @@ use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite;
 
+mod attachments;
 mod tls;
+
+pub use attachments::{
+    DEFAULT_CHUNK_BYTES, Direction, Downloads, NoTransferObserver, TransferObserver, TransferOptions,
+    TransferReport,
+};
 
 pub use tls::Trust;
 
@@ -76,6 +82,17 @@ pub enum ClientError {
     /// still pending and goes next time.
     #[error("the sync was cancelled")]
     Cancelled,
+    /// The server refused an attachment transfer (out of scope, too large, not uploaded yet,
+    /// a damaged chunk…); `code` is the server's stable code, `message` in Chinese and English.
+    #[error("the server refused the attachment transfer (HTTP {status}, {code}): {message}")]
+    AttachmentRefused {
+        /// HTTP status.
+        status: u16,
+        /// The server's code (`out_of_scope`, `too_large`, `not_uploaded`, …).
+        code: String,
+        /// The server's message.
+        message: String,
+    },
     /// The local replica failed.
     #[error(transparent)]
     Core(CoreError),

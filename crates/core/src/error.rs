@@ -84,6 +84,20 @@ pub enum CoreError {
     /// The replica has no member identity yet (the device is not enrolled).
     #[error("no member is signed in on this replica")]
     NoMember,
+    /// An attachment is larger than the limit.
+    #[error("the attachment is {size} bytes; at most {max} are allowed")]
+    AttachmentTooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// No attachment with this hash is known to the replica, or its bytes are not here.
+    #[error("attachment {0} is not on this device")]
+    UnknownAttachment(crate::model::attachment::ContentHash),
+    /// Bytes received for an attachment do not match its content hash; they were dropped.
+    #[error("the bytes received for attachment {0} do not match its hash")]
+    AttachmentMismatch(crate::model::attachment::ContentHash),
     /// A taxonomy file could not be read.
     #[error("invalid taxonomy: {0}")]
     InvalidTaxonomy(String),

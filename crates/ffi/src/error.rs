@@ -90,6 +90,12 @@ fn field_zh(field: &str) -> &str {
         "grid" => "网格",
         "department" => "部门",
         "key" => "密钥",
+        "media_type" => "文件类型",
+        "attachment" => "附件",
+        "attachments" => "附件",
+        "location" => "位置",
+        "visit" => "走访记录",
+        "event" => "诉求进展",
         other => other,
     }
 }
@@ -126,6 +132,15 @@ impl From<CoreError> for DoorstepError {
                 Self::new(ErrorKind::Refused, en, "该记录还有未同步的修改，暂不能删除")
             }
             CoreError::NoMember => Self::new(ErrorKind::NotEnrolled, en, "本机尚未注册，请先输入注册码"),
+            CoreError::AttachmentTooLarge { max, .. } => {
+                Self::invalid(en, format!("附件过大，每个附件最多 {} MB", max / (1024 * 1024)))
+            }
+            CoreError::UnknownAttachment(_) => {
+                Self::new(ErrorKind::NotFound, en, "本机还没有该附件（照片待下载）")
+            }
+            CoreError::AttachmentMismatch(_) => {
+                Self::new(ErrorKind::Damaged, en, "收到的附件数据校验不符，已丢弃，将重新下载")
+            }
             CoreError::InvalidTaxonomy(_) => Self::new(ErrorKind::Damaged, en, "诉求分类配置无效"),
             CoreError::Rejected { code, message, .. } => from_code(code, message),
             CoreError::Protocol(_) => {
@@ -193,6 +208,17 @@ impl From<ClientError> for DoorstepError {
             ),
             ClientError::Cancelled => {
                 DoorstepError::new(ErrorKind::Cancelled, "the sync was cancelled", "同步已取消，数据未丢失")
+            }
+            ClientError::AttachmentRefused { status, code, message } => {
+                // The server's messages are "中文 / English".
+                let (zh, en) = message.split_once(" / ").unwrap_or((message.as_str(), message.as_str()));
+                let kind = match code.as_str() {
+                    "out_of_scope" | "too_large" | "chunk_too_large" => ErrorKind::Refused,
+                    "not_uploaded" | "no_thumbnail" => ErrorKind::NotFound,
+                    _ if status >= 500 => ErrorKind::Network,
+                    _ => ErrorKind::Refused,
+                };
+                DoorstepError::new(kind, format!("attachment transfer refused ({code}): {en}"), zh.to_owned())
             }
             ClientError::Core(e) => e.into(),
         }

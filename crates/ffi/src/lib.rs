@@ -10,6 +10,7 @@
 
 uniffi::setup_scaffolding!();
 
+pub mod attachments;
 pub mod error;
 pub mod replica;
 pub mod sync;

@@ -39,7 +39,7 @@ fn at(ms: Option<i64>) -> Timestamp {
 }
 
 impl Replica {
-    fn with<T>(
+    pub(crate) fn with<T>(
         &self,
         f: impl FnOnce(&mut store::Replica) -> Result<T, doorstep_core::CoreError>,
     ) -> Result<T, DoorstepError> {
@@ -162,12 +162,7 @@ impl Replica {
     /// Records a visit; returns its id. Stored at once, synced later.
     pub fn record_visit(&self, household: String, visit: NewVisit) -> Result<String, DoorstepError> {
         let id: HouseholdId = parse(&household)?;
-        let visit = doorstep_core::model::NewVisit {
-            at: at(visit.at_ms),
-            kind: visit.kind,
-            notes: visit.notes,
-            needs: visit.needs,
-        };
+        let visit = visit.into_core(now());
         self.with(|r| Ok(r.record_visit(id, &visit)?.to_string()))
     }
 

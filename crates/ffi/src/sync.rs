@@ -121,7 +121,7 @@ impl Observer for Watch<'_> {
 }
 
 /// The shared replica, locked for one step of a sync at a time.
-struct Locked<'a>(&'a tokio::sync::Mutex<doorstep_core::store::Replica>);
+pub(crate) struct Locked<'a>(pub(crate) &'a tokio::sync::Mutex<doorstep_core::store::Replica>);
 
 impl ReplicaAccess for Locked<'_> {
     fn with<R: Send>(

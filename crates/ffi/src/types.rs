@@ -236,6 +236,10 @@ pub struct Visit {
     pub notes: String,
     /// Needs seen.
     pub needs: Vec<String>,
+    /// Where it took place, if the app supplied a fix.
+    pub location: Option<crate::attachments::LocationFix>,
+    /// Hashes of its photos and files (see `Replica::attachments` for their state).
+    pub attachment_hashes: Vec<String>,
 }
 
 /// A visit to record.
@@ -249,6 +253,18 @@ pub struct NewVisit {
     pub needs: Vec<String>,
     /// When, ms since the epoch; `None` for now.
     pub at_ms: Option<i64>,
+}
+
+impl NewVisit {
+    /// The core's form; `None` times become `now`.
+    pub(crate) fn into_core(self, now: doorstep_core::time::Timestamp) -> doorstep_core::model::NewVisit {
+        doorstep_core::model::NewVisit {
+            at: self.at_ms.map(doorstep_core::time::Timestamp).unwrap_or(now),
+            kind: self.kind,
+            notes: self.notes,
+            needs: self.needs,
+        }
+    }
 }
 
 /// A household with its residents and visit log (newest first).
@@ -298,6 +314,8 @@ impl From<core::Household> for Household {
                     kind: v.kind,
                     notes: v.notes,
                     needs: v.needs,
+                    location: v.location.map(crate::attachments::LocationFix::from_core),
+                    attachment_hashes: v.attachments.iter().map(|a| a.hash.to_string()).collect(),
                 })
                 .collect(),
         }
@@ -439,6 +457,8 @@ pub struct RequestEvent {
     pub at_ms: i64,
     /// Did not apply in causal order (usually the losing side of a conflict).
     pub not_applied: bool,
+    /// Hashes of its photos and files (see `Replica::attachments` for their state).
+    pub attachment_hashes: Vec<String>,
 }
 
 /// A request with its derived status and log.
@@ -507,6 +527,7 @@ fn event(e: core::RequestEvent, not_applied: &[doorstep_core::ids::EventId]) -> 
         by: e.by.to_string(),
         at_ms: e.at.millis(),
         not_applied: not_applied.contains(&e.id),
+        attachment_hashes: e.attachments.iter().map(|a| a.hash.to_string()).collect(),
     }
 }
 

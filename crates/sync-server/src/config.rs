@@ -25,6 +25,8 @@ pub struct Config {
     pub max_document_bytes: usize,
     /// Target size of one sync reply, in bytes.
     pub page_bytes: usize,
+    /// Largest attachment (photo, scanned form) accepted, in bytes.
+    pub max_attachment_bytes: u64,
     /// Token that `/metrics` requires; unset disables `/metrics`.
     pub metrics_token: Option<String>,
     /// Log filter (`info`, `doorstep_server=debug`, …).
@@ -45,6 +47,7 @@ impl Default for Config {
             max_frame_bytes: doorstep_core::sync::frame::DEFAULT_MAX_FRAME_BYTES,
             max_document_bytes: 4 * 1024 * 1024,
             page_bytes: 2 * 1024 * 1024,
+            max_attachment_bytes: doorstep_core::model::attachment::MAX_ATTACHMENT_BYTES,
             metrics_token: None,
             log: "info".into(),
             tls_cert: None,

@@ -24,6 +24,17 @@ pub enum ApiError {
     /// A JSON endpoint's bad input.
     #[error("{0}")]
     BadRequest(String),
+    /// A refused attachment transfer (JSON endpoints under `/v1/attachments`): the status, a
+    /// stable code for the app, and a message in Chinese and English.
+    #[error("{code}: {message}")]
+    Attachment {
+        /// The status code.
+        status: StatusCode,
+        /// Stable code (`out_of_scope`, `too_large`, `chunk_mismatch`, …).
+        code: &'static str,
+        /// Plain message, Chinese then English.
+        message: String,
+    },
     /// The server failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -46,6 +57,7 @@ impl ApiError {
                 ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Attachment { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -54,7 +66,9 @@ impl ApiError {
     pub fn frame(&self) -> Vec<u8> {
         let (code, message, doc) = match self {
             ApiError::Protocol { code, message, doc } => (*code, message.clone(), *doc),
-            ApiError::BadRequest(message) => (ErrorCode::MalformedFrame, message.clone(), None),
+            ApiError::BadRequest(message) | ApiError::Attachment { message, .. } => {
+                (ErrorCode::MalformedFrame, message.clone(), None)
+            }
             ApiError::Internal(_) => (ErrorCode::Internal, "the server failed; retry later".to_owned(), None),
         };
         encode_server(&ServerMessage::Error(ErrorBody {
@@ -62,6 +76,11 @@ impl ApiError {
             message,
             doc: doc.map(doorstep_core::sync::message::wire_id),
         }))
+    }
+
+    /// A refused attachment transfer.
+    pub fn attachment(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Attachment { status, code, message: message.into() }
     }
 
     /// A protocol error without a document.
@@ -113,6 +132,7 @@ impl IntoResponse for ApiError {
         let (code, message) = match &self {
             ApiError::Protocol { code, message, .. } => (code.as_str().to_owned(), message.clone()),
             ApiError::BadRequest(message) => ("bad_request".to_owned(), message.clone()),
+            ApiError::Attachment { code, message, .. } => ((*code).to_owned(), message.clone()),
             ApiError::Internal(_) => ("internal".to_owned(), "the server failed; retry later".to_owned()),
         };
         (self.status(), axum::Json(serde_json::json!({ "error": code, "message": message }))).into_response()

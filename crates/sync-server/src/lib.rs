@@ -25,6 +25,7 @@ pub mod http;
 pub mod import;
 pub mod scope;
 pub mod storage;
+pub mod thumbnail;
 
 use crate::config::Config;
 use crate::http::AppState;
@@ -41,7 +42,8 @@ pub async fn serve(
     let limits = SyncLimits { max_document_bytes: config.max_document_bytes, page_bytes: config.page_bytes };
     let state = Arc::new(
         AppState::new(storage, limits, config.max_frame_bytes, config.metrics_token.clone())
-            .with_secure_cookies(config.tls()?.is_some()),
+            .with_secure_cookies(config.tls()?.is_some())
+            .with_max_attachment_bytes(config.max_attachment_bytes),
     );
     tokio::spawn(watch_revocations(state.clone()));
     let changes = state.changes.clone();

@@ -87,3 +87,16 @@ pub(crate) fn distinct_values(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Vec
     values.dedup();
     values
 }
+
+/// The number at `key` as a float (integers widen), if it is one.
+pub(crate) fn f64_at(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Option<f64> {
+    match doc.get(obj, key).ok()?? {
+        (Value::Scalar(s), _) => match s.as_ref() {
+            ScalarValue::F64(f) => Some(*f),
+            ScalarValue::Int(i) => Some(*i as f64),
+            ScalarValue::Uint(u) => Some(*u as f64),
+            _ => None,
+        },
+        _ => None,
+    }
+}

@@ -8,7 +8,8 @@
 //!   residents: { <resident id>: { name, sex, birth_year, phone, added_at, removed,
 //!                                 tags: { <tag>: true|false } } },
 //!   helpers:   { <member id>: true|false },
-//!   visits:    { <visit id>: { at, by, kind, notes, needs: ["…"] } } }
+//!   visits:    { <visit id>: { at, by, kind, notes, needs: ["…"],
+//!                               location?, attachments? } } }   (see [`crate::doc::attachment`])
 //! ```
 //! Residents and visits are maps keyed by id, so two devices adding them offline never
 //! collide. Scalar fields are plain values: concurrent writes keep both (read with
@@ -19,9 +20,10 @@ use automerge::{AutoCommit, ObjId, ObjType, ROOT, ScalarValue, transaction::Tran
 
 use crate::conflict::{FieldConflict, HouseholdField};
 use crate::doc::access::{bool_at, distinct_values, i64_at, keys_of, obj_at, str_at, strs_at};
-use crate::doc::{SCHEMA_VERSION, check_type, corrupt};
+use crate::doc::{SCHEMA_VERSION, attachment, check_type, corrupt};
 use crate::error::{CoreError, Result};
 use crate::ids::{DocumentId, GridId, HouseholdId, MemberId, ResidentId, VisitId};
+use crate::model::attachment::{AttachmentRef, LocationFix};
 use crate::model::household::{Address, Household, HouseholdPatch, NewHousehold};
 use crate::model::resident::{NewResident, Resident, ResidentPatch, ResidentTag, Sex};
 use crate::model::text::{self, LONG_TEXT_MAX, SHORT_TEXT_MAX};
@@ -208,6 +210,8 @@ pub fn read(doc: &AutoCommit, id: HouseholdId) -> Result<Household> {
                 kind: VisitKind::from_stored(&str_at(doc, &obj, "kind").unwrap_or_default()),
                 notes: str_at(doc, &obj, "notes").unwrap_or_default(),
                 needs: strs_at(doc, &obj, "needs"),
+                location: attachment::location_of(doc, &obj),
+                attachments: attachment::refs_of(doc, &obj),
             })
         })
         .collect();
@@ -371,6 +375,36 @@ pub fn record_visit(
         doc.insert(&list, i, need)?;
     }
     Ok(())
+}
+
+/// Writes the location fix of a visit (the app supplies it when the visit is recorded).
+pub fn set_visit_location(
+    doc: &mut AutoCommit,
+    id: HouseholdId,
+    vid: VisitId,
+    fix: &LocationFix,
+) -> Result<()> {
+    let visit = visit_obj(doc, id, vid)?;
+    attachment::put_location(doc, &visit, fix)
+}
+
+/// Attaches a file (by reference) to a visit.
+pub fn attach_to_visit(
+    doc: &mut AutoCommit,
+    id: HouseholdId,
+    vid: VisitId,
+    attached: &AttachmentRef,
+) -> Result<()> {
+    let visit = visit_obj(doc, id, vid)?;
+    attachment::put_ref(doc, &visit, attached)
+}
+
+fn visit_obj(doc: &AutoCommit, id: HouseholdId, vid: VisitId) -> Result<ObjId> {
+    let visits = root_map(doc, id, "visits")?;
+    obj_at(doc, &visits, &vid.to_string(), ObjType::Map).ok_or_else(|| CoreError::InvalidValue {
+        field: "visit",
+        reason: format!("household {id} has no visit {vid}"),
+    })
 }
 
 fn field_location(

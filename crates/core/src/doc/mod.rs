@@ -11,6 +11,7 @@ use crate::error::{CoreError, Result};
 use crate::ids::DocumentId;
 
 pub(crate) mod access;
+pub mod attachment;
 pub mod household;
 pub mod request;
 

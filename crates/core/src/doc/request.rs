@@ -4,7 +4,8 @@
 //! { schema: 1, type: "request", id, household: "<id>" | null, grid, category,
 //!   description, urgency, raised_at, raised_by, due_at,
 //!   events: { <event id>: { kind, at, by, note, after: ["<event id>", …],
-//!                           department?, assignee?, satisfaction?, outcome? } } }
+//!                           department?, assignee?, satisfaction?, outcome?,
+//!                           attachments? } } }   (see [`crate::doc::attachment`])
 //! ```
 //! Events are a map keyed by id: concurrent events from two offline devices both survive a
 //! merge. Each event lists the events its device had seen (`after`), which gives the causal
@@ -14,7 +15,7 @@ use automerge::{AutoCommit, ObjId, ObjType, ROOT, ScalarValue, transaction::Tran
 
 use crate::conflict::RequestConflict;
 use crate::doc::access::{i64_at, keys_of, obj_at, str_at, strs_at};
-use crate::doc::{SCHEMA_VERSION, check_type, corrupt};
+use crate::doc::{SCHEMA_VERSION, attachment, check_type, corrupt};
 use crate::error::{CoreError, Result};
 use crate::ids::{Code, DocumentId, EventId, GridId, HouseholdId, MemberId, RequestId};
 use crate::lifecycle::{self, RequestStatus};
@@ -56,6 +57,20 @@ pub fn create(
     let events = doc.put_object(ROOT, "events", ObjType::Map)?;
     let raised = NewEvent { action: EventAction::Raised, note: String::new(), at: new.at };
     write_event(doc, &events, raised_event, &raised, "", by, &[])
+}
+
+/// Attaches a file (by reference) to an event of the request.
+pub fn attach_to_event(
+    doc: &mut AutoCommit,
+    id: RequestId,
+    eid: EventId,
+    attached: &crate::model::attachment::AttachmentRef,
+) -> Result<()> {
+    let events = events_obj(doc, id)?;
+    let event = obj_at(doc, &events, &eid.to_string(), ObjType::Map).ok_or_else(|| {
+        CoreError::InvalidValue { field: "event", reason: format!("request {id} has no event {eid}") }
+    })?;
+    attachment::put_ref(doc, &event, attached)
 }
 
 fn events_obj(doc: &AutoCommit, id: RequestId) -> Result<ObjId> {
@@ -197,6 +212,7 @@ fn read_event(doc: &AutoCommit, obj: &ObjId, id: EventId) -> Option<RequestEvent
         by,
         at: Timestamp(i64_at(doc, obj, "at").unwrap_or(0)),
         after: strs_at(doc, obj, "after").into_iter().filter_map(|s| s.parse().ok()).collect(),
+        attachments: attachment::refs_of(doc, obj),
     })
 }
 

@@ -242,6 +242,7 @@ fn event(n: u128, action: EventAction, after: &[u128], at: i64) -> RequestEvent 
         by: member(n),
         at: Timestamp(at),
         after: after.iter().map(|&a| id(a)).collect(),
+        attachments: Vec::new(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The domain types: what grid workers record and what the screens show.
 
+pub mod attachment;
 pub mod grid;
 pub mod household;
 pub mod request;
@@ -8,6 +9,9 @@ pub mod taxonomy;
 pub mod text;
 pub mod visit;
 
+pub use attachment::{
+    AttachmentOwner, AttachmentRef, AttachmentState, ContentHash, LocationFix, NewAttachment,
+};
 pub use grid::Grid;
 pub use household::{Address, Household, HouseholdPatch, HouseholdSummary, NewHousehold};
 pub use request::{

@@ -186,6 +186,9 @@ pub struct RequestEvent {
     pub at: Timestamp,
     /// The events the recording device had already seen: the causal order of the log.
     pub after: Vec<EventId>,
+    /// Photos and files attached to it (references; the bytes are in the store).
+    #[serde(default)]
+    pub attachments: Vec<crate::model::attachment::AttachmentRef>,
 }
 
 /// A request document as read, with its status derived from the event log.

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{MemberId, VisitId};
+use crate::model::attachment::{AttachmentRef, LocationFix};
 use crate::time::Timestamp;
 
 /// Why a visit was made.
@@ -55,6 +56,12 @@ pub struct Visit {
     pub notes: String,
     /// Needs noticed during the visit (short phrases).
     pub needs: Vec<String>,
+    /// Where it took place, if the app supplied a fix.
+    #[serde(default)]
+    pub location: Option<LocationFix>,
+    /// Photos and files attached to it (references; the bytes are in the store).
+    #[serde(default)]
+    pub attachments: Vec<AttachmentRef>,
 }
 
 /// What a worker records for a visit.

@@ -22,11 +22,13 @@ use crate::ids::{
     DeviceId, DocumentId, EventId, GridId, HouseholdId, MemberId, RequestId, ResidentId, VisitId,
 };
 use crate::lifecycle::RequestStatus;
+use crate::model::attachment::{AttachmentRef, ContentHash, LocationFix, NewAttachment};
 use crate::model::household::{Household, HouseholdPatch, HouseholdSummary, NewHousehold};
 use crate::model::request::{EventAction, NewEvent, NewRequest, Request, RequestSummary};
 use crate::model::resident::{NewResident, ResidentPatch, ResidentTag};
 use crate::model::taxonomy::Taxonomy;
 use crate::model::visit::NewVisit;
+use crate::store::attachments::{self, AttachmentInfo, Transfer};
 use crate::store::cache::{DocCache, Loaded};
 use crate::store::heads::{decode_heads, encode_heads};
 use crate::store::index::{self, RequestFilter, TimelineEntry};
@@ -141,6 +143,7 @@ const META_ENROLMENT: &str = "enrolment";
 const META_PURGE_LATER: &str = "purge_later";
 const META_PURGED_UNREPORTED: &str = "purged_unreported";
 const META_NEED_RESEND: &str = "need_resend";
+const META_WIFI_ONLY: &str = "attachments_wifi_only";
 
 impl Replica {
     /// Opens (or creates) the replica file at `path` with default options.
@@ -325,6 +328,147 @@ impl Replica {
             doc::household::record_visit(doc, id, vid, visit, by)
         })?;
         Ok(vid)
+    }
+
+    /// Records a visit with the location fix the app took for it, as one change.
+    pub fn record_visit_located(
+        &mut self,
+        id: HouseholdId,
+        visit: &NewVisit,
+        location: Option<&LocationFix>,
+    ) -> Result<VisitId> {
+        let Some(fix) = location else { return self.record_visit(id, visit) };
+        fix.check()?;
+        let by = self.require_member()?;
+        let vid = VisitId::new_random();
+        let index = Reindex::NewVisit {
+            household: id,
+            visit: vid,
+            at: visit.at,
+            kind: visit.kind,
+            notes: &visit.notes,
+        };
+        self.edit_indexed(id.into(), DocumentKind::Household, index, |doc| {
+            doc::household::record_visit(doc, id, vid, visit, by)?;
+            doc::household::set_visit_location(doc, id, vid, fix)
+        })?;
+        Ok(vid)
+    }
+
+    /// Attaches a file to a visit: the bytes go into this (encrypted) file, the reference
+    /// into the household document. Works offline; the bytes upload after the records.
+    pub fn attach_to_visit(
+        &mut self,
+        id: HouseholdId,
+        visit: VisitId,
+        file: &NewAttachment,
+        at: Timestamp,
+    ) -> Result<AttachmentRef> {
+        let reference = file.check(at)?;
+        self.attach(id.into(), DocumentKind::Household, &reference, &file.bytes, |doc| {
+            doc::household::attach_to_visit(doc, id, visit, &reference)
+        })?;
+        Ok(reference)
+    }
+
+    /// Attaches a file to an event of a request (a photo of the repaired streetlight).
+    pub fn attach_to_event(
+        &mut self,
+        id: RequestId,
+        event: EventId,
+        file: &NewAttachment,
+        at: Timestamp,
+    ) -> Result<AttachmentRef> {
+        let reference = file.check(at)?;
+        self.attach(id.into(), DocumentKind::Request, &reference, &file.bytes, |doc| {
+            doc::request::attach_to_event(doc, id, event, &reference)
+        })?;
+        Ok(reference)
+    }
+
+    fn attach(
+        &mut self,
+        id: DocumentId,
+        kind: DocumentKind,
+        reference: &AttachmentRef,
+        bytes: &[u8],
+        edit: impl FnOnce(&mut automerge::AutoCommit) -> Result<()>,
+    ) -> Result<()> {
+        self.kind_of(id)?;
+        // Bytes first: if the edit fails they are removed again; if the app dies in between,
+        // unreferenced bytes are harmless and go with the next purge.
+        {
+            let tx = self.conn.transaction()?;
+            attachments::store_local(&tx, reference, bytes)?;
+            tx.commit()?;
+        }
+        let edited = self.edit(id, kind, edit);
+        if edited.is_err() {
+            self.conn.execute(
+                "DELETE FROM attachments WHERE hash = ?1 AND hash NOT IN (SELECT hash FROM attachment_refs)",
+                [reference.hash.to_string()],
+            )?;
+        }
+        edited
+    }
+
+    /// The attachments a document references, with where their bytes are.
+    pub fn attachments_of(&self, id: DocumentId) -> Result<Vec<AttachmentInfo>> {
+        attachments::of_document(&self.conn, id)
+    }
+
+    /// One attachment, if any document here references it (or it was made here).
+    pub fn attachment(&self, hash: &ContentHash) -> Result<Option<AttachmentInfo>> {
+        attachments::get(&self.conn, hash)
+    }
+
+    /// The bytes of an attachment held here whole; [`CoreError::UnknownAttachment`] otherwise.
+    pub fn attachment_bytes(&self, hash: &ContentHash) -> Result<Vec<u8>> {
+        attachments::bytes(&self.conn, hash)?.ok_or(CoreError::UnknownAttachment(*hash))
+    }
+
+    /// Attachments made here that the server does not hold whole yet.
+    pub fn attachment_uploads(&self) -> Result<Vec<Transfer>> {
+        attachments::pending_uploads(&self.conn)
+    }
+
+    /// Attachments referenced here whose bytes are not here whole yet.
+    pub fn attachment_downloads(&self) -> Result<Vec<Transfer>> {
+        attachments::pending_downloads(&self.conn)
+    }
+
+    /// Records how many bytes of an upload the server has confirmed.
+    pub fn record_uploaded(&mut self, hash: &ContentHash, uploaded: u64) -> Result<()> {
+        attachments::set_uploaded(&self.conn, hash, uploaded)
+    }
+
+    /// Stores downloaded bytes that continue what is held (`offset` = bytes held). Returns the
+    /// bytes now held. When whole, the hash is checked; on a mismatch the bytes are dropped
+    /// and [`CoreError::AttachmentMismatch`] is returned.
+    pub fn store_attachment_part(&mut self, hash: &ContentHash, offset: u64, part: &[u8]) -> Result<u64> {
+        let tx = self.conn.transaction()?;
+        match attachments::append_part(&tx, hash, offset, part) {
+            Ok(stored) => {
+                tx.commit()?;
+                Ok(stored)
+            }
+            Err(CoreError::AttachmentMismatch(h)) => {
+                tx.commit()?;
+                Err(CoreError::AttachmentMismatch(h))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether photos upload only over Wi-Fi on this device (a per-device setting the app
+    /// may offer; off by default).
+    pub fn attachments_wifi_only(&self) -> Result<bool> {
+        Ok(get_meta(&self.conn, META_WIFI_ONLY)?.as_deref() == Some("1"))
+    }
+
+    /// Sets whether photos upload only over Wi-Fi.
+    pub fn set_attachments_wifi_only(&mut self, wifi_only: bool) -> Result<()> {
+        set_meta(&self.conn, META_WIFI_ONLY, if wifi_only { "1" } else { "0" })
     }
 
     /// A grid's households with last visit and open requests, longest unvisited first.
@@ -663,6 +807,7 @@ impl Replica {
         tx.execute("DELETE FROM changes WHERE doc_id = ?1", [&doc_id])?;
         let removed = tx.execute("DELETE FROM documents WHERE doc_id = ?1", [&doc_id])?;
         index::remove_document(&tx, id)?;
+        attachments::purge_document(&tx, id)?;
         tx.commit()?;
         self.cache.remove(&id);
         if removed == 0 {
@@ -680,6 +825,7 @@ impl Replica {
         let removed = tx.execute("DELETE FROM documents", [])?;
         tx.execute_batch("DELETE FROM changes; DELETE FROM pending;")?;
         index::clear(&tx)?;
+        attachments::purge_all(&tx)?;
         set_meta(&tx, META_CURSOR, "0")?;
         set_meta(&tx, META_PURGE_LATER, "[]")?;
         tx.commit()?;
@@ -1166,9 +1312,21 @@ impl Indexed {
     fn write(&self, conn: &Connection) -> Result<()> {
         match self {
             Indexed::Household(household, has_conflict) => {
-                index::index_household(conn, household, *has_conflict)
+                index::index_household(conn, household, *has_conflict)?;
+                attachments::index_refs(
+                    conn,
+                    household.id.into(),
+                    household.visits.iter().flat_map(|v| &v.attachments),
+                )
             }
-            Indexed::Request(request) => index::index_request(conn, request),
+            Indexed::Request(request) => {
+                index::index_request(conn, request)?;
+                attachments::index_refs(
+                    conn,
+                    request.id.into(),
+                    request.events.iter().flat_map(|e| &e.attachments),
+                )
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::error::{CoreError, Result};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/replica/0001_init.sql"),
     include_str!("../../migrations/replica/0002_timeline_by_item.sql"),
+    include_str!("../../migrations/replica/0003_attachments.sql"),
 ];
 
 /// The schema version this build writes.

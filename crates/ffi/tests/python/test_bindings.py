@@ -7,9 +7,11 @@ import pytest
 
 from doorstep_ffi import (
     Address,
+    AttachmentState,
     Conflict,
     DoorstepError,
     ErrorKind,
+    LocationFix,
     NewHousehold,
     NewRequest,
     NewResident,
@@ -23,6 +25,7 @@ from doorstep_ffi import (
     Sex,
     SyncObserver,
     SyncPhase,
+    TransferObserver,
     Urgency,
     VisitKind,
 )
@@ -365,3 +368,52 @@ def test_a_county_certificate_is_trusted_once_given_and_an_untrusted_one_loses_n
     report = sync(worker)
     assert report.uploaded_changes == 1 and report.verified
     assert worker.unsynced_change_count() == 0
+
+
+class Transfers(TransferObserver):
+    def __init__(self):
+        self.events = []
+
+    def on_transfer(self, progress):
+        self.events.append(progress)
+
+
+def test_a_photo_and_a_location_follow_the_record_with_progress(county, phones):
+    worker = enrolled(county, phones, "worker", county.worker)
+    office = enrolled(county, phones, "office", county.supervisor)
+    home = worker.create_household(new_household(county.grid, "301", "陈奶奶"))
+    fix = LocationFix(latitude=30.5928, longitude=114.3055, accuracy_m=8.0, at_ms=1_780_000_000_000)
+    visit_id = worker.record_visit_located(home, visit("楼道漏水"), fix)
+    photo = bytes(range(256)) * 400  # 100 KB
+    digest = worker.attach_to_visit(home, visit_id, "image/jpeg", "漏水.jpg", photo)
+    [listed] = worker.attachments(home)
+    assert (listed.hash, listed.size, listed.state) == (digest, len(photo), AttachmentState.LOCAL_ONLY)
+    with pytest.raises(DoorstepError) as too_big:
+        worker.attach_to_visit(home, visit_id, "image/jpeg", "big.jpg", b"x" * (11 * 1024 * 1024))
+    assert too_big.value.kind == ErrorKind.INVALID_INPUT and "附件过大" in too_big.value.message_zh
+
+    # Wi-Fi only: records sync, the photo waits.
+    worker.set_photos_on_wifi_only(True)
+    sync(worker)
+    held = asyncio.run(worker.transfer_attachments(False, True, None))
+    assert held.waiting_for_wifi == 1 and held.bytes_up == 0
+
+    # The office sees the visit and its place at once, and the photo as pending.
+    sync(office)
+    seen = office.household(home).visits[0]
+    assert seen.location == fix and seen.attachment_hashes == [digest]
+    assert office.attachments(home)[0].state == AttachmentState.REMOTE_ONLY
+    with pytest.raises(DoorstepError) as pending:
+        office.attachment_bytes(digest)
+    assert pending.value.kind == ErrorKind.NOT_FOUND
+
+    # On Wi-Fi the photo goes, chunk by chunk; the office fetches it on demand.
+    progress = Transfers()
+    sent = asyncio.run(worker.transfer_attachments(True, True, progress))
+    assert sent.uploaded == 1 and sent.bytes_up == len(photo)
+    assert progress.events[-1].upload and progress.events[-1].done == len(photo)
+    assert worker.attachments(home)[0].state == AttachmentState.SYNCED
+    fetched = Transfers()
+    assert asyncio.run(office.fetch_attachment(home, digest, fetched)) == photo
+    assert not fetched.events[-1].upload and fetched.events[-1].done == len(photo)
+    assert office.attachments(home)[0].state == AttachmentState.SYNCED

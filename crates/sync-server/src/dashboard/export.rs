@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use doorstep_core::time::Timestamp;
 use serde::Deserialize;
 
+use crate::dashboard::attachments;
 use crate::dashboard::error::DashboardError;
 use crate::dashboard::figures::{self, LedgerFilter};
 use crate::dashboard::html::{Lang, date, date_time};
@@ -75,7 +76,7 @@ fn headers(lang: Lang, columns: &[(&'static str, &'static str)]) -> Vec<String> 
     columns.iter().map(|(zh, en)| lang.t(zh, en).to_owned()).collect()
 }
 
-const LEDGER_COLUMNS: [(&str, &str); 13] = [
+const LEDGER_COLUMNS: [(&str, &str); 14] = [
     ("编号", "Id"),
     ("网格", "Grid"),
     ("类别", "Category"),
@@ -89,9 +90,10 @@ const LEDGER_COLUMNS: [(&str, &str); 13] = [
     ("督办", "Supervised"),
     ("回访满意度", "Satisfaction"),
     ("待复核冲突", "Conflict"),
+    ("照片与附件", "Photos and files"),
 ];
 
-const VISIT_COLUMNS: [(&str, &str); 8] = [
+const VISIT_COLUMNS: [(&str, &str); 10] = [
     ("网格", "Grid"),
     ("社区", "Community"),
     ("地址", "Address"),
@@ -100,6 +102,8 @@ const VISIT_COLUMNS: [(&str, &str); 8] = [
     ("走访类型", "Kind"),
     ("走访人", "Visited by"),
     ("走访记录", "Notes"),
+    ("位置", "Location"),
+    ("照片与附件", "Photos and files"),
 ];
 
 /// Query of any export: the ledger's filters and the visit log's.
@@ -118,6 +122,7 @@ pub async fn export(
     staff: Staff,
     Path(file): Path<String>,
     Query(query): Query<ExportQuery>,
+    request_headers: axum::http::HeaderMap,
 ) -> Result<Response, DashboardError> {
     let (what, format) = file.rsplit_once('.').ok_or(DashboardError::NotFound)?;
     if !matches!(format, "csv" | "xlsx") || !matches!(what, "ledger" | "visits") {
@@ -126,6 +131,7 @@ pub async fn export(
     let lang = staff.lang;
     let scope = staff.scope.clone();
     let what = what.to_owned();
+    let base = attachments::base_url(&request_headers, state.dashboard.secure_cookies);
     let table = view(&state, move |model, dir, taxonomy| {
         let at = now();
         if what == "ledger" {
@@ -151,6 +157,7 @@ pub async fn export(
                         yes_no(lang, r.derived.supervised),
                         r.derived.satisfaction.map(|s| lang.satisfaction(s).to_owned()).unwrap_or_default(),
                         yes_no(lang, !r.derived.conflicts.is_empty()),
+                        attachments::links(&base, r.id.into(), attachments::of_request(r)),
                     ]
                 })
                 .collect();
@@ -178,6 +185,12 @@ pub async fn export(
                             lang.visit_kind(v.kind).to_owned(),
                             dir.member_name(v.by),
                             v.notes.clone(),
+                            v.location
+                                .map(|f| {
+                                    format!("{:.6},{:.6} ±{:.0}m", f.latitude, f.longitude, f.accuracy_m)
+                                })
+                                .unwrap_or_default(),
+                            attachments::links(&base, h.id.into(), v.attachments.iter().cloned()),
                         ],
                     ));
                 }

@@ -9,6 +9,8 @@
 //! - [`actions`]: supervisor actions written as request events into the documents.
 //! - [`pages`]: the HTML pages; [`chart`]: SVG charts; [`html`]: layout and escaping.
 //! - [`export`]: ledger and visit log as CSV and XLSX; [`import`]: household register upload.
+//! - [`attachments`]: photos and location fixes on pages, links in exports, and the route that
+//!   serves a photo to staff in scope.
 //! - [`admin`]: members, grids, devices, accounts, categories and departments; [`taxonomy`]:
 //!   the county's edits of its categories and departments.
 //! - [`error`]: the dashboard's error type.
@@ -31,6 +33,7 @@ use crate::storage::{GridRow, MemberRow};
 
 pub mod actions;
 pub mod admin;
+pub mod attachments;
 pub mod chart;
 pub mod error;
 pub mod export;
@@ -140,6 +143,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/dashboard/households/{id}", get(pages::household))
         .route("/dashboard/households/{id}/resolve", post(actions::resolve))
         .route("/dashboard/export/{file}", get(export::export))
+        .route("/dashboard/attachments/{doc}/{hash}", get(attachments::serve))
         .route("/dashboard/import", get(import::form).post(import::preview))
         .route("/dashboard/import/confirm", post(import::confirm))
         .route("/dashboard/admin", get(admin::show))

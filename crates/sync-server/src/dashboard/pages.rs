@@ -18,7 +18,7 @@ use crate::dashboard::error::DashboardError;
 use crate::dashboard::figures::{self, LedgerFilter};
 use crate::dashboard::html::{Lang, date, date_time, esc, page};
 use crate::dashboard::session::{Staff, lang_cookie};
-use crate::dashboard::{Directory, chart, view};
+use crate::dashboard::{Directory, attachments, chart, view};
 use crate::http::{AppState, now};
 
 fn percent(share: Option<f64>) -> String {
@@ -207,13 +207,18 @@ fn timeline(b: &mut String, lang: Lang, taxonomy: &Taxonomy, dir: &Directory, r:
         };
         let _ = write!(
             b,
-            "<li data-kind=\"{}\"><b>{}</b>{skipped} · {} · {}{}</li>",
+            "<li data-kind=\"{}\"><b>{}</b>{skipped} · {} · {}{}",
             esc(e.action.kind_str()),
             esc(&event_label(lang, taxonomy, dir, &e.action)),
             date_time(e.at),
             esc(&dir.member_name(e.by)),
             if e.note.is_empty() { String::new() } else { format!("<br>{}", esc(&e.note)) }
         );
+        if !e.attachments.is_empty() {
+            b.push_str("<br>");
+            attachments::gallery(b, lang, r.id.into(), &e.attachments);
+        }
+        b.push_str("</li>");
     }
     b.push_str("</ul>");
 }
@@ -330,6 +335,14 @@ pub async fn request(
                 esc(&h.household.display_name()),
                 esc(&h.household.address.short_line())
             );
+            if let Some(fix) = attachments::latest_location(&h.household) {
+                let _ = write!(
+                    b,
+                    "<p id=\"household-location\">{} · {}</p>",
+                    lang.t("最近一次走访", "Latest visit"),
+                    attachments::location(lang, &fix)
+                );
+            }
         }
         timeline(&mut b, lang, taxonomy, dir, r);
         if may_supervise(scope.role) {
@@ -508,7 +521,16 @@ pub async fn household(
         b.push_str("</table></div>");
         // Visits and requests on one timeline, newest first.
         let mut items: Vec<(doorstep_core::time::Timestamp, String)> = h.visits.iter().map(|v| {
-            (v.at, format!("<li><b>{}</b> · {} · {}{}</li>", lang.visit_kind(v.kind), date_time(v.at), esc(&dir.member_name(v.by)), if v.notes.is_empty() { String::new() } else { format!("<br>{}", esc(&v.notes)) }))
+            let mut extra = String::new();
+            if let Some(fix) = &v.location {
+                extra.push_str("<br>");
+                extra.push_str(&attachments::location(lang, fix));
+            }
+            if !v.attachments.is_empty() {
+                extra.push_str("<br>");
+                attachments::gallery(&mut extra, lang, id.into(), &v.attachments);
+            }
+            (v.at, format!("<li><b>{}</b> · {} · {}{}{extra}</li>", lang.visit_kind(v.kind), date_time(v.at), esc(&dir.member_name(v.by)), if v.notes.is_empty() { String::new() } else { format!("<br>{}", esc(&v.notes)) }))
         }).collect();
         for r in model.requests(&scope).filter(|r| r.request.household == Some(id)) {
             let r = &r.request;

@@ -8,6 +8,8 @@
 //! | `POST /v1/enrol` | exchange an enrolment code for a device token (JSON) |
 //! | `POST /v1/sync` | one protocol frame in, one frame out |
 //! | `GET /v1/ws` | WebSocket: frames both ways, live pushes |
+//! | `GET /v1/attachments/{hash}?doc=…` | an attachment's bytes (`Range` honoured; `&thumbnail=true`) |
+//! | `GET`/`PUT /v1/attachments/{hash}/upload?doc=…` | resumable chunked upload: status, one chunk |
 //! | `/dashboard/…` | the county web dashboard ([`crate::dashboard`]) |
 
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use tokio::sync::broadcast;
 use crate::error::ApiError;
 use crate::storage::{Authenticated, Device, Storage, SyncLimits};
 
+mod attachments;
 mod enrol;
 pub mod metrics;
 mod sync;
@@ -52,6 +55,8 @@ pub struct AppState {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// The web dashboard's state (read model, pending imports).
     pub dashboard: crate::dashboard::Dashboard,
+    /// Largest attachment accepted, in bytes.
+    pub max_attachment_bytes: u64,
 }
 
 impl AppState {
@@ -72,7 +77,14 @@ impl AppState {
             metrics: metrics::Metrics::default(),
             stopping: tokio::sync::watch::channel(false).0,
             dashboard: crate::dashboard::Dashboard::new(false),
+            max_attachment_bytes: doorstep_core::model::attachment::MAX_ATTACHMENT_BYTES,
         }
+    }
+
+    /// Sets the largest attachment accepted.
+    pub fn with_max_attachment_bytes(mut self, max: u64) -> Self {
+        self.max_attachment_bytes = max;
+        self
     }
 
     /// Marks dashboard cookies `Secure` (the server speaks TLS).
@@ -91,6 +103,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/enrol", post(enrol::enrol))
         .route("/v1/sync", post(sync::sync))
         .route("/v1/ws", get(ws::upgrade))
+        .route("/v1/attachments/{hash}", get(attachments::download))
+        .route(
+            "/v1/attachments/{hash}/upload",
+            get(attachments::upload_status).put(attachments::upload_chunk),
+        )
         .layer(DefaultBodyLimit::disable())
         .merge(crate::dashboard::routes())
         .with_state(state)

@@ -7,12 +7,14 @@
 //! one transaction; a method that returns `Ok` has committed durably.
 
 use doorstep_core::ids::{Code, DeviceId, DocumentId, GridId, MemberId};
+use doorstep_core::model::attachment::{AttachmentRef, ContentHash};
 use doorstep_core::sync::message::{DocSyncMessage, ErrorCode, ManifestEntry, SyncReply, SyncRequest};
 use doorstep_core::time::Timestamp;
 use serde::Serialize;
 
 use crate::scope::{Role, Scope};
 
+pub mod attachment;
 pub mod dashboard;
 mod engine;
 pub mod postgresql;
@@ -282,6 +284,41 @@ pub trait Storage: DashboardStorage + Send + Sync + 'static {
     fn row_counts(&self) -> Result<std::collections::BTreeMap<&'static str, u64>, StorageError>;
     /// Every document's id and stored (encoded) heads.
     fn document_heads(&self) -> Result<Vec<(DocumentId, Vec<u8>)>, StorageError>;
+    /// The reference to attachment `hash` in document `doc`, if the device's scope covers the
+    /// document and the document references it: the one check before any transfer.
+    fn attachment_in_scope(
+        &self,
+        device: &Device,
+        doc: DocumentId,
+        hash: &ContentHash,
+    ) -> Result<Option<AttachmentRef>, StorageError>;
+    /// How much of an attachment is stored.
+    fn attachment_status(&self, hash: &ContentHash) -> Result<Option<attachment::BlobStatus>, StorageError>;
+    /// Stores one chunk of an upload (its own hash already checked); see
+    /// [`attachment::ChunkOutcome`].
+    fn put_attachment_chunk(
+        &self,
+        reference: &AttachmentRef,
+        offset: u64,
+        chunk: &[u8],
+        now: Timestamp,
+    ) -> Result<attachment::ChunkOutcome, StorageError>;
+    /// Bytes `[offset, offset + len)` of a complete attachment; `None` if not complete.
+    fn attachment_range(
+        &self,
+        hash: &ContentHash,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StorageError>;
+    /// The stored thumbnail of an attachment: media type and bytes.
+    fn attachment_thumbnail(&self, hash: &ContentHash) -> Result<Option<(String, Vec<u8>)>, StorageError>;
+    /// Stores the thumbnail of a complete attachment.
+    fn put_attachment_thumbnail(
+        &self,
+        hash: &ContentHash,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(), StorageError>;
     /// Calls `on_change` whenever another server node (or an admin command) commits changes, so
     /// this node can wake its live connections. One node alone on SQLite has nothing to watch.
     fn watch_changes(&self, on_change: Box<dyn Fn(u64) + Send>) -> Result<(), StorageError> {

@@ -20,11 +20,13 @@ use ::postgres::{NoTls, Row, Transaction};
 use automerge::{ActorId, AutoCommit, ChangeHash};
 use doorstep_core::doc::DocumentKind;
 use doorstep_core::ids::{Code, DeviceId, DocumentId, GridId, HouseholdId, MemberId};
+use doorstep_core::model::attachment::{AttachmentRef, ContentHash};
 use doorstep_core::sync::message::{DocSyncMessage, ManifestEntry, SyncReply, SyncRequest};
 use doorstep_core::time::Timestamp;
 use r2d2_postgres::PostgresConnectionManager;
 
 use crate::scope::{Role, Scope};
+use crate::storage::attachment::{self, BlobStatus, BlobTx, ChunkOutcome};
 use crate::storage::engine::{
     self, DocumentRow, LogRow, LogTx, ScopeRule, Snapshot, StoredRow, Unheld, damaged, kind, parse,
 };
@@ -38,6 +40,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_dashboard.sql"),
     include_str!("../../migrations/postgres/0003_county_taxonomy.sql"),
+    // Numbered by position in this list, so the order is the history.
+    include_str!("../../migrations/postgres/0005_attachments.sql"),
     include_str!("../../migrations/postgres/0007_catch_up_by_scope.sql"),
 ];
 
@@ -670,6 +674,77 @@ fn enrol(
     })
 }
 
+impl BlobTx for Pg<'_, '_> {
+    fn blob(&mut self, hash: &str) -> Result<Option<(i64, i64, bool)>, StorageError> {
+        let row = self.tx.query_opt(
+            "SELECT size, received, complete FROM attachments WHERE hash = $1 FOR UPDATE",
+            &[&hash],
+        )?;
+        Ok(row.map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) != 0)))
+    }
+
+    fn create_blob(
+        &mut self,
+        hash: &str,
+        size: i64,
+        media_type: &str,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.tx.execute(
+            "INSERT INTO attachments (hash, size, media_type, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (hash) DO NOTHING",
+            &[&hash, &size, &media_type, &now.millis()],
+        )?;
+        Ok(())
+    }
+
+    fn add_chunk(&mut self, hash: &str, start: i64, bytes: &[u8]) -> Result<(), StorageError> {
+        self.tx.execute(
+            "INSERT INTO attachment_chunks (hash, start_byte, bytes) VALUES ($1, $2, $3)",
+            &[&hash, &start, &bytes],
+        )?;
+        Ok(())
+    }
+
+    fn set_blob(&mut self, hash: &str, received: i64, complete: bool) -> Result<(), StorageError> {
+        self.tx.execute(
+            "UPDATE attachments SET received = $2, complete = $3 WHERE hash = $1",
+            &[&hash, &received, &i64::from(complete)],
+        )?;
+        Ok(())
+    }
+
+    fn chunks(&mut self, hash: &str, from: i64, to: i64) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
+        let rows = self.tx.query(
+            "SELECT start_byte, bytes FROM attachment_chunks
+             WHERE hash = $1 AND start_byte < $3 AND start_byte + length(bytes) > $2 ORDER BY start_byte",
+            &[&hash, &from, &to],
+        )?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    fn drop_chunks(&mut self, hash: &str) -> Result<(), StorageError> {
+        self.tx.execute("DELETE FROM attachment_chunks WHERE hash = $1", &[&hash])?;
+        Ok(())
+    }
+
+    fn thumbnail(&mut self, hash: &str) -> Result<Option<(String, Vec<u8>)>, StorageError> {
+        let row = self
+            .tx
+            .query_opt("SELECT media_type, bytes FROM attachment_thumbnails WHERE hash = $1", &[&hash])?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    fn put_thumbnail(&mut self, hash: &str, media_type: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        self.tx.execute(
+            "INSERT INTO attachment_thumbnails (hash, media_type, bytes) VALUES ($1, $2, $3)
+             ON CONFLICT (hash) DO UPDATE SET media_type = excluded.media_type, bytes = excluded.bytes",
+            &[&hash, &media_type, &bytes],
+        )?;
+        Ok(())
+    }
+}
+
 impl Storage for PostgresStorage {
     fn authenticate(&self, token_hash: &[u8; 32]) -> Result<Authenticated, StorageError> {
         self.with_client(|conn| authenticate(conn, token_hash))
@@ -1008,6 +1083,51 @@ impl Storage for PostgresStorage {
             }
             Ok(out)
         })
+    }
+
+    fn attachment_in_scope(
+        &self,
+        device: &Device,
+        doc: DocumentId,
+        hash: &ContentHash,
+    ) -> Result<Option<AttachmentRef>, StorageError> {
+        self.in_tx(false, |tx| attachment::in_scope(tx, device, doc, hash))
+    }
+
+    fn attachment_status(&self, hash: &ContentHash) -> Result<Option<BlobStatus>, StorageError> {
+        self.in_tx(false, |tx| attachment::blob_status(tx, hash))
+    }
+
+    fn put_attachment_chunk(
+        &self,
+        reference: &AttachmentRef,
+        offset: u64,
+        chunk: &[u8],
+        now: Timestamp,
+    ) -> Result<ChunkOutcome, StorageError> {
+        self.in_tx(false, |tx| attachment::put_chunk(tx, reference, offset, chunk, now))
+    }
+
+    fn attachment_range(
+        &self,
+        hash: &ContentHash,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        self.in_tx(false, |tx| attachment::read_range(tx, hash, offset, len))
+    }
+
+    fn attachment_thumbnail(&self, hash: &ContentHash) -> Result<Option<(String, Vec<u8>)>, StorageError> {
+        self.in_tx(false, |tx| tx.thumbnail(&hash.to_string()))
+    }
+
+    fn put_attachment_thumbnail(
+        &self,
+        hash: &ContentHash,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(), StorageError> {
+        self.in_tx(false, |tx| tx.put_thumbnail(&hash.to_string(), media_type, bytes))
     }
 
     fn document_heads(&self) -> Result<Vec<(DocumentId, Vec<u8>)>, StorageError> {

@@ -8,12 +8,14 @@ use std::sync::Mutex;
 use automerge::{ActorId, AutoCommit, ChangeHash};
 use doorstep_core::doc::DocumentKind;
 use doorstep_core::ids::{Code, DeviceId, DocumentId, GridId, HouseholdId, MemberId};
+use doorstep_core::model::attachment::{AttachmentRef, ContentHash};
 use doorstep_core::sync::message::{DocSyncMessage, ManifestEntry, SyncReply, SyncRequest};
 use doorstep_core::time::Timestamp;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
 use crate::scope::{Role, Scope};
+use crate::storage::attachment::{self, BlobStatus, BlobTx, ChunkOutcome};
 use crate::storage::engine::{
     self, DocumentRow, LogRow, LogTx, ScopeRule, Snapshot, StoredRow, Unheld, kind, parse,
 };
@@ -27,6 +29,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_digest_cache.sql"),
     include_str!("../../migrations/sqlite/0003_dashboard.sql"),
     include_str!("../../migrations/sqlite/0004_county_taxonomy.sql"),
+    // Numbered by position in this list (user_version), so the order is the history.
+    include_str!("../../migrations/sqlite/0006_attachments.sql"),
     include_str!("../../migrations/sqlite/0008_catch_up_by_scope.sql"),
 ];
 
@@ -466,6 +470,80 @@ impl LogTx for Sql<'_> {
         self.0.execute(
             "UPDATE devices SET last_seen_at = ?2, last_unsynced = ?3 WHERE device_id = ?1",
             params![device.to_string(), now.millis(), unsynced],
+        )?;
+        Ok(())
+    }
+}
+
+impl BlobTx for Sql<'_> {
+    fn blob(&mut self, hash: &str) -> Result<Option<(i64, i64, bool)>, StorageError> {
+        Ok(self
+            .0
+            .query_row("SELECT size, received, complete FROM attachments WHERE hash = ?1", [hash], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0))
+            })
+            .optional()?)
+    }
+
+    fn create_blob(
+        &mut self,
+        hash: &str,
+        size: i64,
+        media_type: &str,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.0.execute(
+            "INSERT INTO attachments (hash, size, media_type, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (hash) DO NOTHING",
+            params![hash, size, media_type, now.millis()],
+        )?;
+        Ok(())
+    }
+
+    fn add_chunk(&mut self, hash: &str, start: i64, bytes: &[u8]) -> Result<(), StorageError> {
+        self.0.execute(
+            "INSERT INTO attachment_chunks (hash, start_byte, bytes) VALUES (?1, ?2, ?3)",
+            params![hash, start, bytes],
+        )?;
+        Ok(())
+    }
+
+    fn set_blob(&mut self, hash: &str, received: i64, complete: bool) -> Result<(), StorageError> {
+        self.0.execute(
+            "UPDATE attachments SET received = ?2, complete = ?3 WHERE hash = ?1",
+            params![hash, received, i64::from(complete)],
+        )?;
+        Ok(())
+    }
+
+    fn chunks(&mut self, hash: &str, from: i64, to: i64) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT start_byte, bytes FROM attachment_chunks
+             WHERE hash = ?1 AND start_byte < ?3 AND start_byte + length(bytes) > ?2 ORDER BY start_byte",
+        )?;
+        let rows = stmt.query_map(params![hash, from, to], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn drop_chunks(&mut self, hash: &str) -> Result<(), StorageError> {
+        self.0.execute("DELETE FROM attachment_chunks WHERE hash = ?1", [hash])?;
+        Ok(())
+    }
+
+    fn thumbnail(&mut self, hash: &str) -> Result<Option<(String, Vec<u8>)>, StorageError> {
+        Ok(self
+            .0
+            .query_row("SELECT media_type, bytes FROM attachment_thumbnails WHERE hash = ?1", [hash], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
+    }
+
+    fn put_thumbnail(&mut self, hash: &str, media_type: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        self.0.execute(
+            "INSERT INTO attachment_thumbnails (hash, media_type, bytes) VALUES (?1, ?2, ?3)
+             ON CONFLICT (hash) DO UPDATE SET media_type = excluded.media_type, bytes = excluded.bytes",
+            params![hash, media_type, bytes],
         )?;
         Ok(())
     }
@@ -918,6 +996,57 @@ impl Storage for SqliteStorage {
             out.insert(table.name, n.unsigned_abs());
         }
         Ok(out)
+    }
+
+    fn attachment_in_scope(
+        &self,
+        device: &Device,
+        doc: DocumentId,
+        hash: &ContentHash,
+    ) -> Result<Option<AttachmentRef>, StorageError> {
+        attachment::in_scope(&mut Sql(&self.lock()), device, doc, hash)
+    }
+
+    fn attachment_status(&self, hash: &ContentHash) -> Result<Option<BlobStatus>, StorageError> {
+        attachment::blob_status(&mut Sql(&self.lock()), hash)
+    }
+
+    fn put_attachment_chunk(
+        &self,
+        reference: &AttachmentRef,
+        offset: u64,
+        chunk: &[u8],
+        now: Timestamp,
+    ) -> Result<ChunkOutcome, StorageError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let outcome = attachment::put_chunk(&mut Sql(&tx), reference, offset, chunk, now)?;
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    fn attachment_range(
+        &self,
+        hash: &ContentHash,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        attachment::read_range(&mut Sql(&tx), hash, offset, len)
+    }
+
+    fn attachment_thumbnail(&self, hash: &ContentHash) -> Result<Option<(String, Vec<u8>)>, StorageError> {
+        Sql(&self.lock()).thumbnail(&hash.to_string())
+    }
+
+    fn put_attachment_thumbnail(
+        &self,
+        hash: &ContentHash,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(), StorageError> {
+        Sql(&self.lock()).put_thumbnail(&hash.to_string(), media_type, bytes)
     }
 
     fn document_heads(&self) -> Result<Vec<(DocumentId, Vec<u8>)>, StorageError> {

@@ -125,6 +125,17 @@ pub const TABLES: &[Table] = &[
         key: &["session_hash"],
     },
     Table { name: "county_taxonomy", columns: &["id", "version", "body", "updated_at"], key: &["id"] },
+    Table {
+        name: "attachments",
+        columns: &["hash", "size", "media_type", "received", "complete", "created_at"],
+        key: &["hash"],
+    },
+    Table {
+        name: "attachment_chunks",
+        columns: &["hash", "start_byte", "bytes"],
+        key: &["hash", "start_byte"],
+    },
+    Table { name: "attachment_thumbnails", columns: &["hash", "media_type", "bytes"], key: &["hash"] },
 ];
 
 /// Rows read or written per batch.

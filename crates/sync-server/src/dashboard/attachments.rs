@@ -1,0 +1,134 @@
+//! Photos and location fixes on the dashboard: the HTML that shows them on household and
+//! request pages, the links exports carry, and `GET /dashboard/attachments/{doc}/{hash}`, which
+//! serves a photo (or its thumbnail with `?thumbnail=1`) to staff whose scope covers the
+//! document that references it, the same rule as for devices.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use doorstep_core::ids::DocumentId;
+use doorstep_core::model::attachment::{AttachmentRef, ContentHash, LocationFix};
+use doorstep_core::model::{Household, Request};
+use serde::Deserialize;
+
+use crate::dashboard::error::DashboardError;
+use crate::dashboard::html::{Lang, esc};
+use crate::dashboard::read_model::ReadModel;
+use crate::dashboard::session::Staff;
+use crate::dashboard::view;
+use crate::http::{AppState, blocking};
+use crate::scope::Scope;
+
+/// The dashboard path of an attachment of a document.
+pub fn path(doc: DocumentId, hash: &ContentHash) -> String {
+    format!("/dashboard/attachments/{doc}/{hash}")
+}
+
+/// Photos as thumbnails linking to the full file; other files as links with their name.
+pub fn gallery(b: &mut String, lang: Lang, doc: DocumentId, attachments: &[AttachmentRef]) {
+    if attachments.is_empty() {
+        return;
+    }
+    b.push_str("<span class=\"attachments\">");
+    for a in attachments {
+        let href = path(doc, &a.hash);
+        let name = if a.name.is_empty() { lang.t("附件", "attachment").to_owned() } else { a.name.clone() };
+        if a.media_type.starts_with("image/") {
+            let _ = write!(
+                b,
+                "<a class=\"photo\" href=\"{href}\"><img src=\"{href}?thumbnail=1\" alt=\"{}\" loading=\"lazy\" height=\"80\"></a> ",
+                esc(&name)
+            );
+        } else {
+            let _ = write!(b, "<a class=\"file\" href=\"{href}\">{}</a> ", esc(&name));
+        }
+    }
+    b.push_str("</span>");
+}
+
+/// A location fix as text: coordinates and accuracy.
+pub fn location(lang: Lang, fix: &LocationFix) -> String {
+    format!(
+        "<span class=\"location\" data-lat=\"{0:.6}\" data-lon=\"{1:.6}\">{2} {0:.5}, {1:.5} (±{3:.0} m)</span>",
+        fix.latitude,
+        fix.longitude,
+        lang.t("位置", "location"),
+        fix.accuracy_m
+    )
+}
+
+/// The location of a household's latest visit that has one (shown on its requests' pages).
+pub fn latest_location(h: &Household) -> Option<LocationFix> {
+    h.visits.iter().filter_map(|v| v.location).max_by_key(|f| f.at)
+}
+
+/// Absolute links to a document's attachments, for exports (one per line).
+pub fn links(base: &str, doc: DocumentId, attachments: impl IntoIterator<Item = AttachmentRef>) -> String {
+    attachments.into_iter().map(|a| format!("{base}{}", path(doc, &a.hash))).collect::<Vec<_>>().join("\n")
+}
+
+/// The origin an export's links point at: this server as the browser reached it.
+pub fn base_url(headers: &HeaderMap, tls: bool) -> String {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    format!("{}://{host}", if tls { "https" } else { "http" })
+}
+
+/// Every attachment of a request's events.
+pub fn of_request(r: &Request) -> Vec<AttachmentRef> {
+    r.events.iter().flat_map(|e| e.attachments.iter().cloned()).collect()
+}
+
+/// Query of the attachment route.
+#[derive(Debug, Default, Deserialize)]
+pub struct AttachmentQuery {
+    /// Non-empty: the thumbnail instead of the full file.
+    #[serde(default)]
+    thumbnail: String,
+}
+
+/// The reference to `hash` in document `doc`, if the scope covers the document and it has one.
+fn in_scope(model: &ReadModel, scope: &Scope, doc: DocumentId, hash: &ContentHash) -> Option<AttachmentRef> {
+    match model.household(scope, doc.as_household()) {
+        Some(h) => h.household.visits.iter().flat_map(|v| &v.attachments).find(|a| a.hash == *hash).cloned(),
+        None => {
+            let r = model.request(scope, doc.as_request())?;
+            of_request(&r.request).into_iter().find(|a| a.hash == *hash)
+        }
+    }
+}
+
+/// `GET /dashboard/attachments/{doc}/{hash}`: the photo or file, or its thumbnail.
+pub async fn serve(
+    State(state): State<Arc<AppState>>,
+    staff: Staff,
+    Path((doc, hash)): Path<(String, String)>,
+    Query(query): Query<AttachmentQuery>,
+) -> Result<Response, DashboardError> {
+    let doc: DocumentId = doc.parse().map_err(|_| DashboardError::NotFound)?;
+    let hash: ContentHash = hash.parse().map_err(|_| DashboardError::NotFound)?;
+    let scope = staff.scope.clone();
+    let reference = view(&state, move |model, _, _| in_scope(model, &scope, doc, &hash))
+        .await?
+        .ok_or(DashboardError::NotFound)?;
+    let storage = state.storage.clone();
+    let thumbnail = !query.thumbnail.is_empty();
+    let found = blocking(move || {
+        if thumbnail {
+            storage.attachment_thumbnail(&reference.hash)
+        } else {
+            Ok(storage
+                .attachment_range(&reference.hash, 0, reference.size)?
+                .map(|bytes| (reference.media_type.clone(), bytes)))
+        }
+    })
+    .await??;
+    let (media_type, bytes) = found.ok_or(DashboardError::NotFound)?;
+    Ok((
+        [(header::CONTENT_TYPE, media_type), (header::CACHE_CONTROL, "private, max-age=86400".into())],
+        bytes,
+    )
+        .into_response())
+}
