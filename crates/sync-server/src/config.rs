@@ -33,6 +33,20 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for HTTPS.
     pub tls_key: Option<PathBuf>,
+    /// Failed enrolment attempts one client address may make per window before it is
+    /// refused with `rate_limited` (code guessing).
+    pub enrol_failures_per_address: u32,
+    /// Failed enrolment attempts from all addresses together per window.
+    pub enrol_failures_total: u32,
+    /// The window over which failed enrolment attempts are counted, in seconds.
+    pub enrol_window_secs: u64,
+    /// Live WebSocket connections one device may hold at once.
+    pub connections_per_device: usize,
+    /// Seconds a client has to send a request's headers (and a new connection its first
+    /// request) before the connection is closed (slow clients, slowloris).
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a sync request's body.
+    pub body_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -49,6 +63,12 @@ impl Default for Config {
             log: "info".into(),
             tls_cert: None,
             tls_key: None,
+            enrol_failures_per_address: 10,
+            enrol_failures_total: 1000,
+            enrol_window_secs: 600,
+            connections_per_device: 4,
+            header_timeout_secs: 30,
+            body_timeout_secs: 60,
         }
     }
 }
@@ -60,6 +80,16 @@ impl Config {
             (Some(cert), Some(key)) => Ok(Some((cert, key))),
             (None, None) => Ok(None),
             _ => anyhow::bail!("TLS needs both a certificate and a key (--tls-cert and --tls-key)"),
+        }
+    }
+
+    /// The abuse limits this config sets.
+    pub fn abuse_limits(&self) -> crate::http::abuse::AbuseLimits {
+        crate::http::abuse::AbuseLimits {
+            enrol_failures_per_address: self.enrol_failures_per_address,
+            enrol_failures_total: self.enrol_failures_total,
+            enrol_window: std::time::Duration::from_secs(self.enrol_window_secs),
+            connections_per_device: self.connections_per_device.max(1),
         }
     }
 

@@ -24,6 +24,7 @@ use tokio::sync::broadcast;
 use crate::error::ApiError;
 use crate::storage::{Authenticated, Device, Storage, SyncLimits};
 
+pub mod abuse;
 mod enrol;
 pub mod metrics;
 mod sync;
@@ -52,6 +53,10 @@ pub struct AppState {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// The web dashboard's state (read model, pending imports).
     pub dashboard: crate::dashboard::Dashboard,
+    /// Enrolment attempts and live connections, limited.
+    pub abuse: Arc<abuse::Abuse>,
+    /// How long a sync request's body may take to arrive.
+    pub body_timeout: std::time::Duration,
 }
 
 impl AppState {
@@ -72,7 +77,16 @@ impl AppState {
             metrics: metrics::Metrics::default(),
             stopping: tokio::sync::watch::channel(false).0,
             dashboard: crate::dashboard::Dashboard::new(false),
+            abuse: Arc::new(abuse::Abuse::new(abuse::AbuseLimits::default())),
+            body_timeout: std::time::Duration::from_secs(60),
         }
+    }
+
+    /// Sets the abuse limits and the body timeout.
+    pub fn with_abuse(mut self, limits: abuse::AbuseLimits, body_timeout: std::time::Duration) -> Self {
+        self.abuse = Arc::new(abuse::Abuse::new(limits));
+        self.body_timeout = body_timeout;
+        self
     }
 
     /// Marks dashboard cookies `Secure` (the server speaks TLS).
@@ -88,7 +102,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics::serve))
-        .route("/v1/enrol", post(enrol::enrol))
+        .route("/v1/enrol", post(enrol::enrol).layer(DefaultBodyLimit::max(enrol::MAX_BODY_BYTES)))
         .route("/v1/sync", post(sync::sync))
         .route("/v1/ws", get(ws::upgrade))
         .layer(DefaultBodyLimit::disable())
