@@ -19,6 +19,7 @@ use doorstep_server::storage::postgresql::PostgresStorage;
 use doorstep_server::storage::sqlite::SqliteStorage;
 
 pub mod pg;
+pub mod proxy;
 pub use pg::TestDatabase;
 
 /// The server binary built for these tests.
