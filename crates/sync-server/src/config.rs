@@ -47,6 +47,9 @@ pub struct Config {
     pub header_timeout_secs: u64,
     /// Seconds a client has to send a sync request's body.
     pub body_timeout_secs: u64,
+    /// SQLite only: the most bytes the database may grow to; past it writes fail cleanly as on
+    /// a full disk (a quota below the disk's size). Unset: no cap.
+    pub sqlite_max_bytes: Option<u64>,
 }
 
 impl Default for Config {
@@ -69,6 +72,7 @@ impl Default for Config {
             connections_per_device: 4,
             header_timeout_secs: 30,
             body_timeout_secs: 60,
+            sqlite_max_bytes: None,
         }
     }
 }
@@ -115,6 +119,9 @@ impl Config {
                     crate::storage::sqlite::SqliteStorage::open(&self.data_dir).with_context(|| {
                         format!("打开数据库失败 / cannot open the database in {}", self.data_dir.display())
                     })?;
+                if let Some(max) = self.sqlite_max_bytes {
+                    storage.limit_size(max)?;
+                }
                 Ok(std::sync::Arc::new(storage))
             }
         }

@@ -67,6 +67,11 @@ impl TestServer {
         Self::launch(stopped.dir, stopped.database, &[])
     }
 
+    /// Starts a server again on what a killed one left, with extra `serve` flags.
+    pub fn restart_with(stopped: Stopped, extra: &[&str]) -> Self {
+        Self::launch(stopped.dir, stopped.database, extra)
+    }
+
     /// Starts a server on a PostgreSQL database (another node when one already runs on it).
     pub fn start_on(database: std::sync::Arc<TestDatabase>) -> Self {
         Self::launch(tempfile::tempdir().expect("tempdir"), Some(database), &[])
