@@ -614,3 +614,44 @@ fn blank(who: Who) -> Subject {
         csrf: String::new(),
     }
 }
+
+/// A stolen copy of the server's database (a backup) holds no secret that lets anyone act as
+/// a device or a staff member: device tokens, unused enrolment codes and session cookies are
+/// stored as SHA-256 hashes, passwords as argon2 hashes.
+#[tokio::test]
+async fn a_copy_of_the_server_database_holds_no_usable_secret() {
+    let server = TestServer::start_in(tempfile::tempdir().expect("tempdir"));
+    let storage = server.storage();
+    let grid = storage.create_grid("一网格", "幸福社区", "城关街道").expect("grid");
+    let worker = member(&*storage, "网格员", Role::GridWorker, &[grid]);
+    let dir = devices_dir();
+    let replica = device(&server, dir.path(), "phone", worker).await;
+    let token = replica.enrolment().expect("e").expect("enrolled").token;
+    let unused_code = code_for(&*storage, worker);
+    let password = "correct horse battery";
+    let hash = doorstep_server::auth::hash_password(password).expect("hash");
+    let now = doorstep_server::http::now();
+    storage.create_staff_account(worker, "backup-test", &hash, now).expect("account");
+    let (cookie, _) = sign_in(&server.url, "backup-test", password).await;
+    drop(storage);
+    let mut copy = Vec::new();
+    for file in ["doorstep.db", "doorstep.db-wal"] {
+        if let Ok(bytes) = std::fs::read(server.dir.path().join(file)) {
+            copy.extend_from_slice(&bytes);
+        }
+    }
+    assert!(copy.len() > 4096, "the database was read");
+    let normalized_code = doorstep_server::auth::normalize_code(&unused_code);
+    for (what, secret) in [
+        ("device token", token.as_str()),
+        ("enrolment code", unused_code.as_str()),
+        ("enrolment code (normalized)", normalized_code.as_str()),
+        ("password", password),
+        ("session cookie", cookie.as_str()),
+    ] {
+        assert!(
+            !copy.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the {what} is stored in the clear"
+        );
+    }
+}
