@@ -47,11 +47,20 @@ pub fn register_import(data: &[u8]) {
 
 /// Document data received by a phone, applied to a replica and read as a document: no panic.
 pub fn document_import(data: &[u8]) {
-    let id = DocumentId::from_uuid(uuid::Uuid::from_u128(42));
-    if let Ok(mut replica) = Replica::open_in_memory() {
-        let _ = replica.set_member(MemberId::from_uuid(uuid::Uuid::from_u128(1)));
+    // One replica for every input (opening one per input is slow), a fresh id per input.
+    static REPLICA: OnceLock<std::sync::Mutex<Replica>> = OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let replica = REPLICA.get_or_init(|| {
+        let mut replica = Replica::open_in_memory().expect("replica");
+        replica.set_member(MemberId::from_uuid(uuid::Uuid::from_u128(1))).expect("member");
+        std::sync::Mutex::new(replica)
+    });
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = DocumentId::from_uuid(uuid::Uuid::from_u128(u128::from(n)));
+    {
+        let mut replica = replica.lock().unwrap_or_else(|p| p.into_inner());
         let _ = replica.apply_remote(id, data);
-        let _ = replica.documents();
+        let _ = replica.household(id.as_household());
         let _ = replica.list_requests(&Default::default());
     }
     if let Ok(loaded) = automerge::AutoCommit::load(data) {
