@@ -114,12 +114,31 @@ pub enum CoreError {
     /// A frame from the other side could not be decoded.
     #[error("protocol error: {0}")]
     Protocol(#[from] crate::sync::frame::FrameError),
-    /// The SQLite store failed (disk full, file locked, not a database…).
+    /// The device's storage is full. The failed write was rolled back whole; everything saved
+    /// before it is intact. Free space and retry.
+    #[error("the device's storage is full; nothing of this change was saved")]
+    StorageFull,
+    /// The replica file cannot be written (a read-only file system or file). Nothing of the
+    /// failed write was saved; what is stored can still be read.
+    #[error("the device's storage is read-only; nothing of this change was saved")]
+    StorageReadOnly,
+    /// The SQLite store failed otherwise (file locked, not a database…).
     #[error("storage error: {0}")]
-    Storage(#[from] rusqlite::Error),
+    Storage(rusqlite::Error),
     /// Automerge refused an operation.
     #[error("document error: {0}")]
     Automerge(#[from] automerge::AutomergeError),
+}
+
+impl From<rusqlite::Error> for CoreError {
+    /// A full or read-only store gets its own variant, so the app can say so plainly.
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => CoreError::StorageFull,
+            Some(rusqlite::ErrorCode::ReadOnly) => CoreError::StorageReadOnly,
+            _ => CoreError::Storage(e),
+        }
+    }
 }
 
 /// Shorthand for results of the core.

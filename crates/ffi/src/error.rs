@@ -146,6 +146,14 @@ impl From<CoreError> for DoorstepError {
             CoreError::Protocol(_) => {
                 Self::new(ErrorKind::Network, en, "服务器返回了无法识别的数据，请稍后重试")
             }
+            CoreError::StorageFull => Self::new(
+                ErrorKind::Storage,
+                en,
+                "手机存储空间已满，本次修改未保存，已保存的记录不受影响；请清理空间后重试",
+            ),
+            CoreError::StorageReadOnly => {
+                Self::new(ErrorKind::Storage, en, "本机存储为只读，本次修改未保存，已保存的记录仍可查看")
+            }
             CoreError::Storage(_) => {
                 Self::new(ErrorKind::Storage, en, "本机存储出错（空间不足或文件被占用）")
             }

@@ -35,6 +35,23 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for HTTPS.
     pub tls_key: Option<PathBuf>,
+    /// Failed enrolment attempts one client address may make per window before it is
+    /// refused with `rate_limited` (code guessing).
+    pub enrol_failures_per_address: u32,
+    /// Failed enrolment attempts from all addresses together per window.
+    pub enrol_failures_total: u32,
+    /// The window over which failed enrolment attempts are counted, in seconds.
+    pub enrol_window_secs: u64,
+    /// Live WebSocket connections one device may hold at once.
+    pub connections_per_device: usize,
+    /// Seconds a client has to send a request's headers (and a new connection its first
+    /// request) before the connection is closed (slow clients, slowloris).
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a sync request's body.
+    pub body_timeout_secs: u64,
+    /// SQLite only: the most bytes the database may grow to; past it writes fail cleanly as on
+    /// a full disk (a quota below the disk's size). Unset: no cap.
+    pub sqlite_max_bytes: Option<u64>,
 }
 
 impl Default for Config {
@@ -52,6 +69,13 @@ impl Default for Config {
             log: "info".into(),
             tls_cert: None,
             tls_key: None,
+            enrol_failures_per_address: 10,
+            enrol_failures_total: 1000,
+            enrol_window_secs: 600,
+            connections_per_device: 4,
+            header_timeout_secs: 30,
+            body_timeout_secs: 60,
+            sqlite_max_bytes: None,
         }
     }
 }
@@ -63,6 +87,16 @@ impl Config {
             (Some(cert), Some(key)) => Ok(Some((cert, key))),
             (None, None) => Ok(None),
             _ => anyhow::bail!("TLS needs both a certificate and a key (--tls-cert and --tls-key)"),
+        }
+    }
+
+    /// The abuse limits this config sets.
+    pub fn abuse_limits(&self) -> crate::http::abuse::AbuseLimits {
+        crate::http::abuse::AbuseLimits {
+            enrol_failures_per_address: self.enrol_failures_per_address,
+            enrol_failures_total: self.enrol_failures_total,
+            enrol_window: std::time::Duration::from_secs(self.enrol_window_secs),
+            connections_per_device: self.connections_per_device.max(1),
         }
     }
 
@@ -88,6 +122,9 @@ impl Config {
                     crate::storage::sqlite::SqliteStorage::open(&self.data_dir).with_context(|| {
                         format!("打开数据库失败 / cannot open the database in {}", self.data_dir.display())
                     })?;
+                if let Some(max) = self.sqlite_max_bytes {
+                    storage.limit_size(max)?;
+                }
                 Ok(std::sync::Arc::new(storage))
             }
         }

@@ -91,6 +91,23 @@ impl ApiError {
 
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
+        // A full or read-only disk is the operator's to fix; the device keeps its changes and
+        // is told so plainly (the write was rolled back whole).
+        if let StorageError::Database(cause) = &e {
+            let message = match cause.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DiskFull) => Some(
+                    "服务器存储空间已满，修改仍保留在手机上，请稍后再同步 / the server's storage is full; your changes stay on the phone, sync again later",
+                ),
+                Some(rusqlite::ErrorCode::ReadOnly) => Some(
+                    "服务器存储暂时只读，修改仍保留在手机上，请稍后再同步 / the server's storage is read-only; your changes stay on the phone, sync again later",
+                ),
+                _ => None,
+            };
+            if let Some(message) = message {
+                tracing::error!(%cause, "the database cannot be written: free space or make it writable");
+                return ApiError::Protocol { code: ErrorCode::Internal, message: message.into(), doc: None };
+            }
+        }
         ApiError::Internal(e.to_string())
     }
 }

@@ -43,30 +43,33 @@ pub async fn serve(
     let state = Arc::new(
         AppState::new(storage, limits, config.max_frame_bytes, config.metrics_token.clone())
             .with_secure_cookies(config.tls()?.is_some())
-            .with_max_attachment_bytes(config.max_attachment_bytes),
+            .with_max_attachment_bytes(config.max_attachment_bytes)
+            .with_abuse(config.abuse_limits(), Duration::from_secs(config.body_timeout_secs.max(1))),
     );
     tokio::spawn(watch_revocations(state.clone()));
     let changes = state.changes.clone();
     state.storage.watch_changes(Box::new(move |seq| {
         let _ = changes.send(http::ChangeNotice::to_everyone(seq));
     }))?;
-    // When asked to stop, first close live connections, then let the listener drain.
+    tokio::spawn(dashboard::warm_up(state.clone()));
+    // When asked to stop, first close live connections, then let the connections drain.
     let stopping = state.stopping.clone();
-    let shutdown = async move {
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
         shutdown.await;
         let _ = stopping.send(true);
-    };
-    let mut drained = state.stopping.subscribe();
-    tokio::spawn(dashboard::warm_up(state.clone()));
-    let router = http::router(state);
+        stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    let router = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // A client that sends its headers (or its first request) slowly is cut off: without a
+    // timer hyper waits for ever, and a few hundred such sockets starve the node (slowloris).
+    let header_timeout = Duration::from_secs(config.header_timeout_secs.max(1));
     match config.tls()? {
         None => {
-            tokio::spawn(shutdown);
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = drained.wait_for(|stop| *stop).await;
-                })
-                .await?
+            let mut server = axum_server::from_tcp(listener.into_std()?)?;
+            server.http_builder().http1().header_read_timeout(header_timeout);
+            server.first_request_timeout(header_timeout).handle(handle).serve(router).await?;
         }
         Some((cert, key)) => {
             // Several servers in one process (tests) may race to install it; any one will do.
@@ -74,16 +77,9 @@ pub async fn serve(
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot load TLS certificate or key: {e}"))?;
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                stopper.graceful_shutdown(Some(Duration::from_secs(10)));
-            });
-            axum_server::from_tcp_rustls(listener.into_std()?, tls)?
-                .handle(handle)
-                .serve(router.into_make_service())
-                .await?;
+            let mut server = axum_server::from_tcp_rustls(listener.into_std()?, tls)?;
+            server.http_builder().http1().header_read_timeout(header_timeout);
+            server.first_request_timeout(header_timeout).handle(handle).serve(router).await?;
         }
     }
     Ok(())

@@ -20,6 +20,7 @@ use crate::dashboard::html::{Lang, date, date_time, esc, page};
 use crate::dashboard::session::{Staff, lang_cookie};
 use crate::dashboard::{Directory, attachments, chart, view};
 use crate::http::{AppState, now};
+use crate::scope::Role;
 
 fn percent(share: Option<f64>) -> String {
     share.map_or_else(|| "–".to_owned(), |s| format!("{:.1}%", s * 100.0))
@@ -472,6 +473,11 @@ pub async fn grid(
         ),
     };
     let days = q.days.unwrap_or(30).min(3650);
+    // A grid worker or supervisor asking for another grid learns nothing of it, not even its
+    // name (the access matrix in tests/access.rs).
+    if matches!(staff.scope.role, Role::GridWorker | Role::Supervisor) && !staff.scope.grids.contains(&id) {
+        return Err(DashboardError::NotFound);
+    }
     let scope = staff.scope.clone();
     let lang = staff.lang;
     let body = view(&state, move |model, dir, _| {

@@ -3,12 +3,16 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
+use axum::http::Extensions;
 use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::http::{AppState, blocking, now};
 use crate::storage::{EnrolError, Enrolled};
+
+/// Largest enrolment request body: a code, an actor id and a device name fit in far less.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The enrolment request body.
 #[derive(Deserialize)]
@@ -23,12 +27,25 @@ pub struct EnrolRequest {
 }
 
 /// Enrols a device.
+///
+/// Failed attempts are counted per client address and county-wide; past the configured number
+/// in a window every attempt is refused with `rate_limited`, so codes cannot be guessed.
 pub async fn enrol(
     State(state): State<Arc<AppState>>,
+    extensions: Extensions,
     Json(request): Json<EnrolRequest>,
 ) -> Result<Json<Enrolled>, ApiError> {
+    let address = extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    if state.abuse.may_enrol(address, std::time::Instant::now()).is_err() {
+        tracing::warn!(?address, "enrolment refused: too many failed attempts");
+        return Err(ApiError::protocol(
+            doorstep_core::sync::message::ErrorCode::RateLimited,
+            "注册尝试失败次数过多，请稍后再试 / too many failed enrolment attempts; wait and retry",
+        ));
+    }
     let code = crate::auth::normalize_code(&request.code);
     if code.is_empty() || code.len() > 32 {
+        state.abuse.enrol_failed(address, std::time::Instant::now());
         return Err(ApiError::BadRequest("enrolment code is missing or malformed".into()));
     }
     let code_hash = crate::auth::hash_secret(&code);
@@ -42,11 +59,14 @@ pub async fn enrol(
             tracing::info!(device = %enrolled.device_id, member = %enrolled.member_id, "device enrolled");
             Ok(Json(enrolled))
         }
-        Err(EnrolError::InvalidCode) => Err(ApiError::Protocol {
-            code: doorstep_core::sync::message::ErrorCode::Unauthorized,
-            message: "the enrolment code is not valid (unknown, used or expired)".into(),
-            doc: None,
-        }),
+        Err(EnrolError::InvalidCode) => {
+            state.abuse.enrol_failed(address, std::time::Instant::now());
+            Err(ApiError::Protocol {
+                code: doorstep_core::sync::message::ErrorCode::Unauthorized,
+                message: "the enrolment code is not valid (unknown, used or expired)".into(),
+                doc: None,
+            })
+        }
         Err(EnrolError::BadActor) => {
             Err(ApiError::BadRequest("the device's actor id is not acceptable".into()))
         }

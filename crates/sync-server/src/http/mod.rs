@@ -26,6 +26,7 @@ use tokio::sync::broadcast;
 use crate::error::ApiError;
 use crate::storage::{Authenticated, Device, Storage, SyncLimits};
 
+pub mod abuse;
 mod attachments;
 mod enrol;
 pub mod metrics;
@@ -57,6 +58,10 @@ pub struct AppState {
     pub dashboard: crate::dashboard::Dashboard,
     /// Largest attachment accepted, in bytes.
     pub max_attachment_bytes: u64,
+    /// Enrolment attempts and live connections, limited.
+    pub abuse: Arc<abuse::Abuse>,
+    /// How long a sync request's body may take to arrive.
+    pub body_timeout: std::time::Duration,
 }
 
 impl AppState {
@@ -78,12 +83,21 @@ impl AppState {
             stopping: tokio::sync::watch::channel(false).0,
             dashboard: crate::dashboard::Dashboard::new(false),
             max_attachment_bytes: doorstep_core::model::attachment::MAX_ATTACHMENT_BYTES,
+            abuse: Arc::new(abuse::Abuse::new(abuse::AbuseLimits::default())),
+            body_timeout: std::time::Duration::from_secs(60),
         }
     }
 
     /// Sets the largest attachment accepted.
     pub fn with_max_attachment_bytes(mut self, max: u64) -> Self {
         self.max_attachment_bytes = max;
+        self
+    }
+
+    /// Sets the abuse limits and the body timeout.
+    pub fn with_abuse(mut self, limits: abuse::AbuseLimits, body_timeout: std::time::Duration) -> Self {
+        self.abuse = Arc::new(abuse::Abuse::new(limits));
+        self.body_timeout = body_timeout;
         self
     }
 
@@ -100,7 +114,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics::serve))
-        .route("/v1/enrol", post(enrol::enrol))
+        .route("/v1/enrol", post(enrol::enrol).layer(DefaultBodyLimit::max(enrol::MAX_BODY_BYTES)))
         .route("/v1/sync", post(sync::sync))
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/attachments/{hash}", get(attachments::download))

@@ -68,12 +68,18 @@ pub async fn handle_frame(
 pub async fn sync(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         let device = authenticate(&state, bearer(&headers)).await?;
-        let frame = to_bytes(body, state.max_frame_bytes).await.map_err(|_| {
-            ApiError::protocol(
-                ErrorCode::FrameTooLarge,
-                format!("the request is larger than {} bytes, or was cut off", state.max_frame_bytes),
-            )
-        })?;
+        // A body trickled in byte by byte (a slow client) is cut off after the body timeout.
+        let frame = tokio::time::timeout(state.body_timeout, to_bytes(body, state.max_frame_bytes))
+            .await
+            .map_err(|_| {
+                ApiError::protocol(ErrorCode::MalformedFrame, "the request body did not arrive in time")
+            })?
+            .map_err(|_| {
+                ApiError::protocol(
+                    ErrorCode::FrameTooLarge,
+                    format!("the request is larger than {} bytes, or was cut off", state.max_frame_bytes),
+                )
+            })?;
         handle_frame(&state, device, &frame).await
     }
     .await;

@@ -27,19 +27,35 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let token = bearer(&headers);
-    match authenticate(&state, token.clone()).await {
-        Ok(device) => ws
-            // Room above the frame limit, so an oversized frame gets its protocol error rather
-            // than a closed socket; past this the socket closes.
-            .max_message_size(state.max_frame_bytes.saturating_add(1024 * 1024))
-            // An idle phone's socket should cost little: tungstenite's default 128 KiB read and
-            // write buffers per connection made 10,000 held sockets cost ~1.4 GB. Frames larger
-            // than these still pass; the buffers grow while one is read.
-            .read_buffer_size(WS_BUFFER_BYTES)
-            .write_buffer_size(0)
-            .on_upgrade(move |socket| serve(state, device, token.unwrap_or_default(), socket)),
-        Err(e) => FrameError(e).into_response(),
-    }
+    let device = match authenticate(&state, token.clone()).await {
+        Ok(device) => device,
+        Err(e) => return FrameError(e).into_response(),
+    };
+    // Many sockets on one token (a leaked token, a runaway app) are refused past the limit.
+    let slot = match state.abuse.connect(device.id) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            tracing::warn!(device = %device.id, %refusal, "websocket refused");
+            return FrameError(ApiError::protocol(
+                ErrorCode::RateLimited,
+                format!("连接过多 / {refusal}; close one and retry"),
+            ))
+            .into_response();
+        }
+    };
+    ws
+        // Room above the frame limit, so an oversized frame gets its protocol error rather
+        // than a closed socket; past this the socket closes.
+        .max_message_size(state.max_frame_bytes.saturating_add(1024 * 1024))
+        // An idle phone's socket should cost little: tungstenite's default 128 KiB read and
+        // write buffers per connection made 10,000 held sockets cost ~1.4 GB. Frames larger
+        // than these still pass; the buffers grow while one is read.
+        .read_buffer_size(WS_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| async move {
+            serve(state, device, token.unwrap_or_default(), socket).await;
+            drop(slot);
+        })
 }
 
 async fn send_error(socket: &mut WebSocket, error: &ApiError) -> bool {

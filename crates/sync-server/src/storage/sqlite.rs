@@ -77,6 +77,17 @@ impl SqliteStorage {
         Ok(Self { conn: Mutex::new(conn) })
     }
 
+    /// Caps the database at about `max_bytes` (SQLite's `max_page_count`): past it a write fails
+    /// with "database or disk is full" and is rolled back, as on a full disk, before the disk
+    /// itself fills.
+    pub fn limit_size(&self, max_bytes: u64) -> Result<(), StorageError> {
+        let conn = self.lock();
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let pages = i64::try_from(max_bytes).unwrap_or(i64::MAX) / page_size.max(512);
+        conn.query_row(&format!("PRAGMA max_page_count = {}", pages.max(1)), [], |_| Ok(()))?;
+        Ok(())
+    }
+
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a transaction half-applied (SQLite rolls
         // it back), so the connection is safe to keep using.

@@ -19,6 +19,7 @@ use doorstep_server::storage::postgresql::PostgresStorage;
 use doorstep_server::storage::sqlite::SqliteStorage;
 
 pub mod pg;
+pub mod proxy;
 pub use pg::TestDatabase;
 
 /// The server binary built for these tests.
@@ -64,6 +65,11 @@ impl TestServer {
     /// Starts a server again on what a killed one left.
     pub fn restart(stopped: Stopped) -> Self {
         Self::launch(stopped.dir, stopped.database, &[])
+    }
+
+    /// Starts a server again on what a killed one left, with extra `serve` flags.
+    pub fn restart_with(stopped: Stopped, extra: &[&str]) -> Self {
+        Self::launch(stopped.dir, stopped.database, extra)
     }
 
     /// Starts a server on a PostgreSQL database (another node when one already runs on it).

@@ -1,0 +1,215 @@
+//! Abuse limits (issue 8) against a real server process: enrolment-code guessing, many
+//! sockets on one token, slow clients (slowloris), oversized bodies and huge documents. Every
+//! refusal is the documented error, and the server keeps serving everyone else.
+
+mod support;
+
+use std::time::Duration;
+
+use doorstep_client::ClientError;
+use doorstep_core::ids::{DocumentId, GridId};
+use doorstep_core::model::{NewVisit, VisitKind};
+use doorstep_core::sync::message::ErrorCode;
+use doorstep_server::scope::Role;
+use doorstep_server::storage::Storage;
+use reqwest::StatusCode;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How long a test waits for the server to do what it must (never a pass/fail threshold).
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A server whose config file holds `toml`.
+fn start_with_config(toml: &str) -> TestServer {
+    let config_dir = tempfile::tempdir().expect("tempdir");
+    let config = config_dir.path().join("limits.toml");
+    std::fs::write(&config, toml).expect("config");
+    TestServer::start_with(
+        tempfile::tempdir().expect("tempdir"),
+        &["--config", config.to_str().expect("path")],
+    )
+}
+
+fn grid(storage: &dyn Storage) -> GridId {
+    storage.create_grid("一网格", "幸福社区", "城关街道").expect("grid")
+}
+
+async fn enrol_status(server: &TestServer, code: &str) -> (StatusCode, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/enrol", server.url))
+        .json(&serde_json::json!({
+            "code": code,
+            "actor": automerge::ActorId::random().to_hex_string(),
+            "device_name": "猜码机",
+        }))
+        .send()
+        .await
+        .expect("enrol");
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    (status, body["error"].as_str().unwrap_or("").to_owned())
+}
+
+/// Reads from a raw socket until the server closes it (or `PATIENCE` runs out); returns what
+/// arrived and whether it was closed.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> (Vec<u8>, bool) {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (all, true),
+            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+            Err(_) => return (all, false),
+        }
+    }
+}
+
+fn host_port(server: &TestServer) -> String {
+    server.url.trim_start_matches("http://").to_owned()
+}
+
+#[tokio::test]
+async fn guessing_enrolment_codes_is_rate_limited_and_then_even_a_good_code_waits() {
+    let server = start_with_config("enrol_failures_per_address = 3\n");
+    let storage = server.storage();
+    let worker = member(&*storage, "网格员", Role::GridWorker, &[grid(&*storage)]);
+    for guess in ["AAAA-BBBB-CCCC", "AAAA-BBBB-CCCD", "AAAA-BBBB-CCCE"] {
+        assert_eq!(enrol_status(&server, guess).await, (StatusCode::UNAUTHORIZED, "unauthorized".into()));
+    }
+    assert_eq!(
+        enrol_status(&server, "AAAA-BBBB-CCCF").await,
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited".into()),
+        "the fourth guess is refused before the code is looked at"
+    );
+    let good = code_for(&*storage, worker);
+    assert_eq!(
+        enrol_status(&server, &good).await,
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited".into()),
+        "while limited, a right code gives the guesser no signal"
+    );
+    assert!(storage.devices().expect("devices").is_empty(), "nobody was enrolled");
+}
+
+#[tokio::test]
+async fn a_device_holds_at_most_the_configured_live_connections() {
+    let server = start_with_config("connections_per_device = 2\n");
+    let storage = server.storage();
+    let g = grid(&*storage);
+    let dir = devices_dir();
+    let a = device(&server, dir.path(), "a", member(&*storage, "甲", Role::GridWorker, &[g])).await;
+    let b = device(&server, dir.path(), "b", member(&*storage, "乙", Role::GridWorker, &[g])).await;
+    let token = |r: &doorstep_core::store::Replica| r.enrolment().expect("e").expect("enrolled").token;
+    let first = server.client().connect_live(&token(&a)).await.expect("first socket");
+    let _second = server.client().connect_live(&token(&a)).await.expect("second socket");
+    match server.client().connect_live(&token(&a)).await {
+        Err(ClientError::Refused { code, .. }) => assert_eq!(code, ErrorCode::RateLimited),
+        Err(e) => panic!("refused without its code: {e}"),
+        Ok(_) => panic!("a third socket on one token was accepted"),
+    }
+    let _other = server.client().connect_live(&token(&b)).await.expect("another device is not limited");
+    // Closing one frees its slot once the server has seen the close.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match server.client().connect_live(&token(&a)).await {
+            Ok(_) => break,
+            Err(ClientError::Refused { code: ErrorCode::RateLimited, .. })
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("the slot was never given back: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_sends_its_headers_slowly_is_cut_off_and_others_are_served() {
+    let server = start_with_config("header_timeout_secs = 1\n");
+    let mut slow = tokio::net::TcpStream::connect(host_port(&server)).await.expect("connect");
+    slow.write_all(b"POST /v1/sync HTTP/1.1\r\nHost: doorstep\r\nX-Slow: ").await.expect("partial headers");
+    // A second socket that never sends anything at all.
+    let mut silent = tokio::net::TcpStream::connect(host_port(&server)).await.expect("connect");
+    let health = reqwest::get(format!("{}/healthz", server.url)).await.expect("healthz");
+    assert_eq!(health.status(), StatusCode::OK, "others are served meanwhile");
+    let (_, closed) = read_until_closed(&mut slow).await;
+    assert!(closed, "the server closed the slow client's connection");
+    let (_, closed) = read_until_closed(&mut silent).await;
+    assert!(closed, "the server closed the silent connection");
+}
+
+#[tokio::test]
+async fn a_sync_body_that_trickles_is_cut_off_with_an_error_frame() {
+    let server = start_with_config("body_timeout_secs = 1\n");
+    let storage = server.storage();
+    let dir = devices_dir();
+    let replica =
+        device(&server, dir.path(), "a", member(&*storage, "甲", Role::GridWorker, &[grid(&*storage)])).await;
+    let token = replica.enrolment().expect("e").expect("enrolled").token;
+    let mut stream = tokio::net::TcpStream::connect(host_port(&server)).await.expect("connect");
+    let head = format!(
+        "POST /v1/sync HTTP/1.1\r\nHost: doorstep\r\nAuthorization: Bearer {token}\r\nContent-Type: application/vnd.doorstep.v1+cbor\r\nContent-Length: 1000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("headers");
+    stream.write_all(&[1, 0xa1]).await.expect("two bytes of the body");
+    let (bytes, _) = read_until_closed(&mut stream).await;
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.starts_with("HTTP/1.1 400"), "a clear refusal: {text}");
+    assert!(text.contains("did not arrive in time"), "the error frame says why: {text}");
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_without_being_read_whole() {
+    let server = TestServer::start();
+    let huge = "码".repeat(400_000);
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/enrol", server.url))
+        .json(&serde_json::json!({"code": huge, "actor": "00", "device_name": huge}))
+        .send()
+        .await
+        .expect("enrol");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE, "an enrolment body of a megabyte");
+    let response = reqwest::Client::new()
+        .post(format!("{}/dashboard/sign-in", server.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'a'; 20 * 1024 * 1024])
+        .send()
+        .await;
+    // Refused with 413, or the connection closed while the body was still being sent.
+    if let Ok(response) = response {
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE, "a 20 MiB sign-in form");
+    }
+    let health = reqwest::get(format!("{}/healthz", server.url)).await.expect("healthz");
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_document_over_the_size_limit_is_refused_not_stored_and_kept_on_the_device() {
+    let server = start_with_config("max_document_bytes = 20000\n");
+    let storage = server.storage();
+    let g = grid(&*storage);
+    let dir = devices_dir();
+    let mut replica = device(&server, dir.path(), "a", member(&*storage, "甲", Role::GridWorker, &[g])).await;
+    let small = replica.create_household(&household(g, "101", "小户"), t(0)).expect("household");
+    let big = replica.create_household(&household(g, "102", "大户"), t(0)).expect("household");
+    // Visits whose notes are random text (Automerge compresses repeats) until the document is
+    // well over the limit.
+    let mut seed = 0x9e37_79b9_u64;
+    for n in 0..12 {
+        let notes: String = (0..3_000)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                char::from_u32(0x4e00 + (seed % 2000) as u32).unwrap_or('字')
+            })
+            .collect();
+        let visit = NewVisit { at: t(n), kind: VisitKind::Routine, notes, needs: vec![] };
+        replica.record_visit(big, &visit).expect("visit");
+    }
+    let report = server.client().sync(&mut replica).await.expect("the rest syncs");
+    assert_eq!(report.held_back, vec![(DocumentId::from(big), ErrorCode::DocumentTooLarge)]);
+    assert!(storage.document(big.into()).expect("read").is_none(), "nothing of it stored");
+    assert!(storage.document(small.into()).expect("read").is_some(), "the small one went through");
+    assert!(replica.unsynced_change_count().expect("count") > 0, "the device keeps the big one");
+}

@@ -1,0 +1,2 @@
+//! Doorstep's fuzz targets' checks; see `checks.rs` and docs/SECURITY.md.
+pub mod checks;
