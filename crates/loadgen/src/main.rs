@@ -413,6 +413,9 @@ fn run_hold(
     } else {
         print!("{}", report.table());
     }
+    if !all_held {
+        eprintln!("doorstep-loadgen: not every connection was accepted and still answering after the hold");
+    }
     Ok(all_held)
 }
 
