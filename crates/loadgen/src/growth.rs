@@ -137,7 +137,7 @@ async fn one_size(server_binary: &Path, dir: &Path, documents: usize) -> Result<
         seed_one_grid(storage.as_ref(), households as u64, requests as u64, doorstep_server::http::now())?;
     drop(storage);
     let server = ServerProcess::start(server_binary, &data_dir, &backend)?;
-    let mut phone = Replica::open_with(&dir.join("phone.db"), phone_options())?;
+    let mut phone = Replica::open_with(dir.join("phone.db"), phone_options())?;
     let client = Client::new(&server.url);
     client.enrol(&mut phone, &seeded.code, "phone").await?;
     let started = Instant::now();

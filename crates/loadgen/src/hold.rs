@@ -71,8 +71,9 @@ pub async fn run(server: &ServerProcess, tokens: Vec<String>, hold: Duration) ->
     let cpu_before = server.cpu_seconds()?;
     let started = Instant::now();
     let gate = Arc::new(Semaphore::new(HANDSHAKES_IN_FLIGHT));
-    let mut opening = Vec::with_capacity(tokens.len());
-    for token in tokens.iter().cloned() {
+    let devices = tokens.len();
+    let mut opening = Vec::with_capacity(devices);
+    for token in tokens {
         let (gate, url) = (gate.clone(), ws_url.clone());
         opening.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.map_err(|e| anyhow!("{e}"))?;
@@ -89,7 +90,7 @@ pub async fn run(server: &ServerProcess, tokens: Vec<String>, hold: Duration) ->
             Ok::<_, anyhow::Error>(socket)
         }));
     }
-    let mut sockets = Vec::with_capacity(tokens.len());
+    let mut sockets = Vec::with_capacity(devices);
     let mut failures = Vec::new();
     for (done, task) in opening.into_iter().enumerate() {
         match task.await.map_err(anyhow::Error::from).and_then(|r| r) {
@@ -101,7 +102,7 @@ pub async fn run(server: &ServerProcess, tokens: Vec<String>, hold: Duration) ->
             eprintln!(
                 "hold: {}/{} connected, {:.1} s",
                 sockets.len(),
-                tokens.len(),
+                devices,
                 started.elapsed().as_secs_f64()
             );
         }
@@ -141,7 +142,7 @@ pub async fn run(server: &ServerProcess, tokens: Vec<String>, hold: Duration) ->
     }
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     Ok(HoldReport {
-        devices: tokens.len(),
+        devices,
         connected,
         alive_after_hold: alive,
         failures,

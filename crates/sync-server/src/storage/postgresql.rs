@@ -806,7 +806,7 @@ impl Storage for PostgresStorage {
     }
 
     fn document(&self, id: DocumentId) -> Result<Option<AutoCommit>, StorageError> {
-        Ok(self.in_tx(false, |tx| engine::load_document(tx, id))?)
+        self.in_tx(false, |tx| engine::load_document(tx, id))
     }
 
     fn revoked_since(&self, since: Timestamp) -> Result<Vec<DeviceId>, StorageError> {

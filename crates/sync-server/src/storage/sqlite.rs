@@ -768,7 +768,7 @@ impl Storage for SqliteStorage {
     }
 
     fn document(&self, id: DocumentId) -> Result<Option<AutoCommit>, StorageError> {
-        Ok(engine::load_document(&mut Sql(&self.lock()), id)?)
+        engine::load_document(&mut Sql(&self.lock()), id)
     }
 
     fn revoked_since(&self, since: Timestamp) -> Result<Vec<DeviceId>, StorageError> {
