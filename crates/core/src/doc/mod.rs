@@ -64,7 +64,7 @@ pub(crate) fn check_type(doc: &AutoCommit, id: DocumentId, expected: &str) -> Re
     }
 }
 
-/// The `id` field a document carries.
-pub(crate) fn stored_id(doc: &AutoCommit) -> Option<String> {
+/// The `id` field a document carries (the document's id as text), if any.
+pub fn stored_id(doc: &AutoCommit) -> Option<String> {
     str_at(doc, &ROOT, "id")
 }
