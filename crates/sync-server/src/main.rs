@@ -140,6 +140,18 @@ enum GridCommand {
     },
     /// List grids.
     List,
+    /// Hand a grid from one worker to another in one operation: the old worker's devices
+    /// upload their changes, then purge it; the new worker's devices receive it.
+    HandOver {
+        #[arg(long)]
+        grid: GridId,
+        /// The member who holds the grid now.
+        #[arg(long)]
+        from: MemberId,
+        /// The member who takes it over.
+        #[arg(long)]
+        to: MemberId,
+    },
 }
 
 #[derive(Subcommand)]
@@ -243,6 +255,18 @@ fn main() -> anyhow::Result<()> {
                 println!("{}  {}  {}  {}", g.id, g.street, g.community, g.name);
             }
             Ok(())
+        }
+        Command::Grid(GridCommand::HandOver { grid, from, to }) => {
+            if storage.hand_over_grid(grid, from, to, now)? {
+                println!(
+                    "已交接网格 / grid handed over: {grid} {from} → {to}\n原设备下次同步时先上传再清除，新设备下次同步时收到 / the old devices upload, then purge it on their next sync; the new devices receive it"
+                );
+                Ok(())
+            } else {
+                bail!(
+                    "原网格员未持有此网格，或接手人员不存在 / the first member does not hold that grid, or the second is unknown"
+                )
+            }
         }
         Command::Member(MemberCommand::Add { name, role, department, grids }) => {
             if role == Role::DepartmentStaff && department.is_none() {

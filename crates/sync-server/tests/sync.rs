@@ -314,6 +314,66 @@ async fn a_reassigned_worker_uploads_first_then_purges_and_the_new_worker_receiv
 }
 
 #[tokio::test]
+async fn a_grid_handed_over_while_the_old_phone_is_offline_loses_nothing_and_travels_with_its_requests() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&*storage, "G");
+    let old = member(&*storage, "老网格员", Role::GridWorker, &[g]);
+    let new = member(&*storage, "新网格员", Role::GridWorker, &[]);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "old", old).await;
+    let mut b = device(&server, dir.path(), "new", new).await;
+    let home = a.create_household(&household(g, "1", "甲"), t(0)).expect("household");
+    let req = a
+        .raise_request(&NewRequest {
+            household: Some(home),
+            grid: None,
+            category: "elderly_care".into(),
+            description: "每周送餐".into(),
+            urgency: Urgency::Normal,
+            at: t(1),
+        })
+        .expect("request");
+    sync(&server, &mut a).await;
+    assert_eq!(sync(&server, &mut b).await.received_docs, 0, "B holds nothing of the grid yet");
+
+    // A works offline: two visits and the request accepted, a follow-up still pending.
+    a.record_visit(home, &visit(5, "交接前的走访")).expect("visit");
+    a.record_visit(home, &visit(6, "再次走访")).expect("visit");
+    a.add_request_event(req, &event(EventAction::Accepted, 7)).expect("accepted");
+    // Meanwhile the administrator hands the grid over with one command.
+    let out = server.admin(&[
+        "grid",
+        "hand-over",
+        "--grid",
+        &g.to_string(),
+        "--from",
+        &old.to_string(),
+        "--to",
+        &new.to_string(),
+    ]);
+    assert!(out.contains("grid handed over"), "{out}");
+
+    let report = sync(&server, &mut a).await;
+    assert_eq!(report.uploaded_changes, 3, "every offline change reached the server");
+    assert_eq!(a.unsynced_change_count().expect("count"), 0);
+    assert!(a.documents().expect("docs").is_empty(), "then the grid left the old phone");
+    assert!(a.grids().expect("grids").is_empty());
+
+    let report = sync(&server, &mut b).await;
+    assert!(report.verified, "{report:?}");
+    let received = b.household(home).expect("the new worker has the household");
+    assert_eq!(received.visits.len(), 2, "with A's offline visits");
+    let request = b.request(req).expect("and its open request");
+    assert_eq!(request.status(), doorstep_core::lifecycle::RequestStatus::Accepted);
+    // B carries on where A stopped.
+    b.add_request_event(req, &event(EventAction::Resolved, 8)).expect("B resolves it");
+    assert_eq!(sync(&server, &mut b).await.uploaded_changes, 1);
+    // Handing over a grid the member no longer holds changes nothing.
+    assert!(!storage.hand_over_grid(g, old, new, doorstep_server::http::now()).expect("storage"));
+}
+
+#[tokio::test]
 async fn changes_reach_a_live_websocket_without_asking() {
     let server = TestServer::start();
     let storage = server.storage();

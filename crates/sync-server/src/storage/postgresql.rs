@@ -786,6 +786,48 @@ impl Storage for PostgresStorage {
         })
     }
 
+    fn hand_over_grid(
+        &self,
+        grid: GridId,
+        from: MemberId,
+        to: MemberId,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        if from == to {
+            return Ok(false);
+        }
+        self.with_client(|conn| {
+            let mut tx = conn.transaction()?;
+            let to_exists: bool = tx
+                .query_one("SELECT EXISTS (SELECT 1 FROM members WHERE member_id = $1)", &[&to.to_string()])?
+                .get(0);
+            if !to_exists {
+                return Ok(false);
+            }
+            let taken = tx.execute(
+                "DELETE FROM member_grids WHERE member_id = $1 AND grid_id = $2",
+                &[&from.to_string(), &grid.to_string()],
+            )?;
+            if taken == 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO member_grids (member_id, grid_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&to.to_string(), &grid.to_string()],
+            )?;
+            tx.execute(
+                "UPDATE members SET scope_version = scope_version + 1 WHERE member_id IN ($1, $2)",
+                &[&from.to_string(), &to.to_string()],
+            )?;
+            tx.execute(
+                "INSERT INTO audit_log (at, actor, action, detail) VALUES ($1, 'admin', 'grid_handed_over', $2)",
+                &[&now.millis(), &format!("{grid} {from} -> {to}")],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
     fn create_enrolment_code(
         &self,
         member: MemberId,

@@ -659,6 +659,46 @@ impl Storage for SqliteStorage {
         Ok(changed > 0)
     }
 
+    fn hand_over_grid(
+        &self,
+        grid: GridId,
+        from: MemberId,
+        to: MemberId,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let to_exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM members WHERE member_id = ?1)",
+            [to.to_string()],
+            |r| r.get(0),
+        )?;
+        if !to_exists || from == to {
+            return Ok(false);
+        }
+        let taken = tx.execute(
+            "DELETE FROM member_grids WHERE member_id = ?1 AND grid_id = ?2",
+            params![from.to_string(), grid.to_string()],
+        )?;
+        if taken == 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT OR IGNORE INTO member_grids (member_id, grid_id) VALUES (?1, ?2)",
+            params![to.to_string(), grid.to_string()],
+        )?;
+        tx.execute(
+            "UPDATE members SET scope_version = scope_version + 1 WHERE member_id IN (?1, ?2)",
+            params![from.to_string(), to.to_string()],
+        )?;
+        tx.execute(
+            "INSERT INTO audit_log (at, actor, action, detail) VALUES (?1, 'admin', 'grid_handed_over', ?2)",
+            params![now.millis(), format!("{grid} {from} -> {to}")],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
     fn create_enrolment_code(
         &self,
         member: MemberId,
