@@ -374,6 +374,80 @@ async fn a_grid_handed_over_while_the_old_phone_is_offline_loses_nothing_and_tra
 }
 
 #[tokio::test]
+async fn a_household_registered_twice_offline_is_marked_as_one_everywhere_and_the_mark_can_be_undone() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&*storage, "G");
+    let wa = member(&*storage, "王芳", Role::GridWorker, &[g]);
+    let wb = member(&*storage, "楼栋长", Role::GridWorker, &[g]);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "a", wa).await;
+    let mut b = device(&server, dir.path(), "b", wb).await;
+    // Both register 501 offline, visit it and raise a request about it.
+    let mut requests = Vec::new();
+    let mut homes = Vec::new();
+    for (phone, n) in [(&mut a, 0), (&mut b, 10)] {
+        let home = phone.create_household(&household(g, "501", "陈奶奶"), t(n)).expect("household");
+        phone.record_visit(home, &visit(n + 1, "走访")).expect("visit");
+        requests.push(
+            phone
+                .raise_request(&NewRequest {
+                    household: Some(home),
+                    grid: None,
+                    category: "elderly_care".into(),
+                    description: "需要送餐".into(),
+                    urgency: Urgency::Normal,
+                    at: t(n + 2),
+                })
+                .expect("request"),
+        );
+        homes.push(home);
+    }
+    for _ in 0..2 {
+        sync(&server, &mut a).await;
+        sync(&server, &mut b).await;
+    }
+    assert_eq!(b.households_in_grid(g).expect("list").len(), 2, "two households before the mark");
+
+    // A marks them as the same household; the mark syncs like any edit.
+    a.mark_same_household(homes[0], homes[1], t(30)).expect("mark");
+    sync(&server, &mut a).await;
+    sync(&server, &mut b).await;
+    for phone in [&mut a, &mut b] {
+        let rows = phone.households_in_grid(g).expect("list");
+        assert_eq!(rows.len(), 1, "one household on every replica");
+        assert_eq!(rows[0].open_requests, 2);
+        for home in &homes {
+            let merged = phone.merged_household(*home).expect("merged");
+            assert_eq!(merged.household.visits.len(), 2, "both visit histories");
+            let mut got: Vec<_> = merged.requests.iter().map(|r| r.id).collect();
+            got.sort();
+            let mut want = requests.clone();
+            want.sort();
+            assert_eq!(got, want, "all requests");
+        }
+        assert_eq!(phone.documents().expect("docs").len(), 4, "nothing deleted");
+    }
+    for home in &homes {
+        assert!(
+            storage.document((*home).into()).expect("read").is_some(),
+            "both documents stay on the server"
+        );
+    }
+
+    // B undoes the wrong merge; every replica shows two households again.
+    b.unmark_same_household(homes[1], homes[0], t(40)).expect("undo");
+    sync(&server, &mut b).await;
+    let report = sync(&server, &mut a).await;
+    assert!(report.verified, "{report:?}");
+    for phone in [&mut a, &mut b] {
+        assert_eq!(phone.households_in_grid(g).expect("list").len(), 2);
+        assert_eq!(phone.merged_household(homes[0]).expect("one").household.visits.len(), 1);
+    }
+    assert!(a.unmark_same_household(homes[0], homes[1], t(50)).is_err(), "nothing left to undo");
+}
+
+#[tokio::test]
 async fn changes_reach_a_live_websocket_without_asking() {
     let server = TestServer::start();
     let storage = server.storage();

@@ -1,7 +1,7 @@
 //! The request document: how a [`Request`] is laid out in Automerge, and how events are added.
 //!
 //! ```text
-//! { schema: 1, type: "request", id, household: "<id>" | null, grid, category,
+//! { schema: 2, type: "request", id, household: "<id>" | null, grid, category,
 //!   description, urgency, raised_at, raised_by, due_at,
 //!   events: { <event id>: { kind, at, by, note, after: ["<event id>", …],
 //!                           department?, assignee?, satisfaction?, outcome? } } }

@@ -8,5 +8,5 @@ mod replica;
 mod schema;
 
 pub use index::{RequestFilter, TimelineEntry, TimelineItem};
-pub use replica::{Durability, Enrolment, IndexReport, Replica, ReplicaOptions};
+pub use replica::{Durability, Enrolment, IndexReport, MergedHousehold, Replica, ReplicaOptions};
 pub use schema::SCHEMA_VERSION as STORE_SCHEMA_VERSION;
