@@ -1099,3 +1099,91 @@ async fn the_administrator_edits_categories_and_departments_and_a_phone_raises_a
     let report = server.client().sync(&mut phone).await.expect("upload");
     assert!(report.held_back.is_empty() && report.uploaded_changes > 0, "{report:?}");
 }
+
+/// A supervisor of `grids` with a dashboard account; returns the login and password.
+fn supervisor_account(storage: &dyn Storage, grids: &[GridId]) -> (String, String) {
+    let boss = member(storage, "李主任", Role::Supervisor, grids);
+    let password = "freshness-test-password".to_owned();
+    let hash = doorstep_server::auth::hash_password(&password).expect("hash");
+    storage.create_staff_account(boss, "lizhuren", &hash, doorstep_server::http::now()).expect("account");
+    ("lizhuren".into(), password)
+}
+
+#[tokio::test]
+async fn a_supervisor_tells_not_visited_from_visited_but_not_yet_synced() {
+    use doorstep_core::model::{NewVisit, VisitKind};
+    use doorstep_core::sync::client::{self, ClientLimits};
+
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g1 = storage.create_grid("第一网格", "幸福社区", "城关街道").expect("grid");
+    let g2 = storage.create_grid("第二网格", "幸福社区", "城关街道").expect("grid");
+    let wa = member(&*storage, "王芳", Role::GridWorker, &[g1]);
+    let wb = member(&*storage, "张伟", Role::GridWorker, &[g2]);
+    let (login, password) = supervisor_account(&*storage, &[g1, g2]);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "王芳的手机", wa).await;
+    let mut b = device(&server, dir.path(), "张伟的手机", wb).await;
+    let homes: Vec<_> = ["101", "102"]
+        .iter()
+        .map(|room| a.create_household(&household(g1, room, "住户"), Timestamp(0)).expect("household"))
+        .collect();
+    b.create_household(&household(g2, "201", "住户"), Timestamp(0)).expect("household");
+    server.client().sync(&mut a).await.expect("sync");
+    server.client().sync(&mut b).await.expect("sync");
+    // A visits 101, then syncs without uploading that household (as when a round is cut short):
+    // the server learns only that one change waits on the phone.
+    let visit = NewVisit {
+        at: doorstep_server::http::now(),
+        kind: VisitKind::Routine,
+        notes: String::new(),
+        needs: vec![],
+    };
+    a.record_visit(homes[0], &visit).expect("visit");
+    let token = a.enrolment().expect("e").expect("enrolled").token;
+    let limits = ClientLimits::default();
+    let (frame, round) = client::begin_round(&mut a, &limits, false, &[homes[0].into()]).expect("round");
+    let reply = server.client().post_frame(&token, frame).await.expect("reply");
+    client::finish_round(&mut a, round, &reply, &limits).expect("applied");
+    let device_a = a.enrolment().expect("e").expect("enrolled").device;
+    let device_b = b.enrolment().expect("e").expect("enrolled").device;
+
+    let browser = Browser::start().await;
+    let client = browser.client();
+    sign_in(client, &server.url, &login, &password).await;
+    client.wait().at_most(WAIT).for_element(Locator::Id("me")).await.expect("signed in");
+
+    client.goto(&format!("{}/dashboard/freshness", server.url)).await.expect("freshness");
+    let row_a = text(client, &format!("#device-{device_a}")).await;
+    assert!(
+        row_a.contains("王芳") && row_a.contains("王芳的手机") && row_a.contains("有未同步修改"),
+        "{row_a}"
+    );
+    assert_eq!(text(client, &format!("#device-{device_a} .unsynced")).await, "1");
+    assert!(row_a.contains("刚刚") || row_a.contains("分钟前"), "how long ago: {row_a}");
+    let row_b = text(client, &format!("#device-{device_b}")).await;
+    assert!(row_b.contains("张伟的手机") && row_b.contains("已同步"), "{row_b}");
+    assert_eq!(text(client, &format!("#device-{device_b} .unsynced")).await, "0");
+    screenshot(client, "freshness").await;
+
+    // Grid one: two households not visited on the server, both possibly visited on A's phone;
+    // grid two: one household not visited, and its phone has nothing waiting.
+    client.goto(&format!("{}/dashboard/grids", server.url)).await.expect("grids");
+    assert_eq!(text(client, &format!("#grid-{g1} .not-visited")).await, "2");
+    assert_eq!(text(client, &format!("#grid-{g1} .stale")).await, "2");
+    assert!(text(client, &format!("#grid-{g1} .sync")).await.contains("1 台设备未同步完"));
+    assert_eq!(text(client, &format!("#grid-{g2} .not-visited")).await, "1");
+    assert_eq!(text(client, &format!("#grid-{g2} .stale")).await, "0");
+    assert!(text(client, &format!("#grid-{g2} .sync")).await.contains("全部已同步"));
+
+    // A syncs: the visit arrives, nothing is stale any more.
+    server.client().sync(&mut a).await.expect("sync");
+    client.goto(&format!("{}/dashboard/grids", server.url)).await.expect("grids");
+    assert_eq!(text(client, &format!("#grid-{g1} .not-visited")).await, "1");
+    assert_eq!(text(client, &format!("#grid-{g1} .stale")).await, "0");
+    client.goto(&format!("{}/dashboard/freshness?lang=en", server.url)).await.expect("freshness");
+    assert_eq!(text(client, &format!("#device-{device_a} .unsynced")).await, "0");
+    let row_a = text(client, &format!("#device-{device_a}")).await;
+    assert!(row_a.contains("synced") && !row_a.contains("unsynced"), "{row_a}");
+    browser.close().await;
+}

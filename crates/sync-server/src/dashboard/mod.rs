@@ -6,6 +6,7 @@
 //! - [`session`]: staff sign-in (argon2), sessions, CSRF, lockout, sign-out.
 //! - [`read_model`]: every document as the core reads it, refreshed from the change log.
 //! - [`figures`]: overview figures, ledger filters, a grid's household list (pure).
+//! - [`freshness`]: each device's last sync and unsynced changes; which grids may be stale.
 //! - [`actions`]: supervisor actions written as request events into the documents.
 //! - [`pages`]: the HTML pages; [`chart`]: SVG charts; [`html`]: layout and escaping.
 //! - [`export`]: ledger and visit log as CSV and XLSX; [`import`]: household register upload.
@@ -35,6 +36,7 @@ pub mod chart;
 pub mod error;
 pub mod export;
 pub mod figures;
+pub mod freshness;
 pub mod html;
 pub mod import;
 pub mod pages;
@@ -137,6 +139,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/dashboard/conflicts", get(pages::conflicts))
         .route("/dashboard/grids", get(pages::grids))
         .route("/dashboard/grids/{id}", get(pages::grid))
+        .route("/dashboard/freshness", get(freshness::page))
         .route("/dashboard/households/{id}", get(pages::household))
         .route("/dashboard/households/{id}/resolve", post(actions::resolve))
         .route("/dashboard/export/{file}", get(export::export))

@@ -16,10 +16,11 @@ use serde::Deserialize;
 use crate::dashboard::actions::may_supervise;
 use crate::dashboard::error::DashboardError;
 use crate::dashboard::figures::{self, LedgerFilter};
+use crate::dashboard::freshness;
 use crate::dashboard::html::{Lang, date, date_time, esc, page};
 use crate::dashboard::session::{Staff, lang_cookie};
 use crate::dashboard::{Directory, chart, view};
-use crate::http::{AppState, now};
+use crate::http::{AppState, blocking, now};
 
 fn percent(share: Option<f64>) -> String {
     share.map_or_else(|| "–".to_owned(), |s| format!("{:.1}%", s * 100.0))
@@ -34,7 +35,7 @@ fn card(out: &mut String, id: &str, value: &str, label: &str) {
     );
 }
 
-fn respond(staff: &Staff, title: &str, body: &str) -> Response {
+pub(crate) fn respond(staff: &Staff, title: &str, body: &str) -> Response {
     let mut response = page(staff.lang, title, Some(&staff.header()), body).into_response();
     let (name, value) = lang_cookie(staff.lang);
     response.headers_mut().append(name, value);
@@ -416,19 +417,30 @@ pub async fn conflicts(State(state): State<Arc<AppState>>, staff: Staff) -> Resu
     Ok(respond(&staff, staff.lang.t("冲突复核", "Conflicts"), &body))
 }
 
-/// `GET /dashboard/grids`: the grids in scope with their coverage.
+/// `GET /dashboard/grids`: the grids in scope with their coverage, and whether households
+/// shown as not visited may have been visited on a phone that has not synced yet.
 pub async fn grids(State(state): State<Arc<AppState>>, staff: Staff) -> Result<Response, DashboardError> {
     let scope = staff.scope.clone();
     let lang = staff.lang;
+    let storage = state.storage.clone();
+    let devices = blocking(move || storage.devices()).await??;
     let body = view(&state, move |model, dir, _| {
-        let o = figures::overview(model, &scope, &dir.grids, now());
-        let mut b = format!("<h1>{}</h1><div class=\"table\"><table id=\"grids\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
-            lang.t("网格", "Grids"), lang.t("街道", "Street"), lang.t("社区", "Community"), lang.t("网格", "Grid"), lang.t("住户", "Households"), lang.t("近30天覆盖率", "Coverage, 30 days"));
+        let at = now();
+        let o = figures::overview(model, &scope, &dir.grids, at);
+        let mut b = format!("<h1>{}</h1><div class=\"table\"><table id=\"grids\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            lang.t("网格", "Grids"), lang.t("街道", "Street"), lang.t("社区", "Community"), lang.t("网格", "Grid"), lang.t("住户", "Households"), lang.t("近30天覆盖率", "Coverage, 30 days"),
+            lang.t("未走访", "Not visited"), lang.t("其中可能已走访未同步", "Of which may be visited but not synced"), lang.t("设备同步", "Devices"));
         for g in &dir.grids {
             let Some(c) = o.grids.iter().find(|c| c.grid == g.id) else { continue };
-            let _ = write!(b, "<tr><td>{}</td><td>{}</td><td><a href=\"/dashboard/grids/{}\">{}</a></td><td>{}</td><td>{:.1}%</td></tr>", esc(&g.street), esc(&g.community), g.id, esc(&g.name), c.households, c.share() * 100.0);
+            let f = freshness::grid_freshness(g.id, &dir.members, &devices);
+            let not_visited = c.households - c.visited;
+            let stale = if f.may_be_stale() { not_visited } else { 0 };
+            let class = if stale > 0 { " class=\"overdue\"" } else { "" };
+            let _ = write!(b, "<tr id=\"grid-{}\"><td>{}</td><td>{}</td><td><a href=\"/dashboard/grids/{}\">{}</a></td><td>{}</td><td>{:.1}%</td><td class=\"not-visited\">{not_visited}</td><td class=\"stale\"><span{class}>{stale}</span></td><td class=\"sync\">{}</td></tr>",
+                g.id, esc(&g.street), esc(&g.community), g.id, esc(&g.name), c.households, c.share() * 100.0, esc(&freshness::grid_note(lang, &f, at)));
         }
-        b.push_str("</table></div>");
+        let _ = write!(b, "</table></div><p><a href=\"/dashboard/freshness\">{}</a> · <a href=\"/dashboard/duplicates\">{}</a></p>",
+            lang.t("各设备同步情况", "Each device's last sync"), lang.t("疑似重复住户", "Likely duplicate households"));
         b
     })
     .await?;
