@@ -1187,3 +1187,82 @@ async fn a_supervisor_tells_not_visited_from_visited_but_not_yet_synced() {
     assert!(row_a.contains("synced") && !row_a.contains("unsynced"), "{row_a}");
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_supervisor_merges_a_suggested_duplicate_household_and_undoes_it_and_the_phones_follow() {
+    use doorstep_core::model::{NewVisit, VisitKind};
+
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = storage.create_grid("第一网格", "幸福社区", "城关街道").expect("grid");
+    let wa = member(&*storage, "王芳", Role::GridWorker, &[g]);
+    let wb = member(&*storage, "楼栋长", Role::GridWorker, &[g]);
+    let (login, password) = supervisor_account(&*storage, &[g]);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "a", wa).await;
+    let mut b = device(&server, dir.path(), "b", wb).await;
+    // Both register 3栋 1单元 501 offline, typed differently, and visit it.
+    let first = a.create_household(&household(g, "501", "陈奶奶"), Timestamp(0)).expect("household");
+    let mut typed = household(g, "501室", "陈秀英");
+    typed.address.building = "３号楼".into();
+    let second = b.create_household(&typed, Timestamp(0)).expect("household");
+    b.create_household(&household(g, "502", "邻居"), Timestamp(0)).expect("household");
+    let visit = NewVisit { at: Timestamp(1), kind: VisitKind::Routine, notes: String::new(), needs: vec![] };
+    a.record_visit(first, &visit).expect("visit");
+    b.record_visit(second, &visit).expect("visit");
+    server.client().sync(&mut a).await.expect("sync");
+    server.client().sync(&mut b).await.expect("sync");
+    server.client().sync(&mut a).await.expect("sync");
+    let (lo, hi) = (first.min(second), first.max(second));
+
+    let browser = Browser::start().await;
+    let client = browser.client();
+    sign_in(client, &server.url, &login, &password).await;
+    client.wait().at_most(WAIT).for_element(Locator::Id("me")).await.expect("signed in");
+    client.goto(&format!("{}/dashboard/duplicates", server.url)).await.expect("duplicates");
+    let suggested = text(client, "#suggestions").await;
+    assert!(suggested.contains("陈奶奶") && suggested.contains("陈秀英"), "{suggested}");
+    assert!(!suggested.contains("邻居"), "a different address is not suggested: {suggested}");
+    screenshot(client, "duplicates").await;
+    client
+        .find(Locator::Id(&format!("merge-{lo}-{hi}")))
+        .await
+        .expect("merge button")
+        .click()
+        .await
+        .expect("merge");
+    wait_for_url(client, "done=1").await;
+    let merged = text(client, "#merged").await;
+    assert!(merged.contains("陈奶奶") && merged.contains("陈秀英"), "{merged}");
+    assert!(!text(client, "#suggestions").await.contains("陈奶奶"), "no longer suggested");
+    // The grid lists one household for the two, with both visits.
+    client.goto(&format!("{}/dashboard/grids/{g}", server.url)).await.expect("grid");
+    wait_for_text(client, "#count", "2").await;
+    client.goto(&format!("{}/dashboard/households/{hi}", server.url)).await.expect("household");
+    let timeline = client.find_all(Locator::Css("#timeline li")).await.expect("timeline");
+    assert_eq!(timeline.len(), 2, "both visit histories");
+    // The phones follow on their next sync, and still hold all three documents.
+    for phone in [&mut a, &mut b] {
+        server.client().sync(phone).await.expect("sync");
+        assert_eq!(phone.households_in_grid(g).expect("list").len(), 2);
+        assert_eq!(phone.merged_household(first).expect("merged").household.visits.len(), 2);
+    }
+    assert_eq!(b.documents().expect("docs").len(), 3, "nothing deleted");
+
+    // Undo the mark: two households again, on the dashboard and the phones.
+    client.goto(&format!("{}/dashboard/duplicates", server.url)).await.expect("duplicates");
+    client
+        .find(Locator::Id(&format!("undo-{lo}-{hi}")))
+        .await
+        .expect("undo button")
+        .click()
+        .await
+        .expect("undo");
+    wait_for_url(client, "done=1").await;
+    assert!(text(client, "#suggestions").await.contains("陈奶奶"), "suggested again");
+    client.goto(&format!("{}/dashboard/grids/{g}", server.url)).await.expect("grid");
+    wait_for_text(client, "#count", "3").await;
+    server.client().sync(&mut a).await.expect("sync");
+    assert_eq!(a.households_in_grid(g).expect("list").len(), 3);
+    browser.close().await;
+}

@@ -143,6 +143,52 @@ impl HouseholdGroups {
     }
 }
 
+/// The address written the way two workers typing it independently most likely agree: full-
+/// width characters made half-width, spaces and punctuation dropped, letters lower-cased, and
+/// the usual suffixes (栋/幢/号楼/楼, 单元, 室/号) left out. Two households with the same key
+/// are likely duplicates (the dashboard suggests them; a person decides).
+///
+/// ```
+/// use doorstep_core::ids::GridId;
+/// use doorstep_core::model::Address;
+/// use doorstep_core::model::same_household::address_key;
+///
+/// let grid = GridId::new_random();
+/// let typed = |building: &str, unit: &str, room: &str| Address {
+///     community: "幸福社区".into(), grid, building: building.into(), unit: unit.into(), room: room.into(),
+/// };
+/// assert_eq!(address_key(&typed("3栋", "2单元", "501")), address_key(&typed("３号楼", "2", "501室")));
+/// assert_ne!(address_key(&typed("3栋", "2单元", "501")), address_key(&typed("3栋", "2单元", "502")));
+/// ```
+pub fn address_key(address: &crate::model::household::Address) -> String {
+    fn norm(text: &str, suffixes: &[&str]) -> String {
+        let mut out: String = text
+            .chars()
+            .map(|c| match c {
+                '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+                '\u{3000}' => ' ',
+                c => c,
+            })
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect();
+        for suffix in suffixes {
+            if let Some(stripped) = out.strip_suffix(suffix) {
+                out = stripped.to_owned();
+                break;
+            }
+        }
+        out
+    }
+    [
+        norm(&address.community, &[]),
+        norm(&address.building, &["号楼", "栋", "幢", "楼", "座"]),
+        norm(&address.unit, &["单元"]),
+        norm(&address.room, &["室", "号"]),
+    ]
+    .join("|")
+}
+
 fn root(parent: &mut HashMap<HouseholdId, HouseholdId>, id: HouseholdId) -> HouseholdId {
     let mut r = *parent.entry(id).or_insert(id);
     while let Some(&p) = parent.get(&r) {

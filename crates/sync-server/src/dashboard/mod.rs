@@ -8,6 +8,8 @@
 //! - [`figures`]: overview figures, ledger filters, a grid's household list (pure).
 //! - [`freshness`]: each device's last sync and unsynced changes; which grids may be stale.
 //! - [`actions`]: supervisor actions written as request events into the documents.
+//! - [`duplicates`]: likely duplicate households (same address), marking two as the same
+//!   household and undoing it.
 //! - [`pages`]: the HTML pages; [`chart`]: SVG charts; [`html`]: layout and escaping.
 //! - [`export`]: ledger and visit log as CSV and XLSX; [`import`]: household register upload.
 //! - [`admin`]: members, grids, devices, accounts, categories and departments; [`taxonomy`]:
@@ -33,6 +35,7 @@ use crate::storage::{GridRow, MemberRow};
 pub mod actions;
 pub mod admin;
 pub mod chart;
+pub mod duplicates;
 pub mod error;
 pub mod export;
 pub mod figures;
@@ -140,6 +143,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/dashboard/grids", get(pages::grids))
         .route("/dashboard/grids/{id}", get(pages::grid))
         .route("/dashboard/freshness", get(freshness::page))
+        .route("/dashboard/duplicates", get(duplicates::page))
+        .route("/dashboard/duplicates/{action}", post(duplicates::act))
         .route("/dashboard/households/{id}", get(pages::household))
         .route("/dashboard/households/{id}/resolve", post(actions::resolve))
         .route("/dashboard/export/{file}", get(export::export))

@@ -522,7 +522,8 @@ pub async fn household(
         let mut items: Vec<(doorstep_core::time::Timestamp, String)> = h.visits.iter().map(|v| {
             (v.at, format!("<li><b>{}</b> · {} · {}{}</li>", lang.visit_kind(v.kind), date_time(v.at), esc(&dir.member_name(v.by)), if v.notes.is_empty() { String::new() } else { format!("<br>{}", esc(&v.notes)) }))
         }).collect();
-        for r in model.requests(&scope).filter(|r| r.request.household == Some(id)) {
+        let members: Vec<HouseholdId> = entry.members().collect();
+        for r in model.requests(&scope).filter(|r| r.request.household.is_some_and(|h| members.contains(&h))) {
             let r = &r.request;
             items.push((r.raised_at, format!("<li><b>{}</b> · {} · <a href=\"/dashboard/requests/{}\">{}</a> · {}</li>", lang.t("诉求", "request"), date_time(r.raised_at), r.id, esc(&lang.category(taxonomy, r.category.as_str())), lang.status(r.status()))));
         }
