@@ -12,5 +12,6 @@ uniffi::setup_scaffolding!();
 
 pub mod error;
 pub mod replica;
+pub mod same_household;
 pub mod sync;
 pub mod types;

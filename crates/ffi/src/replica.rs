@@ -39,7 +39,7 @@ fn at(ms: Option<i64>) -> Timestamp {
 }
 
 impl Replica {
-    fn with<T>(
+    pub(crate) fn with<T>(
         &self,
         f: impl FnOnce(&mut store::Replica) -> Result<T, doorstep_core::CoreError>,
     ) -> Result<T, DoorstepError> {

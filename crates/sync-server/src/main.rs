@@ -152,6 +152,16 @@ enum GridCommand {
         #[arg(long)]
         to: MemberId,
     },
+    /// Hand some households over: each household and its requests move to the new worker's
+    /// grid; the old worker's devices upload their changes, then purge them.
+    HandOverHouseholds {
+        /// The grid they move to (one of the new worker's).
+        #[arg(long)]
+        to_grid: GridId,
+        /// A household to hand over (repeat the flag).
+        #[arg(long = "household", required = true)]
+        households: Vec<doorstep_core::ids::HouseholdId>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -267,6 +277,15 @@ fn main() -> anyhow::Result<()> {
                     "原网格员未持有此网格，或接手人员不存在 / the first member does not hold that grid, or the second is unknown"
                 )
             }
+        }
+        Command::Grid(GridCommand::HandOverHouseholds { to_grid, households }) => {
+            let moved =
+                doorstep_server::handover::hand_over_households(storage.as_ref(), &households, to_grid, now)?;
+            println!(
+                "已交接 {} 户、{} 条诉求 / households handed over: {}, requests: {} → {to_grid}",
+                moved.households, moved.requests, moved.households, moved.requests
+            );
+            Ok(())
         }
         Command::Member(MemberCommand::Add { name, role, department, grids }) => {
             if role == Role::DepartmentStaff && department.is_none() {

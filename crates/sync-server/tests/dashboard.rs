@@ -1266,3 +1266,73 @@ async fn a_supervisor_merges_a_suggested_duplicate_household_and_undoes_it_and_t
     assert_eq!(a.households_in_grid(g).expect("list").len(), 3);
     browser.close().await;
 }
+
+#[tokio::test]
+async fn an_administrator_hands_a_grid_and_a_household_over_and_the_phones_follow() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g1 = storage.create_grid("第一网格", "幸福社区", "城关街道").expect("grid");
+    let g2 = storage.create_grid("第二网格", "幸福社区", "城关街道").expect("grid");
+    let old = member(&*storage, "老网格员", Role::GridWorker, &[g1]);
+    let new = member(&*storage, "新网格员", Role::GridWorker, &[]);
+    let third = member(&*storage, "第二网格员", Role::GridWorker, &[g2]);
+    let boss = member(&*storage, "县管理员", Role::Admin, &[]);
+    let hash = doorstep_server::auth::hash_password("admin-test-password").expect("hash");
+    storage.create_staff_account(boss, "admin", &hash, doorstep_server::http::now()).expect("account");
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "old", old).await;
+    let mut b = device(&server, dir.path(), "new", new).await;
+    let mut c = device(&server, dir.path(), "third", third).await;
+    let home = a.create_household(&household(g1, "1", "甲"), Timestamp(0)).expect("household");
+    let other = a.create_household(&household(g1, "2", "乙"), Timestamp(0)).expect("household");
+    server.client().sync(&mut a).await.expect("sync");
+
+    let browser = Browser::start().await;
+    let client = browser.client();
+    sign_in(client, &server.url, "admin", "admin-test-password").await;
+    client.wait().at_most(WAIT).for_element(Locator::Id("me")).await.expect("signed in");
+    client.goto(&format!("{}/dashboard/admin", server.url)).await.expect("admin");
+    for (select, value) in [
+        ("hand-over-grid", g1.to_string()),
+        ("hand-over-from", old.to_string()),
+        ("hand-over-to", new.to_string()),
+    ] {
+        client
+            .find(Locator::Css(&format!("#{select} option[value='{value}']")))
+            .await
+            .expect("option")
+            .click()
+            .await
+            .expect("choose");
+    }
+    client.find(Locator::Id("do-hand-over")).await.expect("button").click().await.expect("hand over");
+    let notice = text(client, "#notice").await;
+    assert!(notice.contains("已交接网格"), "{notice}");
+    let members = storage.members().expect("members");
+    assert!(members.iter().find(|m| m.id == old).expect("old").grids.is_empty());
+    assert_eq!(members.iter().find(|m| m.id == new).expect("new").grids, vec![g1]);
+    server.client().sync(&mut a).await.expect("sync");
+    assert!(a.documents().expect("docs").is_empty(), "the old phone purged the grid");
+    server.client().sync(&mut b).await.expect("sync");
+    assert_eq!(b.documents().expect("docs").len(), 2, "the new phone received it");
+
+    // One household moves on to the second grid from its page.
+    client.goto(&format!("{}/dashboard/households/{home}", server.url)).await.expect("household");
+    client
+        .find(Locator::Css(&format!("#hand-over-grid option[value='{g2}']")))
+        .await
+        .expect("option")
+        .click()
+        .await
+        .expect("choose");
+    client.find(Locator::Id("do-hand-over")).await.expect("button").click().await.expect("hand over");
+    wait_for_url(client, "done=1").await;
+    let stored = storage.document(home.into()).expect("read").expect("stored");
+    assert_eq!(doc::household::read(&stored, home).expect("household").address.grid, g2);
+    server.client().sync(&mut b).await.expect("sync");
+    let kept: Vec<_> = b.documents().expect("docs").into_iter().map(|(id, _)| id).collect();
+    assert_eq!(kept, vec![other.into()]);
+    server.client().sync(&mut c).await.expect("sync");
+    assert_eq!(c.household(home).expect("moved").address.grid, g2);
+    browser.close().await;
+}

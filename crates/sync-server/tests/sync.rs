@@ -374,6 +374,53 @@ async fn a_grid_handed_over_while_the_old_phone_is_offline_loses_nothing_and_tra
 }
 
 #[tokio::test]
+async fn households_handed_over_to_another_worker_take_their_requests_and_the_offline_visit_along() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g1 = grid(&*storage, "G1");
+    let g2 = grid(&*storage, "G2");
+    let old = member(&*storage, "老网格员", Role::GridWorker, &[g1]);
+    let new = member(&*storage, "新网格员", Role::GridWorker, &[g2]);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "old", old).await;
+    let mut b = device(&server, dir.path(), "new", new).await;
+    let moving = a.create_household(&household(g1, "1", "甲"), t(0)).expect("household");
+    let staying = a.create_household(&household(g1, "2", "乙"), t(0)).expect("household");
+    let req = a
+        .raise_request(&NewRequest {
+            household: Some(moving),
+            grid: None,
+            category: "elderly_care".into(),
+            description: "每周送餐".into(),
+            urgency: Urgency::Normal,
+            at: t(1),
+        })
+        .expect("request");
+    sync(&server, &mut a).await;
+    a.record_visit(moving, &visit(5, "交接前的走访")).expect("offline visit");
+    let out = server.admin(&[
+        "grid",
+        "hand-over-households",
+        "--to-grid",
+        &g2.to_string(),
+        "--household",
+        &moving.to_string(),
+    ]);
+    assert!(out.contains("households handed over: 1, requests: 1"), "{out}");
+
+    let report = sync(&server, &mut a).await;
+    assert_eq!(report.uploaded_changes, 1, "the offline visit was accepted");
+    let kept: Vec<DocumentId> = a.documents().expect("docs").into_iter().map(|(id, _)| id).collect();
+    assert_eq!(kept, vec![DocumentId::from(staying)], "only the household that stayed");
+    let report = sync(&server, &mut b).await;
+    assert!(report.verified, "{report:?}");
+    let received = b.household(moving).expect("moved");
+    assert_eq!(received.address.grid, g2);
+    assert_eq!(received.visits.len(), 1);
+    assert_eq!(b.request(req).expect("its request").grid, g2);
+}
+
+#[tokio::test]
 async fn a_household_registered_twice_offline_is_marked_as_one_everywhere_and_the_mark_can_be_undone() {
     let server = TestServer::start();
     let storage = server.storage();

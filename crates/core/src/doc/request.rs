@@ -118,6 +118,14 @@ pub fn add_event(
     Ok(next)
 }
 
+/// Moves the request to another grid (it follows its household when households are handed
+/// over to another worker).
+pub fn set_grid(doc: &mut AutoCommit, id: RequestId, grid: GridId) -> Result<()> {
+    check_type(doc, id.into(), TYPE)?;
+    doc.put(ROOT, "grid", grid.to_string())?;
+    Ok(())
+}
+
 /// Reads the request in `doc`, which must hold request `id`, and derives its status.
 pub fn read(doc: &AutoCommit, id: RequestId) -> Result<Request> {
     let doc_id: DocumentId = id.into();

@@ -6,6 +6,7 @@
 //! - [`session`]: staff sign-in (argon2), sessions, CSRF, lockout, sign-out.
 //! - [`read_model`]: every document as the core reads it, refreshed from the change log.
 //! - [`figures`]: overview figures, ledger filters, a grid's household list (pure).
+//! - [`hand_over`]: handing a household (with its requests) to another grid.
 //! - [`freshness`]: each device's last sync and unsynced changes; which grids may be stale.
 //! - [`actions`]: supervisor actions written as request events into the documents.
 //! - [`duplicates`]: likely duplicate households (same address), marking two as the same
@@ -40,6 +41,7 @@ pub mod error;
 pub mod export;
 pub mod figures;
 pub mod freshness;
+pub mod hand_over;
 pub mod html;
 pub mod import;
 pub mod pages;
@@ -147,6 +149,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/dashboard/duplicates/{action}", post(duplicates::act))
         .route("/dashboard/households/{id}", get(pages::household))
         .route("/dashboard/households/{id}/resolve", post(actions::resolve))
+        .route("/dashboard/households/{id}/hand-over", post(hand_over::act))
         .route("/dashboard/export/{file}", get(export::export))
         .route("/dashboard/import", get(import::form).post(import::preview))
         .route("/dashboard/import/confirm", post(import::confirm))

@@ -506,6 +506,7 @@ pub async fn household(
     let id: HouseholdId = id.parse().map_err(|_| DashboardError::NotFound)?;
     let scope = staff.scope.clone();
     let lang = staff.lang;
+    let csrf = staff.csrf.clone();
     let body = view(&state, move |model, dir, taxonomy| {
         let entry = model.household(&scope, id)?;
         let h = &entry.household;
@@ -533,6 +534,9 @@ pub async fn household(
             b.push_str(&item);
         }
         b.push_str("</ul>");
+        if scope.role == crate::scope::Role::Admin {
+            crate::dashboard::hand_over::form(&mut b, lang, &csrf, id, h.address.grid, &dir.grids);
+        }
         Some(b)
     })
     .await?

@@ -6,7 +6,7 @@
 //! Methods are blocking: the HTTP layer calls them on tokio's blocking pool. Each method is
 //! one transaction; a method that returns `Ok` has committed durably.
 
-use doorstep_core::ids::{Code, DeviceId, DocumentId, GridId, MemberId};
+use doorstep_core::ids::{Code, DeviceId, DocumentId, GridId, HouseholdId, MemberId, RequestId};
 use doorstep_core::sync::message::{DocSyncMessage, ErrorCode, ManifestEntry, SyncReply, SyncRequest};
 use doorstep_core::time::Timestamp;
 use serde::Serialize;
@@ -256,6 +256,8 @@ pub trait Storage: DashboardStorage + Send + Sync + 'static {
         to: MemberId,
         now: Timestamp,
     ) -> Result<bool, StorageError>;
+    /// The requests about `household`, by id.
+    fn requests_of_household(&self, household: HouseholdId) -> Result<Vec<RequestId>, StorageError>;
     /// Creates a single-use enrolment code (stored as its hash) valid until `expires_at`.
     fn create_enrolment_code(
         &self,

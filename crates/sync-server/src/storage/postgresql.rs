@@ -19,7 +19,7 @@ use ::postgres::types::ToSql;
 use ::postgres::{NoTls, Row, Transaction};
 use automerge::{ActorId, AutoCommit, ChangeHash};
 use doorstep_core::doc::DocumentKind;
-use doorstep_core::ids::{Code, DeviceId, DocumentId, GridId, HouseholdId, MemberId};
+use doorstep_core::ids::{Code, DeviceId, DocumentId, GridId, HouseholdId, MemberId, RequestId};
 use doorstep_core::sync::message::{DocSyncMessage, ManifestEntry, SyncReply, SyncRequest};
 use doorstep_core::time::Timestamp;
 use r2d2_postgres::PostgresConnectionManager;
@@ -825,6 +825,22 @@ impl Storage for PostgresStorage {
             )?;
             tx.commit()?;
             Ok(true)
+        })
+    }
+
+    fn requests_of_household(&self, household: HouseholdId) -> Result<Vec<RequestId>, StorageError> {
+        self.with_client(|conn| {
+            let rows = conn.query(
+                "SELECT doc_id FROM documents WHERE household_id = $1 AND kind = 'request' ORDER BY doc_id",
+                &[&household.to_string()],
+            )?;
+            rows.iter()
+                .map(|r| {
+                    r.get::<_, String>(0)
+                        .parse()
+                        .map_err(|_| StorageError::Damaged("a stored request id".into()))
+                })
+                .collect()
         })
     }
 

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use automerge::{ActorId, AutoCommit, ChangeHash};
 use doorstep_core::doc::DocumentKind;
-use doorstep_core::ids::{Code, DeviceId, DocumentId, GridId, HouseholdId, MemberId};
+use doorstep_core::ids::{Code, DeviceId, DocumentId, GridId, HouseholdId, MemberId, RequestId};
 use doorstep_core::sync::message::{DocSyncMessage, ManifestEntry, SyncReply, SyncRequest};
 use doorstep_core::time::Timestamp;
 use rusqlite::types::{Value, ValueRef};
@@ -697,6 +697,15 @@ impl Storage for SqliteStorage {
         )?;
         tx.commit()?;
         Ok(true)
+    }
+
+    fn requests_of_household(&self, household: HouseholdId) -> Result<Vec<RequestId>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT doc_id FROM documents WHERE household_id = ?1 AND kind = 'request' ORDER BY doc_id",
+        )?;
+        let rows = stmt.query_map([household.to_string()], |r| r.get::<_, String>(0))?;
+        rows.map(|r| r?.parse().map_err(|_| StorageError::Damaged("a stored request id".into()))).collect()
     }
 
     fn create_enrolment_code(
