@@ -88,7 +88,7 @@ impl HouseholdGroups {
         for (pair, marks) in by_pair {
             let seen: HashSet<LinkId> = marks.values().flat_map(|m| m.after.iter().copied()).collect();
             // Marks are keyed by id, so the last current one has the greatest id.
-            let Some(decisive) = marks.values().filter(|m| !seen.contains(&m.id)).next_back().cloned() else {
+            let Some(decisive) = marks.values().rfind(|m| !seen.contains(&m.id)).cloned() else {
                 continue;
             };
             if decisive.same {
