@@ -101,22 +101,39 @@ fn fill(replica: &mut Replica) -> (HouseholdId, RequestId) {
     (home, request)
 }
 
-/// Writes this build's fixtures. Run once per schema version (see the module docs).
+/// Writes this build's fixtures that do not exist yet (see the module docs); existing fixture
+/// files are never rewritten.
 #[test]
 #[ignore = "writes fixture files; run by hand once per schema version"]
 fn write_fixtures() {
     let dir = fixtures(SCHEMA_VERSION);
     std::fs::create_dir_all(&dir).expect("fixture dir");
+    let write = |name: &str, bytes: Vec<u8>| {
+        let path = dir.join(name);
+        if !path.exists() {
+            std::fs::write(path, bytes).expect("write fixture");
+        }
+    };
     let path = dir.join("replica.sqlite");
-    let _ = std::fs::remove_file(&path);
-    let mut replica = Replica::open(&path).expect("replica");
+    let scratch = tempfile::tempdir().expect("tmp");
+    let replica_path = if path.exists() { scratch.path().join("replica.sqlite") } else { path };
+    let mut replica = Replica::open(&replica_path).expect("replica");
     let (home, request) = fill(&mut replica);
     replica.compact_all().expect("compact");
-    std::fs::write(dir.join("household.automerge"), replica.save_document(home.into()).expect("save"))
-        .expect("write household");
-    std::fs::write(dir.join("request.automerge"), replica.save_document(request.into()).expect("save"))
-        .expect("write request");
-    drop(replica);
+    write("household.automerge", replica.save_document(home.into()).expect("save"));
+    write("request.automerge", replica.save_document(request.into()).expect("save"));
+    if SCHEMA_VERSION >= 2 {
+        // Schema 2: the same household registered twice, marked as one.
+        let mut twice = NewHousehold {
+            address: replica.household(home).expect("household").address.clone(),
+            residents: vec![],
+            notes: String::new(),
+        };
+        twice.address.room = "501室".into();
+        let other = replica.create_household(&twice, Timestamp(1_772_446_000_000)).expect("household");
+        replica.mark_same_household(home, other, Timestamp(1_772_446_100_000)).expect("mark");
+        write("household_marked.automerge", replica.save_document(home.into()).expect("save"));
+    }
 }
 
 fn check_household(h: &doorstep_core::model::Household, version: u32) {
@@ -153,6 +170,21 @@ fn documents_of_every_earlier_version_read_in_full() {
         let doc = AutoCommit::load(&bytes).expect("loads");
         let rid: RequestId = doorstep_core::doc::stored_id(&doc).expect("id").parse().expect("request id");
         check_request(&doc::request::read(&doc, rid).expect("reads"), version, id);
+    }
+}
+
+#[test]
+fn same_household_marks_of_every_version_since_2_read_back() {
+    for version in 2..=SCHEMA_VERSION {
+        let bytes = std::fs::read(fixtures(version).join("household_marked.automerge")).expect("fixture");
+        let doc = AutoCommit::load(&bytes).expect("loads");
+        let id: HouseholdId = doorstep_core::doc::stored_id(&doc).expect("id").parse().expect("id");
+        let marks = doc::same_household::marks(&doc);
+        assert_eq!(marks.len(), 1, "v{version}");
+        assert!(marks[0].same && (marks[0].pair.0 == id || marks[0].pair.1 == id));
+        let groups = doorstep_core::model::HouseholdGroups::resolve(marks.clone());
+        assert_eq!(groups.group_of(id).len(), 2);
+        check_household(&doc::household::read(&doc, id).expect("reads"), version);
     }
 }
 

@@ -33,8 +33,10 @@ impl Replica {
     }
 
     /// Marks households `a` and `b` (both held here) as the same household, as the signed-in
-    /// member. The mark is written into both documents and syncs like any edit; nothing is
-    /// deleted. Returns the mark's id.
+    /// member. The mark is written into both documents (one change and one transaction each;
+    /// should the second write fail, the first already carries the whole mark, and any replica
+    /// holding that document resolves it) and syncs like any edit; nothing is deleted. Returns
+    /// the mark's id.
     pub fn mark_same_household(&mut self, a: HouseholdId, b: HouseholdId, at: Timestamp) -> Result<LinkId> {
         self.write_same_household_mark(a, b, true, at)
     }
