@@ -421,6 +421,42 @@ async fn households_handed_over_to_another_worker_take_their_requests_and_the_of
 }
 
 #[tokio::test]
+async fn each_round_records_the_last_sync_and_the_unsynced_count_and_an_old_client_without_it_still_syncs() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&*storage, "G");
+    let w = member(&*storage, "王芳", Role::GridWorker, &[g]);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "a", w).await;
+    let home = a.create_household(&household(g, "1", "甲"), t(0)).expect("household");
+    sync(&server, &mut a).await;
+    let row =
+        |storage: &dyn Storage| storage.devices().expect("devices").into_iter().next().expect("the device");
+    assert!(row(&*storage).last_seen_at.is_some());
+    assert_eq!(row(&*storage).last_unsynced, Some(0));
+    // Two visits; a round that uploads neither reports both as unsynced.
+    a.record_visit(home, &visit(1, "一")).expect("visit");
+    a.record_visit(home, &visit(2, "二")).expect("visit");
+    let token = a.enrolment().expect("e").expect("enrolled").token;
+    let limits = ClientLimits::default();
+    let (frame, round) = client::begin_round(&mut a, &limits, false, &[home.into()]).expect("round");
+    let reply = server.client().post_frame(&token, frame).await.expect("reply");
+    client::finish_round(&mut a, round, &reply, &limits).expect("applied");
+    assert_eq!(row(&*storage).last_unsynced, Some(2));
+    // An app that predates the field sends `{"sync": {"cursor": 0}}`: it is answered, and
+    // counted as a contact with nothing reported unsynced.
+    let mut old_frame = vec![PROTOCOL_VERSION, 0xA1, 0x64];
+    old_frame.extend_from_slice(b"sync");
+    old_frame.extend_from_slice(&[0xA1, 0x66]);
+    old_frame.extend_from_slice(b"cursor");
+    old_frame.push(0x00);
+    let reply = server.client().post_frame(&token, old_frame).await.expect("reply");
+    let decoded = doorstep_core::sync::frame::decode_server(&reply, 1 << 24).expect("decodes");
+    assert!(matches!(decoded, ServerMessage::Sync(_)), "{decoded:?}");
+    assert_eq!(row(&*storage).last_unsynced, Some(0));
+}
+
+#[tokio::test]
 async fn a_household_registered_twice_offline_is_marked_as_one_everywhere_and_the_mark_can_be_undone() {
     let server = TestServer::start();
     let storage = server.storage();
