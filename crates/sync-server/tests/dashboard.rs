@@ -1175,6 +1175,11 @@ async fn a_supervisor_tells_not_visited_from_visited_but_not_yet_synced() {
     assert_eq!(text(client, &format!("#grid-{g2} .not-visited")).await, "1");
     assert_eq!(text(client, &format!("#grid-{g2} .stale")).await, "0");
     assert!(text(client, &format!("#grid-{g2} .sync")).await.contains("全部已同步"));
+    client.goto(&format!("{}/dashboard/grids/{g1}", server.url)).await.expect("grid");
+    assert!(text(client, "#freshness-note").await.contains("可能已走访但尚未同步"));
+    assert!(text(client, "#households").await.contains("从未走访（可能未同步）"));
+    client.goto(&format!("{}/dashboard/grids/{g2}", server.url)).await.expect("grid");
+    assert!(client.find(Locator::Id("freshness-note")).await.is_err(), "grid two is up to date");
 
     // A syncs: the visit arrives, nothing is stale any more.
     server.client().sync(&mut a).await.expect("sync");

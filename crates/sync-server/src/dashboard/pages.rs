@@ -473,20 +473,29 @@ pub async fn grid(
     let days = q.days.unwrap_or(30).min(3650);
     let scope = staff.scope.clone();
     let lang = staff.lang;
+    let storage = state.storage.clone();
+    let devices = blocking(move || storage.devices()).await??;
     let body = view(&state, move |model, dir, _| {
         let rows = figures::grid_households(model, &scope, id, tag, days, now());
+        let fresh = freshness::grid_freshness(id, &dir.members, &devices);
         let mut b = format!("<h1>{}</h1><form class=\"filters\" method=\"get\"><label>{}<select name=\"tag\" id=\"f-tag\"><option value=\"\">{}</option>", esc(&dir.grid_name(id)), lang.t("标签", "Tag"), lang.t("全部", "any"));
         options(&mut b, &q.tag, ResidentTag::ALL.iter().map(|t| (t.as_str().to_owned(), lang.tag(*t).to_owned())));
         let _ = write!(b, "</select></label><label>{}<input type=\"number\" name=\"days\" id=\"f-days\" min=\"1\" value=\"{days}\"></label><button class=\"primary\">{}</button></form>\
             <p><span id=\"count\">{}</span> {} · <span id=\"due\">{}</span> {} · <a href=\"/dashboard/export/visits.xlsx?grid={id}\">{}</a></p>",
             lang.t("未走访天数", "Not visited for (days)"), lang.t("筛选", "Filter"), rows.len(), lang.t("户", "households"),
             rows.iter().filter(|r| r.due_for_visit).count(), lang.t("户超期未走访", "not visited in that time"), lang.t("导出走访记录", "Export the visit log"));
+        if fresh.may_be_stale() {
+            let _ = write!(b, "<p class=\"notice\" id=\"freshness-note\">{} <a href=\"/dashboard/freshness\">{}</a></p>",
+                lang.t("本网格有设备尚未同步完，标为“未走访”的住户可能已走访但尚未同步。", "A device of this grid has not finished syncing: households shown as not visited may have been visited but not yet synced."),
+                esc(&freshness::grid_note(lang, &fresh, now())));
+        }
         let _ = write!(b, "<div class=\"table\"><table id=\"households\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
             lang.t("住户", "Household"), lang.t("地址", "Address"), lang.t("标签", "Tags"), lang.t("最近走访", "Last visit"), lang.t("未办结诉求", "Open requests"));
         for row in &rows {
             let h = &row.entry.household;
             let tags: String = h.tags().iter().map(|t| format!("<span class=\"tag\">{}</span>", lang.tag(*t))).collect();
-            let last = h.last_visit().map_or_else(|| lang.t("从未走访", "never").to_owned(), |v| date(v.at));
+            let never = if fresh.may_be_stale() { lang.t("从未走访（可能未同步）", "never (may not be synced yet)") } else { lang.t("从未走访", "never") };
+            let last = h.last_visit().map_or_else(|| never.to_owned(), |v| date(v.at));
             let class = if row.due_for_visit { " class=\"overdue\"" } else { "" };
             let _ = write!(b, "<tr><td><a href=\"/dashboard/households/{}\">{}</a></td><td>{}</td><td>{tags}</td><td{class}>{}</td><td>{}</td></tr>", h.id, esc(&h.display_name()), esc(&h.address.short_line()), esc(&last), row.open_requests);
         }
