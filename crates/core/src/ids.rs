@@ -73,6 +73,10 @@ uuid_id!(
     DeviceId, "device id"
 );
 uuid_id!(
+    /// One "same household as" mark or its undoing (see [`crate::model::same_household`]).
+    LinkId, "link id"
+);
+uuid_id!(
     /// A resident inside a household document.
     ResidentId, "resident id"
 );

@@ -13,5 +13,6 @@ uniffi::setup_scaffolding!();
 pub mod attachments;
 pub mod error;
 pub mod replica;
+pub mod same_household;
 pub mod sync;
 pub mod types;

@@ -9,6 +9,7 @@
 //! - [`demo`]: a demo county for newcomers.
 //! - [`dashboard`]: the county web dashboard (server-rendered pages, exports, imports).
 //! - [`import`]: household register import from CSV and XLSX.
+//! - [`handover`]: handing some households (with their requests) to another worker's grid.
 //! - [`error`]: `ApiError`, mapped to status codes and plain messages.
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod error;
+pub mod handover;
 pub mod http;
 pub mod import;
 pub mod scope;

@@ -140,6 +140,28 @@ enum GridCommand {
     },
     /// List grids.
     List,
+    /// Hand a grid from one worker to another in one operation: the old worker's devices
+    /// upload their changes, then purge it; the new worker's devices receive it.
+    HandOver {
+        #[arg(long)]
+        grid: GridId,
+        /// The member who holds the grid now.
+        #[arg(long)]
+        from: MemberId,
+        /// The member who takes it over.
+        #[arg(long)]
+        to: MemberId,
+    },
+    /// Hand some households over: each household and its requests move to the new worker's
+    /// grid; the old worker's devices upload their changes, then purge them.
+    HandOverHouseholds {
+        /// The grid they move to (one of the new worker's).
+        #[arg(long)]
+        to_grid: GridId,
+        /// A household to hand over (repeat the flag).
+        #[arg(long = "household", required = true)]
+        households: Vec<doorstep_core::ids::HouseholdId>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -242,6 +264,27 @@ fn main() -> anyhow::Result<()> {
             for g in storage.grids()? {
                 println!("{}  {}  {}  {}", g.id, g.street, g.community, g.name);
             }
+            Ok(())
+        }
+        Command::Grid(GridCommand::HandOver { grid, from, to }) => {
+            if storage.hand_over_grid(grid, from, to, now)? {
+                println!(
+                    "已交接网格 / grid handed over: {grid} {from} → {to}\n原设备下次同步时先上传再清除，新设备下次同步时收到 / the old devices upload, then purge it on their next sync; the new devices receive it"
+                );
+                Ok(())
+            } else {
+                bail!(
+                    "原网格员未持有此网格，或接手人员不存在 / the first member does not hold that grid, or the second is unknown"
+                )
+            }
+        }
+        Command::Grid(GridCommand::HandOverHouseholds { to_grid, households }) => {
+            let moved =
+                doorstep_server::handover::hand_over_households(storage.as_ref(), &households, to_grid, now)?;
+            println!(
+                "已交接 {} 户、{} 条诉求 / households handed over: {}, requests: {} → {to_grid}",
+                moved.households, moved.requests, moved.households, moved.requests
+            );
             Ok(())
         }
         Command::Member(MemberCommand::Add { name, role, department, grids }) => {

@@ -1099,3 +1099,245 @@ async fn the_administrator_edits_categories_and_departments_and_a_phone_raises_a
     let report = server.client().sync(&mut phone).await.expect("upload");
     assert!(report.held_back.is_empty() && report.uploaded_changes > 0, "{report:?}");
 }
+
+/// A supervisor of `grids` with a dashboard account; returns the login and password.
+fn supervisor_account(storage: &dyn Storage, grids: &[GridId]) -> (String, String) {
+    let boss = member(storage, "李主任", Role::Supervisor, grids);
+    let password = "freshness-test-password".to_owned();
+    let hash = doorstep_server::auth::hash_password(&password).expect("hash");
+    storage.create_staff_account(boss, "lizhuren", &hash, doorstep_server::http::now()).expect("account");
+    ("lizhuren".into(), password)
+}
+
+#[tokio::test]
+async fn a_supervisor_tells_not_visited_from_visited_but_not_yet_synced() {
+    use doorstep_core::model::{NewVisit, VisitKind};
+    use doorstep_core::sync::client::{self, ClientLimits};
+
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g1 = storage.create_grid("第一网格", "幸福社区", "城关街道").expect("grid");
+    let g2 = storage.create_grid("第二网格", "幸福社区", "城关街道").expect("grid");
+    let wa = member(&*storage, "王芳", Role::GridWorker, &[g1]);
+    let wb = member(&*storage, "张伟", Role::GridWorker, &[g2]);
+    let (login, password) = supervisor_account(&*storage, &[g1, g2]);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "王芳的手机", wa).await;
+    let mut b = device(&server, dir.path(), "张伟的手机", wb).await;
+    let homes: Vec<_> = ["101", "102"]
+        .iter()
+        .map(|room| a.create_household(&household(g1, room, "住户"), Timestamp(0)).expect("household"))
+        .collect();
+    b.create_household(&household(g2, "201", "住户"), Timestamp(0)).expect("household");
+    server.client().sync(&mut a).await.expect("sync");
+    server.client().sync(&mut b).await.expect("sync");
+    // A visits 101, then syncs without uploading that household (as when a round is cut short):
+    // the server learns only that one change waits on the phone.
+    let visit = NewVisit {
+        at: doorstep_server::http::now(),
+        kind: VisitKind::Routine,
+        notes: String::new(),
+        needs: vec![],
+    };
+    a.record_visit(homes[0], &visit).expect("visit");
+    let token = a.enrolment().expect("e").expect("enrolled").token;
+    let limits = ClientLimits::default();
+    let (frame, round) = client::begin_round(&mut a, &limits, false, &[homes[0].into()]).expect("round");
+    let reply = server.client().post_frame(&token, frame).await.expect("reply");
+    client::finish_round(&mut a, round, &reply, &limits).expect("applied");
+    let device_a = a.enrolment().expect("e").expect("enrolled").device;
+    let device_b = b.enrolment().expect("e").expect("enrolled").device;
+
+    let browser = Browser::start().await;
+    let client = browser.client();
+    sign_in(client, &server.url, &login, &password).await;
+    client.wait().at_most(WAIT).for_element(Locator::Id("me")).await.expect("signed in");
+
+    client.goto(&format!("{}/dashboard/freshness", server.url)).await.expect("freshness");
+    let row_a = text(client, &format!("#device-{device_a}")).await;
+    assert!(
+        row_a.contains("王芳") && row_a.contains("王芳的手机") && row_a.contains("有未同步修改"),
+        "{row_a}"
+    );
+    assert_eq!(text(client, &format!("#device-{device_a} .unsynced")).await, "1");
+    assert!(row_a.contains("刚刚") || row_a.contains("分钟前"), "how long ago: {row_a}");
+    let row_b = text(client, &format!("#device-{device_b}")).await;
+    assert!(row_b.contains("张伟的手机") && row_b.contains("已同步"), "{row_b}");
+    assert_eq!(text(client, &format!("#device-{device_b} .unsynced")).await, "0");
+    screenshot(client, "freshness").await;
+
+    // Grid one: two households not visited on the server, both possibly visited on A's phone;
+    // grid two: one household not visited, and its phone has nothing waiting.
+    client.goto(&format!("{}/dashboard/grids", server.url)).await.expect("grids");
+    assert_eq!(text(client, &format!("#grid-{g1} .not-visited")).await, "2");
+    assert_eq!(text(client, &format!("#grid-{g1} .stale")).await, "2");
+    assert!(text(client, &format!("#grid-{g1} .sync")).await.contains("1 台设备未同步完"));
+    assert_eq!(text(client, &format!("#grid-{g2} .not-visited")).await, "1");
+    assert_eq!(text(client, &format!("#grid-{g2} .stale")).await, "0");
+    assert!(text(client, &format!("#grid-{g2} .sync")).await.contains("全部已同步"));
+    client.goto(&format!("{}/dashboard/grids/{g1}", server.url)).await.expect("grid");
+    assert!(text(client, "#freshness-note").await.contains("可能已走访但尚未同步"));
+    assert!(text(client, "#households").await.contains("从未走访（可能未同步）"));
+    client.goto(&format!("{}/dashboard/grids/{g2}", server.url)).await.expect("grid");
+    assert!(client.find(Locator::Id("freshness-note")).await.is_err(), "grid two is up to date");
+
+    // A syncs: the visit arrives, nothing is stale any more.
+    server.client().sync(&mut a).await.expect("sync");
+    client.goto(&format!("{}/dashboard/grids", server.url)).await.expect("grids");
+    assert_eq!(text(client, &format!("#grid-{g1} .not-visited")).await, "1");
+    assert_eq!(text(client, &format!("#grid-{g1} .stale")).await, "0");
+    client.goto(&format!("{}/dashboard/freshness?lang=en", server.url)).await.expect("freshness");
+    assert_eq!(text(client, &format!("#device-{device_a} .unsynced")).await, "0");
+    let row_a = text(client, &format!("#device-{device_a}")).await;
+    assert!(row_a.contains("synced") && !row_a.contains("unsynced"), "{row_a}");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_supervisor_merges_a_suggested_duplicate_household_and_undoes_it_and_the_phones_follow() {
+    use doorstep_core::model::{NewVisit, VisitKind};
+
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = storage.create_grid("第一网格", "幸福社区", "城关街道").expect("grid");
+    let wa = member(&*storage, "王芳", Role::GridWorker, &[g]);
+    let wb = member(&*storage, "楼栋长", Role::GridWorker, &[g]);
+    let (login, password) = supervisor_account(&*storage, &[g]);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "a", wa).await;
+    let mut b = device(&server, dir.path(), "b", wb).await;
+    // Both register 3栋 1单元 501 offline, typed differently, and visit it.
+    let first = a.create_household(&household(g, "501", "陈奶奶"), Timestamp(0)).expect("household");
+    let mut typed = household(g, "501室", "陈秀英");
+    typed.address.building = "３号楼".into();
+    let second = b.create_household(&typed, Timestamp(0)).expect("household");
+    b.create_household(&household(g, "502", "邻居"), Timestamp(0)).expect("household");
+    let visit = NewVisit { at: Timestamp(1), kind: VisitKind::Routine, notes: String::new(), needs: vec![] };
+    a.record_visit(first, &visit).expect("visit");
+    b.record_visit(second, &visit).expect("visit");
+    server.client().sync(&mut a).await.expect("sync");
+    server.client().sync(&mut b).await.expect("sync");
+    server.client().sync(&mut a).await.expect("sync");
+    let (lo, hi) = (first.min(second), first.max(second));
+
+    let browser = Browser::start().await;
+    let client = browser.client();
+    sign_in(client, &server.url, &login, &password).await;
+    client.wait().at_most(WAIT).for_element(Locator::Id("me")).await.expect("signed in");
+    client.goto(&format!("{}/dashboard/duplicates", server.url)).await.expect("duplicates");
+    let suggested = text(client, "#suggestions").await;
+    assert!(suggested.contains("陈奶奶") && suggested.contains("陈秀英"), "{suggested}");
+    assert!(!suggested.contains("邻居"), "a different address is not suggested: {suggested}");
+    screenshot(client, "duplicates").await;
+    client
+        .find(Locator::Id(&format!("merge-{lo}-{hi}")))
+        .await
+        .expect("merge button")
+        .click()
+        .await
+        .expect("merge");
+    wait_for_url(client, "done=1").await;
+    let merged = text(client, "#merged").await;
+    assert!(merged.contains("陈奶奶") && merged.contains("陈秀英"), "{merged}");
+    assert!(!text(client, "#suggestions").await.contains("陈奶奶"), "no longer suggested");
+    // The grid lists one household for the two, with both visits.
+    client.goto(&format!("{}/dashboard/grids/{g}", server.url)).await.expect("grid");
+    wait_for_text(client, "#count", "2").await;
+    client.goto(&format!("{}/dashboard/households/{hi}", server.url)).await.expect("household");
+    let timeline = client.find_all(Locator::Css("#timeline li")).await.expect("timeline");
+    assert_eq!(timeline.len(), 2, "both visit histories");
+    // The phones follow on their next sync, and still hold all three documents.
+    for phone in [&mut a, &mut b] {
+        server.client().sync(phone).await.expect("sync");
+        assert_eq!(phone.households_in_grid(g).expect("list").len(), 2);
+        assert_eq!(phone.merged_household(first).expect("merged").household.visits.len(), 2);
+    }
+    assert_eq!(b.documents().expect("docs").len(), 3, "nothing deleted");
+
+    // Undo the mark: two households again, on the dashboard and the phones.
+    client.goto(&format!("{}/dashboard/duplicates", server.url)).await.expect("duplicates");
+    client
+        .find(Locator::Id(&format!("undo-{lo}-{hi}")))
+        .await
+        .expect("undo button")
+        .click()
+        .await
+        .expect("undo");
+    wait_for_url(client, "done=1").await;
+    assert!(text(client, "#suggestions").await.contains("陈奶奶"), "suggested again");
+    client.goto(&format!("{}/dashboard/grids/{g}", server.url)).await.expect("grid");
+    wait_for_text(client, "#count", "3").await;
+    server.client().sync(&mut a).await.expect("sync");
+    assert_eq!(a.households_in_grid(g).expect("list").len(), 3);
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn an_administrator_hands_a_grid_and_a_household_over_and_the_phones_follow() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g1 = storage.create_grid("第一网格", "幸福社区", "城关街道").expect("grid");
+    let g2 = storage.create_grid("第二网格", "幸福社区", "城关街道").expect("grid");
+    let old = member(&*storage, "老网格员", Role::GridWorker, &[g1]);
+    let new = member(&*storage, "新网格员", Role::GridWorker, &[]);
+    let third = member(&*storage, "第二网格员", Role::GridWorker, &[g2]);
+    let boss = member(&*storage, "县管理员", Role::Admin, &[]);
+    let hash = doorstep_server::auth::hash_password("admin-test-password").expect("hash");
+    storage.create_staff_account(boss, "admin", &hash, doorstep_server::http::now()).expect("account");
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "old", old).await;
+    let mut b = device(&server, dir.path(), "new", new).await;
+    let mut c = device(&server, dir.path(), "third", third).await;
+    let home = a.create_household(&household(g1, "1", "甲"), Timestamp(0)).expect("household");
+    let other = a.create_household(&household(g1, "2", "乙"), Timestamp(0)).expect("household");
+    server.client().sync(&mut a).await.expect("sync");
+
+    let browser = Browser::start().await;
+    let client = browser.client();
+    sign_in(client, &server.url, "admin", "admin-test-password").await;
+    client.wait().at_most(WAIT).for_element(Locator::Id("me")).await.expect("signed in");
+    client.goto(&format!("{}/dashboard/admin", server.url)).await.expect("admin");
+    for (select, value) in [
+        ("hand-over-grid", g1.to_string()),
+        ("hand-over-from", old.to_string()),
+        ("hand-over-to", new.to_string()),
+    ] {
+        client
+            .find(Locator::Css(&format!("#{select} option[value='{value}']")))
+            .await
+            .expect("option")
+            .click()
+            .await
+            .expect("choose");
+    }
+    client.find(Locator::Id("do-hand-over")).await.expect("button").click().await.expect("hand over");
+    let notice = text(client, "#notice").await;
+    assert!(notice.contains("已交接网格"), "{notice}");
+    let members = storage.members().expect("members");
+    assert!(members.iter().find(|m| m.id == old).expect("old").grids.is_empty());
+    assert_eq!(members.iter().find(|m| m.id == new).expect("new").grids, vec![g1]);
+    server.client().sync(&mut a).await.expect("sync");
+    assert!(a.documents().expect("docs").is_empty(), "the old phone purged the grid");
+    server.client().sync(&mut b).await.expect("sync");
+    assert_eq!(b.documents().expect("docs").len(), 2, "the new phone received it");
+
+    // One household moves on to the second grid from its page.
+    client.goto(&format!("{}/dashboard/households/{home}", server.url)).await.expect("household");
+    client
+        .find(Locator::Css(&format!("#hand-over-grid option[value='{g2}']")))
+        .await
+        .expect("option")
+        .click()
+        .await
+        .expect("choose");
+    client.find(Locator::Id("do-hand-over")).await.expect("button").click().await.expect("hand over");
+    wait_for_url(client, "done=1").await;
+    let stored = storage.document(home.into()).expect("read").expect("stored");
+    assert_eq!(doc::household::read(&stored, home).expect("household").address.grid, g2);
+    server.client().sync(&mut b).await.expect("sync");
+    let kept: Vec<_> = b.documents().expect("docs").into_iter().map(|(id, _)| id).collect();
+    assert_eq!(kept, vec![other.into()]);
+    server.client().sync(&mut c).await.expect("sync");
+    assert_eq!(c.household(home).expect("moved").address.grid, g2);
+    browser.close().await;
+}

@@ -371,6 +371,223 @@ async fn a_change_outside_a_live_connections_scope_costs_it_no_push_round() {
 }
 
 #[tokio::test]
+async fn a_grid_handed_over_while_the_old_phone_is_offline_loses_nothing_and_travels_with_its_requests() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&*storage, "G");
+    let old = member(&*storage, "老网格员", Role::GridWorker, &[g]);
+    let new = member(&*storage, "新网格员", Role::GridWorker, &[]);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "old", old).await;
+    let mut b = device(&server, dir.path(), "new", new).await;
+    let home = a.create_household(&household(g, "1", "甲"), t(0)).expect("household");
+    let req = a
+        .raise_request(&NewRequest {
+            household: Some(home),
+            grid: None,
+            category: "elderly_care".into(),
+            description: "每周送餐".into(),
+            urgency: Urgency::Normal,
+            at: t(1),
+        })
+        .expect("request");
+    sync(&server, &mut a).await;
+    assert_eq!(sync(&server, &mut b).await.received_docs, 0, "B holds nothing of the grid yet");
+
+    // A works offline: two visits and the request accepted, a follow-up still pending.
+    a.record_visit(home, &visit(5, "交接前的走访")).expect("visit");
+    a.record_visit(home, &visit(6, "再次走访")).expect("visit");
+    a.add_request_event(req, &event(EventAction::Accepted, 7)).expect("accepted");
+    // Meanwhile the administrator hands the grid over with one command.
+    let out = server.admin(&[
+        "grid",
+        "hand-over",
+        "--grid",
+        &g.to_string(),
+        "--from",
+        &old.to_string(),
+        "--to",
+        &new.to_string(),
+    ]);
+    assert!(out.contains("grid handed over"), "{out}");
+
+    let report = sync(&server, &mut a).await;
+    assert_eq!(report.uploaded_changes, 3, "every offline change reached the server");
+    assert_eq!(a.unsynced_change_count().expect("count"), 0);
+    assert!(a.documents().expect("docs").is_empty(), "then the grid left the old phone");
+    assert!(a.grids().expect("grids").is_empty());
+
+    let report = sync(&server, &mut b).await;
+    assert!(report.verified, "{report:?}");
+    let received = b.household(home).expect("the new worker has the household");
+    assert_eq!(received.visits.len(), 2, "with A's offline visits");
+    let request = b.request(req).expect("and its open request");
+    assert_eq!(request.status(), doorstep_core::lifecycle::RequestStatus::Accepted);
+    // B carries on where A stopped.
+    b.add_request_event(req, &event(EventAction::Resolved, 8)).expect("B resolves it");
+    assert_eq!(sync(&server, &mut b).await.uploaded_changes, 1);
+    // Handing over a grid the member no longer holds changes nothing.
+    assert!(!storage.hand_over_grid(g, old, new, doorstep_server::http::now()).expect("storage"));
+}
+
+#[tokio::test]
+async fn households_handed_over_to_another_worker_take_their_requests_and_the_offline_visit_along() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g1 = grid(&*storage, "G1");
+    let g2 = grid(&*storage, "G2");
+    let old = member(&*storage, "老网格员", Role::GridWorker, &[g1]);
+    let new = member(&*storage, "新网格员", Role::GridWorker, &[g2]);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "old", old).await;
+    let mut b = device(&server, dir.path(), "new", new).await;
+    let moving = a.create_household(&household(g1, "1", "甲"), t(0)).expect("household");
+    let staying = a.create_household(&household(g1, "2", "乙"), t(0)).expect("household");
+    let req = a
+        .raise_request(&NewRequest {
+            household: Some(moving),
+            grid: None,
+            category: "elderly_care".into(),
+            description: "每周送餐".into(),
+            urgency: Urgency::Normal,
+            at: t(1),
+        })
+        .expect("request");
+    sync(&server, &mut a).await;
+    a.record_visit(moving, &visit(5, "交接前的走访")).expect("offline visit");
+    let out = server.admin(&[
+        "grid",
+        "hand-over-households",
+        "--to-grid",
+        &g2.to_string(),
+        "--household",
+        &moving.to_string(),
+    ]);
+    assert!(out.contains("households handed over: 1, requests: 1"), "{out}");
+
+    let report = sync(&server, &mut a).await;
+    assert_eq!(report.uploaded_changes, 1, "the offline visit was accepted");
+    let kept: Vec<DocumentId> = a.documents().expect("docs").into_iter().map(|(id, _)| id).collect();
+    assert_eq!(kept, vec![DocumentId::from(staying)], "only the household that stayed");
+    let report = sync(&server, &mut b).await;
+    assert!(report.verified, "{report:?}");
+    let received = b.household(moving).expect("moved");
+    assert_eq!(received.address.grid, g2);
+    assert_eq!(received.visits.len(), 1);
+    assert_eq!(b.request(req).expect("its request").grid, g2);
+}
+
+#[tokio::test]
+async fn each_round_records_the_last_sync_and_the_unsynced_count_and_an_old_client_without_it_still_syncs() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&*storage, "G");
+    let w = member(&*storage, "王芳", Role::GridWorker, &[g]);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "a", w).await;
+    let home = a.create_household(&household(g, "1", "甲"), t(0)).expect("household");
+    sync(&server, &mut a).await;
+    let row =
+        |storage: &dyn Storage| storage.devices().expect("devices").into_iter().next().expect("the device");
+    assert!(row(&*storage).last_seen_at.is_some());
+    assert_eq!(row(&*storage).last_unsynced, Some(0));
+    // Two visits; a round that uploads neither reports both as unsynced.
+    a.record_visit(home, &visit(1, "一")).expect("visit");
+    a.record_visit(home, &visit(2, "二")).expect("visit");
+    let token = a.enrolment().expect("e").expect("enrolled").token;
+    let limits = ClientLimits::default();
+    let (frame, round) = client::begin_round(&mut a, &limits, false, &[home.into()]).expect("round");
+    let reply = server.client().post_frame(&token, frame).await.expect("reply");
+    client::finish_round(&mut a, round, &reply, &limits).expect("applied");
+    assert_eq!(row(&*storage).last_unsynced, Some(2));
+    // An app that predates the field sends `{"sync": {"cursor": 0}}`: it is answered, and
+    // counted as a contact with nothing reported unsynced.
+    let mut old_frame = vec![PROTOCOL_VERSION, 0xA1, 0x64];
+    old_frame.extend_from_slice(b"sync");
+    old_frame.extend_from_slice(&[0xA1, 0x66]);
+    old_frame.extend_from_slice(b"cursor");
+    old_frame.push(0x00);
+    let reply = server.client().post_frame(&token, old_frame).await.expect("reply");
+    let decoded = doorstep_core::sync::frame::decode_server(&reply, 1 << 24).expect("decodes");
+    assert!(matches!(decoded, ServerMessage::Sync(_)), "{decoded:?}");
+    assert_eq!(row(&*storage).last_unsynced, Some(0));
+}
+
+#[tokio::test]
+async fn a_household_registered_twice_offline_is_marked_as_one_everywhere_and_the_mark_can_be_undone() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&*storage, "G");
+    let wa = member(&*storage, "王芳", Role::GridWorker, &[g]);
+    let wb = member(&*storage, "楼栋长", Role::GridWorker, &[g]);
+    let dir = devices_dir();
+    let mut a = device(&server, dir.path(), "a", wa).await;
+    let mut b = device(&server, dir.path(), "b", wb).await;
+    // Both register 501 offline, visit it and raise a request about it.
+    let mut requests = Vec::new();
+    let mut homes = Vec::new();
+    for (phone, n) in [(&mut a, 0), (&mut b, 10)] {
+        let home = phone.create_household(&household(g, "501", "陈奶奶"), t(n)).expect("household");
+        phone.record_visit(home, &visit(n + 1, "走访")).expect("visit");
+        requests.push(
+            phone
+                .raise_request(&NewRequest {
+                    household: Some(home),
+                    grid: None,
+                    category: "elderly_care".into(),
+                    description: "需要送餐".into(),
+                    urgency: Urgency::Normal,
+                    at: t(n + 2),
+                })
+                .expect("request"),
+        );
+        homes.push(home);
+    }
+    for _ in 0..2 {
+        sync(&server, &mut a).await;
+        sync(&server, &mut b).await;
+    }
+    assert_eq!(b.households_in_grid(g).expect("list").len(), 2, "two households before the mark");
+
+    // A marks them as the same household; the mark syncs like any edit.
+    a.mark_same_household(homes[0], homes[1], t(30)).expect("mark");
+    sync(&server, &mut a).await;
+    sync(&server, &mut b).await;
+    for phone in [&mut a, &mut b] {
+        let rows = phone.households_in_grid(g).expect("list");
+        assert_eq!(rows.len(), 1, "one household on every replica");
+        assert_eq!(rows[0].open_requests, 2);
+        for home in &homes {
+            let merged = phone.merged_household(*home).expect("merged");
+            assert_eq!(merged.household.visits.len(), 2, "both visit histories");
+            let mut got: Vec<_> = merged.requests.iter().map(|r| r.id).collect();
+            got.sort();
+            let mut want = requests.clone();
+            want.sort();
+            assert_eq!(got, want, "all requests");
+        }
+        assert_eq!(phone.documents().expect("docs").len(), 4, "nothing deleted");
+    }
+    for home in &homes {
+        assert!(
+            storage.document((*home).into()).expect("read").is_some(),
+            "both documents stay on the server"
+        );
+    }
+
+    // B undoes the wrong merge; every replica shows two households again.
+    b.unmark_same_household(homes[1], homes[0], t(40)).expect("undo");
+    sync(&server, &mut b).await;
+    let report = sync(&server, &mut a).await;
+    assert!(report.verified, "{report:?}");
+    for phone in [&mut a, &mut b] {
+        assert_eq!(phone.households_in_grid(g).expect("list").len(), 2);
+        assert_eq!(phone.merged_household(homes[0]).expect("one").household.visits.len(), 1);
+    }
+    assert!(a.unmark_same_household(homes[0], homes[1], t(50)).is_err(), "nothing left to undo");
+}
+
+#[tokio::test]
 async fn changes_reach_a_live_websocket_without_asking() {
     let server = TestServer::start();
     let storage = server.storage();

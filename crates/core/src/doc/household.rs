@@ -2,14 +2,15 @@
 //! worker can make to it.
 //!
 //! ```text
-//! { schema: 1, type: "household", id, created_at, created_by,
+//! { schema: 2, type: "household", id, created_at, created_by,
 //!   address:   { community, grid, building, unit, room },
 //!   notes:     "…",
 //!   residents: { <resident id>: { name, sex, birth_year, phone, added_at, removed,
 //!                                 tags: { <tag>: true|false } } },
 //!   helpers:   { <member id>: true|false },
 //!   visits:    { <visit id>: { at, by, kind, notes, needs: ["…"],
-//!                               location?, attachments? } } }   (see [`crate::doc::attachment`])
+//!                               location?, attachments? } },  (see [`crate::doc::attachment`])
+//!   same_as:   { <link id>: { a, b, same, at, by, after } } }     (schema 2, see same_household)
 //! ```
 //! Residents and visits are maps keyed by id, so two devices adding them offline never
 //! collide. Scalar fields are plain values: concurrent writes keep both (read with
@@ -72,6 +73,7 @@ pub fn create(
     let residents_obj = doc.put_object(ROOT, "residents", ObjType::Map)?;
     doc.put_object(ROOT, "helpers", ObjType::Map)?;
     doc.put_object(ROOT, "visits", ObjType::Map)?;
+    doc.put_object(ROOT, crate::doc::same_household::KEY, ObjType::Map)?;
     for (resident, rid) in residents.iter().zip(resident_ids) {
         resident.write(doc, &residents_obj, *rid, at)?;
     }

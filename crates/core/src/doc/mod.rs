@@ -14,10 +14,15 @@ pub(crate) mod access;
 pub mod attachment;
 pub mod household;
 pub mod request;
+pub mod same_household;
 
 /// The schema version this build writes into every document it creates. Readers accept any
 /// version: fields they do not know are skipped and left intact.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// - 1: the first format.
+/// - 2: households carry `same_as` marks ([`same_household`]); a version 1 document gains the
+///   map and the version mark with its first mark.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The two kinds of synced documents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -65,7 +70,7 @@ pub(crate) fn check_type(doc: &AutoCommit, id: DocumentId, expected: &str) -> Re
     }
 }
 
-/// The `id` field a document carries.
-pub(crate) fn stored_id(doc: &AutoCommit) -> Option<String> {
+/// The `id` field a document carries (the document's id as text), if any.
+pub fn stored_id(doc: &AutoCommit) -> Option<String> {
     str_at(doc, &ROOT, "id")
 }

@@ -1,7 +1,7 @@
 //! The request document: how a [`Request`] is laid out in Automerge, and how events are added.
 //!
 //! ```text
-//! { schema: 1, type: "request", id, household: "<id>" | null, grid, category,
+//! { schema: 2, type: "request", id, household: "<id>" | null, grid, category,
 //!   description, urgency, raised_at, raised_by, due_at,
 //!   events: { <event id>: { kind, at, by, note, after: ["<event id>", …],
 //!                           department?, assignee?, satisfaction?, outcome?,
@@ -131,6 +131,14 @@ pub fn add_event(
     let events = events_obj(doc, id)?;
     write_event(doc, &events, eid, event, &note, by, &current.derived.heads)?;
     Ok(next)
+}
+
+/// Moves the request to another grid (it follows its household when households are handed
+/// over to another worker).
+pub fn set_grid(doc: &mut AutoCommit, id: RequestId, grid: GridId) -> Result<()> {
+    check_type(doc, id.into(), TYPE)?;
+    doc.put(ROOT, "grid", grid.to_string())?;
+    Ok(())
 }
 
 /// Reads the request in `doc`, which must hold request `id`, and derives its status.

@@ -11,13 +11,27 @@ use crate::lifecycle::RequestStatus;
 use crate::model::household::{Household, HouseholdSummary};
 use crate::model::request::{Request, RequestSummary, Urgency};
 use crate::model::resident::ResidentTag;
+use crate::model::same_household::SameAsMark;
 use crate::model::visit::VisitKind;
 use crate::time::Timestamp;
 
-/// Writes the index rows of a household.
-pub(crate) fn index_household(conn: &Connection, household: &Household, has_conflict: bool) -> Result<()> {
+/// Writes the index rows of a household, its "same household as" marks included.
+pub(crate) fn index_household(
+    conn: &Connection,
+    household: &Household,
+    has_conflict: bool,
+    marks: &[SameAsMark],
+) -> Result<()> {
     let id = household.id.to_string();
     remove_household(conn, &id)?;
+    let mut link = conn.prepare_cached(
+        "INSERT OR REPLACE INTO household_link_ix (household_id, link_id, mark) VALUES (?1, ?2, ?3)",
+    )?;
+    for mark in marks {
+        let json = serde_json::to_string(mark)
+            .map_err(|e| crate::error::CoreError::InvalidValue { field: "same_as", reason: e.to_string() })?;
+        link.execute(params![id, mark.id.to_string(), json])?;
+    }
     conn.execute(
         "INSERT INTO household_ix (household_id, grid_id, display_name, address_line, resident_count,
                                    last_visit_at, has_conflict)
@@ -74,6 +88,7 @@ pub(crate) fn index_new_visit(
 fn remove_household(conn: &Connection, id: &str) -> Result<()> {
     conn.execute("DELETE FROM household_ix WHERE household_id = ?1", [id])?;
     conn.execute("DELETE FROM household_tag_ix WHERE household_id = ?1", [id])?;
+    conn.execute("DELETE FROM household_link_ix WHERE household_id = ?1", [id])?;
     conn.execute("DELETE FROM timeline_ix WHERE household_id = ?1 AND item_kind = 'visit'", [id])?;
     Ok(())
 }
@@ -131,7 +146,7 @@ pub(crate) fn remove_document(conn: &Connection, id: DocumentId) -> Result<()> {
 /// Empties every index table (before a rebuild).
 pub(crate) fn clear(conn: &Connection) -> Result<()> {
     conn.execute_batch(
-        "DELETE FROM household_ix; DELETE FROM household_tag_ix;
+        "DELETE FROM household_ix; DELETE FROM household_tag_ix; DELETE FROM household_link_ix;
          DELETE FROM request_ix; DELETE FROM timeline_ix;",
     )?;
     Ok(())
@@ -172,6 +187,21 @@ fn parse_col<T: std::str::FromStr>(row: &Row<'_>, index: usize) -> rusqlite::Res
             format!("bad id {text:?}").into(),
         )
     })
+}
+
+/// Every "same household as" mark the replica's households carry (each once).
+pub(crate) fn same_household_marks(conn: &Connection) -> Result<Vec<SameAsMark>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT DISTINCT link_id, mark FROM household_link_ix ORDER BY link_id")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(1))?;
+    let mut out = Vec::new();
+    for row in rows {
+        // A row this build cannot read is skipped; the document still holds the mark.
+        if let Ok(mark) = serde_json::from_str::<SameAsMark>(&row?) {
+            out.push(mark);
+        }
+    }
+    Ok(out)
 }
 
 /// The households of a grid, the longest unvisited first (never-visited before all).

@@ -26,6 +26,7 @@ use crate::model::attachment::{AttachmentRef, ContentHash, LocationFix, NewAttac
 use crate::model::household::{Household, HouseholdPatch, HouseholdSummary, NewHousehold};
 use crate::model::request::{EventAction, NewEvent, NewRequest, Request, RequestSummary};
 use crate::model::resident::{NewResident, ResidentPatch, ResidentTag};
+use crate::model::same_household::SameAsMark;
 use crate::model::taxonomy::Taxonomy;
 use crate::model::visit::NewVisit;
 use crate::store::attachments::{self, AttachmentInfo, Transfer};
@@ -33,7 +34,10 @@ use crate::store::cache::{DocCache, Loaded};
 use crate::store::heads::{decode_heads, encode_heads};
 use crate::store::index::{self, RequestFilter, TimelineEntry};
 use crate::store::schema;
+
+mod same_household;
 use crate::time::Timestamp;
+pub use same_household::MergedHousehold;
 
 /// How hard a commit waits for the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -196,7 +200,7 @@ impl Replica {
         };
         conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        schema::migrate(&mut conn)?;
+        let migrated_from = schema::migrate(&mut conn)?;
         let actor = match get_meta(&conn, META_ACTOR)? {
             Some(hex) => ActorId::try_from(hex.as_str()).map_err(|_| CoreError::InvalidValue {
                 field: "replica file",
@@ -213,7 +217,13 @@ impl Replica {
             Some(json) => Taxonomy::from_json(&json)?,
             None => Taxonomy::default_county(),
         };
-        Ok(Self { conn, actor, member, taxonomy, cache: DocCache::new(options.cache_capacity), options })
+        let mut replica =
+            Self { conn, actor, member, taxonomy, cache: DocCache::new(options.cache_capacity), options };
+        if migrated_from > 0 && migrated_from < schema::SCHEMA_VERSION {
+            // A file from an older build: index what the new tables cover from the documents.
+            replica.rebuild_indexes()?;
+        }
+        Ok(replica)
     }
 
     /// The Automerge actor id this device writes every change with. The server binds it to
@@ -472,8 +482,9 @@ impl Replica {
     }
 
     /// A grid's households with last visit and open requests, longest unvisited first.
+    /// Households marked as the same one show as one row.
     pub fn households_in_grid(&self, grid: GridId) -> Result<Vec<HouseholdSummary>> {
-        index::households_in_grid(&self.conn, grid)
+        self.collapse_same_households(index::households_in_grid(&self.conn, grid)?)
     }
 
     /// The grids this replica holds households of.
@@ -486,7 +497,7 @@ impl Replica {
 
     /// Households with a current resident carrying `tag`.
     pub fn households_with_tag(&self, tag: ResidentTag) -> Result<Vec<HouseholdSummary>> {
-        index::households_with_tag(&self.conn, tag)
+        self.collapse_same_households(index::households_with_tag(&self.conn, tag)?)
     }
 
     /// A household's visits and requests, newest first.
@@ -1293,7 +1304,7 @@ struct PreparedRemote {
 
 /// A document read once for its index rows.
 enum Indexed {
-    Household(Box<Household>, bool),
+    Household(Box<Household>, bool, Vec<SameAsMark>),
     Request(Box<Request>),
 }
 
@@ -1304,6 +1315,7 @@ impl Indexed {
             DocumentKind::Household => Indexed::Household(
                 Box::new(doc::household::read(doc, id.as_household())?),
                 !doc::household::conflicts(doc, id.as_household()).is_empty(),
+                doc::same_household::marks(doc),
             ),
             DocumentKind::Request => Indexed::Request(Box::new(doc::request::read(doc, id.as_request())?)),
         })
@@ -1311,8 +1323,8 @@ impl Indexed {
 
     fn write(&self, conn: &Connection) -> Result<()> {
         match self {
-            Indexed::Household(household, has_conflict) => {
-                index::index_household(conn, household, *has_conflict)?;
+            Indexed::Household(household, has_conflict, marks) => {
+                index::index_household(conn, household, *has_conflict, marks)?;
                 attachments::index_refs(
                     conn,
                     household.id.into(),

@@ -10,14 +10,15 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/replica/0001_init.sql"),
     include_str!("../../migrations/replica/0002_timeline_by_item.sql"),
     include_str!("../../migrations/replica/0003_attachments.sql"),
+    include_str!("../../migrations/replica/0004_same_household.sql"),
 ];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-/// Brings the database to [`SCHEMA_VERSION`]. A file written by a newer build is refused
-/// rather than misread.
-pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+/// Brings the database to [`SCHEMA_VERSION`] and returns the version it had. A file written by
+/// a newer build is refused rather than misread.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
     let current: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if current > SCHEMA_VERSION {
         return Err(CoreError::InvalidValue {
@@ -33,5 +34,5 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
         tx.pragma_update(None, "user_version", index as u32 + 1)?;
         tx.commit()?;
     }
-    Ok(())
+    Ok(current)
 }

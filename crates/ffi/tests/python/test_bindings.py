@@ -138,6 +138,34 @@ def test_a_field_edited_on_both_devices_keeps_both_values_until_chosen(county, p
     assert office.household(home).residents[0].phone == "13900000002"
 
 
+def test_a_household_registered_twice_is_marked_as_one_and_the_mark_undone(county, phones):
+    worker = enrolled(county, phones, "worker", county.worker)
+    office = enrolled(county, phones, "office", county.supervisor)
+    first = worker.create_household(new_household(county.grid, "601", "周奶奶"))
+    second = office.create_household(new_household(county.grid, "601", "周秀兰"))
+    worker.record_visit(first, visit("第一次登记"))
+    office.record_visit(second, visit("又登记了一次"))
+    sync(worker)
+    sync(office)
+    sync(worker)
+    worker.mark_same_household(first, second)
+    sync(worker)
+    sync(office)
+    for replica in (worker, office):
+        rows = [h for h in replica.households_in_grid(county.grid) if h.address_line.endswith("601")]
+        assert len(rows) == 1
+        merged = replica.merged_household(second)
+        assert len(merged.household.visits) == 2 and len(merged.merged) == 1
+    office.unmark_same_household(first, second)
+    sync(office)
+    sync(worker)
+    rows = worker.households_in_grid(county.grid)
+    assert len([h for h in rows if h.address_line.endswith("601")]) == 2
+    with pytest.raises(DoorstepError) as refused:
+        worker.unmark_same_household(first, second)
+    assert refused.value.kind == ErrorKind.INVALID_INPUT
+
+
 def test_a_wrong_key_is_a_clear_error_and_the_data_survives(county, phones):
     worker = enrolled(county, phones, "worker", county.worker)
     home = worker.create_household(new_household(county.grid, "1", "孙大爷"))

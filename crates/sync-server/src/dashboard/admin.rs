@@ -19,6 +19,7 @@ use crate::dashboard::session::Staff;
 use crate::dashboard::taxonomy::{self, TaxonomyEdit, TaxonomyEditError};
 use crate::http::{AppState, blocking, now};
 use crate::scope::Role;
+use crate::storage::{GridRow, MemberRow};
 
 fn require_admin(staff: &Staff) -> Result<(), DashboardError> {
     if staff.scope.role == Role::Admin {
@@ -138,6 +139,7 @@ async fn page_view(
         lang.t("分配网格", "Assign grid"),
         lang.t("移除网格", "Take grid away")
     );
+    hand_over_form(&mut b, lang, &csrf, &members, &grids);
     // Grids.
     let _ = write!(
         b,
@@ -210,6 +212,33 @@ async fn page_view(
     b.push_str("</table></div>");
     taxonomy_section(&mut b, lang, taxonomy, &csrf);
     Ok(page(lang, lang.t("系统管理", "Administration"), Some(&staff.header()), &b).into_response())
+}
+
+/// The hand-over form: a grid from the worker who holds it to another, in one operation.
+fn hand_over_form(b: &mut String, lang: Lang, csrf: &str, members: &[MemberRow], grids: &[GridRow]) {
+    let _ = write!(
+        b,
+        "<h3>{}</h3><div class=\"actions\"><form method=\"post\" action=\"/dashboard/admin/hand-over\" id=\"hand-over\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><select name=\"grid\" id=\"hand-over-grid\">",
+        lang.t("网格交接", "Hand a grid over")
+    );
+    for g in grids {
+        let _ = write!(b, "<option value=\"{}\">{}</option>", g.id, esc(&g.name));
+    }
+    let _ =
+        write!(b, "</select><label>{}<select name=\"member\" id=\"hand-over-from\">", lang.t("从", "from"));
+    for m in members {
+        let _ = write!(b, "<option value=\"{}\">{} · {}</option>", m.id, esc(&m.name), lang.role(m.role));
+    }
+    let _ =
+        write!(b, "</select></label><label>{}<select name=\"to\" id=\"hand-over-to\">", lang.t("交给", "to"));
+    for m in members {
+        let _ = write!(b, "<option value=\"{}\">{} · {}</option>", m.id, esc(&m.name), lang.role(m.role));
+    }
+    let _ = write!(
+        b,
+        "</select></label><button class=\"primary\" id=\"do-hand-over\">{}</button></form></div>",
+        lang.t("交接", "Hand over")
+    );
 }
 
 /// The rename form of one category or department: its code and both names, editable.
@@ -382,6 +411,8 @@ pub struct AdminForm {
     #[serde(default)]
     assigned: String,
     #[serde(default)]
+    to: String,
+    #[serde(default)]
     op: String,
     #[serde(default)]
     code: String,
@@ -399,7 +430,7 @@ fn bad(what: &str) -> DashboardError {
     DashboardError::BadRequest(format!("无效输入 / invalid {what}"))
 }
 
-/// `POST /dashboard/admin/{enrol-code|revoke|add-member|add-grid|assign|taxonomy}`.
+/// `POST /dashboard/admin/{enrol-code|revoke|add-member|add-grid|assign|hand-over|taxonomy}`.
 pub async fn act(
     State(state): State<Arc<AppState>>,
     staff: Staff,
@@ -480,6 +511,25 @@ pub async fn act(
                         "Grid taken away; devices upload, then purge it on their next sync.",
                     )
                     .to_owned(),
+            }
+        }
+        "hand-over" => {
+            let from: MemberId = form.member.parse().map_err(|_| bad("member"))?;
+            let to: MemberId = form.to.parse().map_err(|_| bad("member"))?;
+            let grid: GridId = form.grid.parse().map_err(|_| bad("grid"))?;
+            if blocking(move || storage.hand_over_grid(grid, from, to, at)).await?? {
+                tracing::info!(%grid, %from, %to, "grid handed over on the dashboard");
+                lang.t(
+                    "已交接网格：原网格员的设备下次同步时先上传再清除，新网格员的设备下次同步时收到。",
+                    "Grid handed over: the old worker's devices upload, then purge it on their next sync; the new worker's devices receive it.",
+                )
+                .to_owned()
+            } else {
+                lang.t(
+                    "没有变化：原网格员未持有此网格。",
+                    "Nothing changed: the first member does not hold that grid.",
+                )
+                .to_owned()
             }
         }
         "add-grid" => {

@@ -286,7 +286,7 @@ pub fn grid_households<'a>(
         .filter(|h| tag.is_none_or(|t| h.household.tags().contains(&t)))
         .map(|entry| HouseholdRow {
             entry,
-            open_requests: open.get(&entry.household.id).copied().unwrap_or(0),
+            open_requests: entry.members().map(|m| open.get(&m).copied().unwrap_or(0)).sum(),
             due_for_visit: entry.household.last_visit().is_none_or(|v| v.at < cutoff),
         })
         .collect();

@@ -262,11 +262,13 @@ pub fn page(lang: Lang, title: &str, header: Option<&Header<'_>>, body: &str) ->
         let _ = write!(
             out,
             "<nav><a href=\"/dashboard/overview\">{}</a><a href=\"/dashboard/ledger\">{}</a>\
-             <a href=\"/dashboard/grids\">{}</a><a href=\"/dashboard/conflicts\">{}</a>",
+             <a href=\"/dashboard/grids\">{}</a><a href=\"/dashboard/conflicts\">{}</a>\
+             <a href=\"/dashboard/freshness\">{}</a>",
             lang.t("总览", "Overview"),
             lang.t("问题台账", "Ledger"),
             lang.t("网格", "Grids"),
             lang.t("冲突复核", "Conflicts"),
+            lang.t("同步情况", "Freshness"),
         );
         if h.role == Role::Admin {
             let _ = write!(

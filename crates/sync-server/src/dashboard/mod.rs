@@ -6,7 +6,11 @@
 //! - [`session`]: staff sign-in (argon2), sessions, CSRF, lockout, sign-out.
 //! - [`read_model`]: every document as the core reads it, refreshed from the change log.
 //! - [`figures`]: overview figures, ledger filters, a grid's household list (pure).
+//! - [`hand_over`]: handing a household (with its requests) to another grid.
+//! - [`freshness`]: each device's last sync and unsynced changes; which grids may be stale.
 //! - [`actions`]: supervisor actions written as request events into the documents.
+//! - [`duplicates`]: likely duplicate households (same address), marking two as the same
+//!   household and undoing it.
 //! - [`pages`]: the HTML pages; [`chart`]: SVG charts; [`html`]: layout and escaping.
 //! - [`export`]: ledger and visit log as CSV and XLSX; [`import`]: household register upload.
 //! - [`attachments`]: photos and location fixes on pages, links in exports, and the route that
@@ -35,9 +39,12 @@ pub mod actions;
 pub mod admin;
 pub mod attachments;
 pub mod chart;
+pub mod duplicates;
 pub mod error;
 pub mod export;
 pub mod figures;
+pub mod freshness;
+pub mod hand_over;
 pub mod html;
 pub mod import;
 pub mod pages;
@@ -140,8 +147,12 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/dashboard/conflicts", get(pages::conflicts))
         .route("/dashboard/grids", get(pages::grids))
         .route("/dashboard/grids/{id}", get(pages::grid))
+        .route("/dashboard/freshness", get(freshness::page))
+        .route("/dashboard/duplicates", get(duplicates::page))
+        .route("/dashboard/duplicates/{action}", post(duplicates::act))
         .route("/dashboard/households/{id}", get(pages::household))
         .route("/dashboard/households/{id}/resolve", post(actions::resolve))
+        .route("/dashboard/households/{id}/hand-over", post(hand_over::act))
         .route("/dashboard/export/{file}", get(export::export))
         .route("/dashboard/attachments/{doc}/{hash}", get(attachments::serve))
         .route("/dashboard/import", get(import::form).post(import::preview))

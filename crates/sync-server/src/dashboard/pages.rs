@@ -16,10 +16,11 @@ use serde::Deserialize;
 use crate::dashboard::actions::may_supervise;
 use crate::dashboard::error::DashboardError;
 use crate::dashboard::figures::{self, LedgerFilter};
+use crate::dashboard::freshness;
 use crate::dashboard::html::{Lang, date, date_time, esc, page};
 use crate::dashboard::session::{Staff, lang_cookie};
 use crate::dashboard::{Directory, attachments, chart, view};
-use crate::http::{AppState, now};
+use crate::http::{AppState, blocking, now};
 use crate::scope::Role;
 
 fn percent(share: Option<f64>) -> String {
@@ -35,7 +36,7 @@ fn card(out: &mut String, id: &str, value: &str, label: &str) {
     );
 }
 
-fn respond(staff: &Staff, title: &str, body: &str) -> Response {
+pub(crate) fn respond(staff: &Staff, title: &str, body: &str) -> Response {
     let mut response = page(staff.lang, title, Some(&staff.header()), body).into_response();
     let (name, value) = lang_cookie(staff.lang);
     response.headers_mut().append(name, value);
@@ -430,19 +431,30 @@ pub async fn conflicts(State(state): State<Arc<AppState>>, staff: Staff) -> Resu
     Ok(respond(&staff, staff.lang.t("冲突复核", "Conflicts"), &body))
 }
 
-/// `GET /dashboard/grids`: the grids in scope with their coverage.
+/// `GET /dashboard/grids`: the grids in scope with their coverage, and whether households
+/// shown as not visited may have been visited on a phone that has not synced yet.
 pub async fn grids(State(state): State<Arc<AppState>>, staff: Staff) -> Result<Response, DashboardError> {
     let scope = staff.scope.clone();
     let lang = staff.lang;
+    let storage = state.storage.clone();
+    let devices = blocking(move || storage.devices()).await??;
     let body = view(&state, move |model, dir, _| {
-        let o = figures::overview(model, &scope, &dir.grids, now());
-        let mut b = format!("<h1>{}</h1><div class=\"table\"><table id=\"grids\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
-            lang.t("网格", "Grids"), lang.t("街道", "Street"), lang.t("社区", "Community"), lang.t("网格", "Grid"), lang.t("住户", "Households"), lang.t("近30天覆盖率", "Coverage, 30 days"));
+        let at = now();
+        let o = figures::overview(model, &scope, &dir.grids, at);
+        let mut b = format!("<h1>{}</h1><div class=\"table\"><table id=\"grids\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            lang.t("网格", "Grids"), lang.t("街道", "Street"), lang.t("社区", "Community"), lang.t("网格", "Grid"), lang.t("住户", "Households"), lang.t("近30天覆盖率", "Coverage, 30 days"),
+            lang.t("未走访", "Not visited"), lang.t("其中可能已走访未同步", "Of which may be visited but not synced"), lang.t("设备同步", "Devices"));
         for g in &dir.grids {
             let Some(c) = o.grids.iter().find(|c| c.grid == g.id) else { continue };
-            let _ = write!(b, "<tr><td>{}</td><td>{}</td><td><a href=\"/dashboard/grids/{}\">{}</a></td><td>{}</td><td>{:.1}%</td></tr>", esc(&g.street), esc(&g.community), g.id, esc(&g.name), c.households, c.share() * 100.0);
+            let f = freshness::grid_freshness(g.id, &dir.members, &devices);
+            let not_visited = c.households - c.visited;
+            let stale = if f.may_be_stale() { not_visited } else { 0 };
+            let class = if stale > 0 { " class=\"overdue\"" } else { "" };
+            let _ = write!(b, "<tr id=\"grid-{}\"><td>{}</td><td>{}</td><td><a href=\"/dashboard/grids/{}\">{}</a></td><td>{}</td><td>{:.1}%</td><td class=\"not-visited\">{not_visited}</td><td class=\"stale\"><span{class}>{stale}</span></td><td class=\"sync\">{}</td></tr>",
+                g.id, esc(&g.street), esc(&g.community), g.id, esc(&g.name), c.households, c.share() * 100.0, esc(&freshness::grid_note(lang, &f, at)));
         }
-        b.push_str("</table></div>");
+        let _ = write!(b, "</table></div><p><a href=\"/dashboard/freshness\">{}</a> · <a href=\"/dashboard/duplicates\">{}</a></p>",
+            lang.t("各设备同步情况", "Each device's last sync"), lang.t("疑似重复住户", "Likely duplicate households"));
         b
     })
     .await?;
@@ -480,20 +492,29 @@ pub async fn grid(
     }
     let scope = staff.scope.clone();
     let lang = staff.lang;
+    let storage = state.storage.clone();
+    let devices = blocking(move || storage.devices()).await??;
     let body = view(&state, move |model, dir, _| {
         let rows = figures::grid_households(model, &scope, id, tag, days, now());
+        let fresh = freshness::grid_freshness(id, &dir.members, &devices);
         let mut b = format!("<h1>{}</h1><form class=\"filters\" method=\"get\"><label>{}<select name=\"tag\" id=\"f-tag\"><option value=\"\">{}</option>", esc(&dir.grid_name(id)), lang.t("标签", "Tag"), lang.t("全部", "any"));
         options(&mut b, &q.tag, ResidentTag::ALL.iter().map(|t| (t.as_str().to_owned(), lang.tag(*t).to_owned())));
         let _ = write!(b, "</select></label><label>{}<input type=\"number\" name=\"days\" id=\"f-days\" min=\"1\" value=\"{days}\"></label><button class=\"primary\">{}</button></form>\
             <p><span id=\"count\">{}</span> {} · <span id=\"due\">{}</span> {} · <a href=\"/dashboard/export/visits.xlsx?grid={id}\">{}</a></p>",
             lang.t("未走访天数", "Not visited for (days)"), lang.t("筛选", "Filter"), rows.len(), lang.t("户", "households"),
             rows.iter().filter(|r| r.due_for_visit).count(), lang.t("户超期未走访", "not visited in that time"), lang.t("导出走访记录", "Export the visit log"));
+        if fresh.may_be_stale() {
+            let _ = write!(b, "<p class=\"notice\" id=\"freshness-note\">{} <a href=\"/dashboard/freshness\">{}</a></p>",
+                lang.t("本网格有设备尚未同步完，标为“未走访”的住户可能已走访但尚未同步。", "A device of this grid has not finished syncing: households shown as not visited may have been visited but not yet synced."),
+                esc(&freshness::grid_note(lang, &fresh, now())));
+        }
         let _ = write!(b, "<div class=\"table\"><table id=\"households\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
             lang.t("住户", "Household"), lang.t("地址", "Address"), lang.t("标签", "Tags"), lang.t("最近走访", "Last visit"), lang.t("未办结诉求", "Open requests"));
         for row in &rows {
             let h = &row.entry.household;
             let tags: String = h.tags().iter().map(|t| format!("<span class=\"tag\">{}</span>", lang.tag(*t))).collect();
-            let last = h.last_visit().map_or_else(|| lang.t("从未走访", "never").to_owned(), |v| date(v.at));
+            let never = if fresh.may_be_stale() { lang.t("从未走访（可能未同步）", "never (may not be synced yet)") } else { lang.t("从未走访", "never") };
+            let last = h.last_visit().map_or_else(|| never.to_owned(), |v| date(v.at));
             let class = if row.due_for_visit { " class=\"overdue\"" } else { "" };
             let _ = write!(b, "<tr><td><a href=\"/dashboard/households/{}\">{}</a></td><td>{}</td><td>{tags}</td><td{class}>{}</td><td>{}</td></tr>", h.id, esc(&h.display_name()), esc(&h.address.short_line()), esc(&last), row.open_requests);
         }
@@ -513,6 +534,7 @@ pub async fn household(
     let id: HouseholdId = id.parse().map_err(|_| DashboardError::NotFound)?;
     let scope = staff.scope.clone();
     let lang = staff.lang;
+    let csrf = staff.csrf.clone();
     let body = view(&state, move |model, dir, taxonomy| {
         let entry = model.household(&scope, id)?;
         let h = &entry.household;
@@ -538,7 +560,8 @@ pub async fn household(
             }
             (v.at, format!("<li><b>{}</b> · {} · {}{}{extra}</li>", lang.visit_kind(v.kind), date_time(v.at), esc(&dir.member_name(v.by)), if v.notes.is_empty() { String::new() } else { format!("<br>{}", esc(&v.notes)) }))
         }).collect();
-        for r in model.requests(&scope).filter(|r| r.request.household == Some(id)) {
+        let members: Vec<HouseholdId> = entry.members().collect();
+        for r in model.requests(&scope).filter(|r| r.request.household.is_some_and(|h| members.contains(&h))) {
             let r = &r.request;
             items.push((r.raised_at, format!("<li><b>{}</b> · {} · <a href=\"/dashboard/requests/{}\">{}</a> · {}</li>", lang.t("诉求", "request"), date_time(r.raised_at), r.id, esc(&lang.category(taxonomy, r.category.as_str())), lang.status(r.status()))));
         }
@@ -548,6 +571,9 @@ pub async fn household(
             b.push_str(&item);
         }
         b.push_str("</ul>");
+        if scope.role == crate::scope::Role::Admin {
+            crate::dashboard::hand_over::form(&mut b, lang, &csrf, id, h.address.grid, &dir.grids);
+        }
         Some(b)
     })
     .await?

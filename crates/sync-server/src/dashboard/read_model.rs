@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use doorstep_core::conflict::FieldConflict;
 use doorstep_core::doc::{self, DocumentKind};
 use doorstep_core::ids::{HouseholdId, RequestId};
-use doorstep_core::model::{Household, Request};
+use doorstep_core::model::{Household, HouseholdGroups, Request, SameAsMark};
 use doorstep_core::sync::validate::{self, DocFacts};
 
 use crate::scope::Scope;
@@ -24,6 +24,18 @@ pub struct HouseholdEntry {
     pub facts: DocFacts,
     /// Fields holding concurrent values.
     pub conflicts: Vec<FieldConflict>,
+    /// The "same household as" marks the document carries.
+    pub marks: Vec<SameAsMark>,
+    /// Households marked as the same as this one whose residents and visits are folded into
+    /// this entry (empty for a household read as it is).
+    pub merged: Vec<HouseholdId>,
+}
+
+impl HouseholdEntry {
+    /// This household and those folded into it.
+    pub fn members(&self) -> impl Iterator<Item = HouseholdId> + '_ {
+        std::iter::once(self.household.id).chain(self.merged.iter().copied())
+    }
 }
 
 /// A request as read (status derived), with its scope facts.
@@ -41,6 +53,8 @@ pub struct ReadModel {
     seq: u64,
     households: HashMap<HouseholdId, HouseholdEntry>,
     requests: HashMap<RequestId, RequestEntry>,
+    groups: HouseholdGroups,
+    folded: HashMap<HouseholdId, HouseholdEntry>,
 }
 
 impl ReadModel {
@@ -53,6 +67,7 @@ impl ReadModel {
     /// core cannot read is skipped (and logged): it cannot have been accepted by the relay's
     /// checks, so it can only come from damage.
     pub fn apply(&mut self, changed: Vec<ChangedDocument>) {
+        let mut refold = false;
         for ChangedDocument { id, doc, last_seq } in changed {
             self.seq = self.seq.max(last_seq);
             let facts = match validate::facts(&doc, id) {
@@ -66,7 +81,12 @@ impl ReadModel {
                 DocumentKind::Household => match doc::household::read(&doc, id.as_household()) {
                     Ok(household) => {
                         let conflicts = doc::household::conflicts(&doc, household.id);
-                        self.households.insert(household.id, HouseholdEntry { household, facts, conflicts });
+                        let marks = doc::same_household::marks(&doc);
+                        refold |= !marks.is_empty();
+                        self.households.insert(
+                            household.id,
+                            HouseholdEntry { household, facts, conflicts, marks, merged: Vec::new() },
+                        );
                     }
                     Err(e) => tracing::warn!(%id, error = %e, "dashboard skips an unreadable household"),
                 },
@@ -78,11 +98,62 @@ impl ReadModel {
                 },
             }
         }
+        // Marks are rare: resolve groups again only when a household with marks changed.
+        if refold || !self.groups.groups().is_empty() {
+            self.fold_same_households();
+        }
     }
 
-    /// A household, if in `scope`.
-    pub fn household(&self, scope: &Scope, id: HouseholdId) -> Option<&HouseholdEntry> {
+    /// Resolves the "same household as" marks of every household into groups, and folds each
+    /// group's residents and visits into its canonical household's entry.
+    fn fold_same_households(&mut self) {
+        self.groups =
+            HouseholdGroups::resolve(self.households.values().flat_map(|h| h.marks.iter().cloned()));
+        self.folded.clear();
+        for (canonical, members) in self.groups.groups() {
+            let Some(base) = self.households.get(canonical) else { continue };
+            let mut entry = base.clone();
+            for other in members.iter().filter(|m| *m != canonical) {
+                let Some(more) = self.households.get(other) else { continue };
+                for r in &more.household.residents {
+                    if !entry.household.residents.iter().any(|x| x.id == r.id) {
+                        entry.household.residents.push(r.clone());
+                    }
+                }
+                entry.household.visits.extend(more.household.visits.iter().cloned());
+                entry.conflicts.extend(more.conflicts.iter().cloned());
+                entry.merged.push(*other);
+            }
+            entry.household.visits.sort_by_key(|v| std::cmp::Reverse((v.at, v.id)));
+            self.folded.insert(*canonical, entry);
+        }
+    }
+
+    /// The groups of households marked as the same.
+    pub fn groups(&self) -> &HouseholdGroups {
+        &self.groups
+    }
+
+    /// Is `id` shown through another household of its group?
+    fn hidden(&self, id: HouseholdId) -> bool {
+        let canonical = self.groups.canonical(id);
+        canonical != id && self.households.contains_key(&canonical)
+    }
+
+    /// A household as stored (never folded), if in `scope`.
+    pub fn household_as_stored(&self, scope: &Scope, id: HouseholdId) -> Option<&HouseholdEntry> {
         self.households.get(&id).filter(|h| scope.may_hold(&h.facts, false))
+    }
+
+    /// A household, if in `scope`: a household marked as the same as others reads as their
+    /// group, with every resident and visit.
+    pub fn household(&self, scope: &Scope, id: HouseholdId) -> Option<&HouseholdEntry> {
+        self.household_as_stored(scope, id)?;
+        let canonical = self.groups.canonical(id);
+        self.folded
+            .get(&canonical)
+            .or_else(|| self.households.get(&id))
+            .filter(|h| scope.may_hold(&h.facts, false))
     }
 
     /// A request, if in `scope`.
@@ -90,8 +161,19 @@ impl ReadModel {
         self.requests.get(&id).filter(|r| scope.may_hold(&r.facts, self.helps(scope, r)))
     }
 
-    /// Every household in `scope`.
+    /// Every household in `scope`, each group of households marked as the same once.
     pub fn households<'a>(&'a self, scope: &'a Scope) -> impl Iterator<Item = &'a HouseholdEntry> + 'a {
+        self.households
+            .values()
+            .filter(move |h| scope.may_hold(&h.facts, false) && !self.hidden(h.household.id))
+            .map(move |h| self.folded.get(&h.household.id).unwrap_or(h))
+    }
+
+    /// Every household in `scope` as stored, duplicates included.
+    pub fn households_as_stored<'a>(
+        &'a self,
+        scope: &'a Scope,
+    ) -> impl Iterator<Item = &'a HouseholdEntry> + 'a {
         self.households.values().filter(move |h| scope.may_hold(&h.facts, false))
     }
 

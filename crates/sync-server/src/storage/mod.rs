@@ -6,7 +6,7 @@
 //! Methods are blocking: the HTTP layer calls them on tokio's blocking pool. Each method is
 //! one transaction; a method that returns `Ok` has committed durably.
 
-use doorstep_core::ids::{Code, DeviceId, DocumentId, GridId, MemberId};
+use doorstep_core::ids::{Code, DeviceId, DocumentId, GridId, HouseholdId, MemberId, RequestId};
 use doorstep_core::model::attachment::{AttachmentRef, ContentHash};
 use doorstep_core::sync::message::{DocSyncMessage, ErrorCode, ManifestEntry, SyncReply, SyncRequest};
 use doorstep_core::time::Timestamp;
@@ -255,6 +255,20 @@ pub trait Storage: DashboardStorage + Send + Sync + 'static {
     /// Assigns (or with `assigned == false` unassigns) a grid to a member; raises their scope
     /// version so their devices catch up or purge.
     fn set_member_grid(&self, member: MemberId, grid: GridId, assigned: bool) -> Result<bool, StorageError>;
+    /// Hands `grid` from member `from` to member `to` in one transaction (DESIGN §2): `from`
+    /// loses it and `to` gains it, both scope versions rise, and the audit log records it. The
+    /// old worker's devices upload what they changed while they held the grid, then purge it;
+    /// the new worker's devices receive its households and requests on their next round.
+    /// Returns `false`, changing nothing, when `from` does not hold the grid or `to` is unknown.
+    fn hand_over_grid(
+        &self,
+        grid: GridId,
+        from: MemberId,
+        to: MemberId,
+        now: Timestamp,
+    ) -> Result<bool, StorageError>;
+    /// The requests about `household`, by id.
+    fn requests_of_household(&self, household: HouseholdId) -> Result<Vec<RequestId>, StorageError>;
     /// Creates a single-use enrolment code (stored as its hash) valid until `expires_at`.
     fn create_enrolment_code(
         &self,

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use automerge::{ActorId, AutoCommit, ChangeHash};
 use doorstep_core::doc::DocumentKind;
-use doorstep_core::ids::{Code, DeviceId, DocumentId, GridId, HouseholdId, MemberId};
+use doorstep_core::ids::{Code, DeviceId, DocumentId, GridId, HouseholdId, MemberId, RequestId};
 use doorstep_core::model::attachment::{AttachmentRef, ContentHash};
 use doorstep_core::sync::message::{DocSyncMessage, ManifestEntry, SyncReply, SyncRequest};
 use doorstep_core::time::Timestamp;
@@ -830,6 +830,55 @@ impl Storage for SqliteStorage {
         }
         tx.commit()?;
         Ok(changed > 0)
+    }
+
+    fn hand_over_grid(
+        &self,
+        grid: GridId,
+        from: MemberId,
+        to: MemberId,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let to_exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM members WHERE member_id = ?1)",
+            [to.to_string()],
+            |r| r.get(0),
+        )?;
+        if !to_exists || from == to {
+            return Ok(false);
+        }
+        let taken = tx.execute(
+            "DELETE FROM member_grids WHERE member_id = ?1 AND grid_id = ?2",
+            params![from.to_string(), grid.to_string()],
+        )?;
+        if taken == 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT OR IGNORE INTO member_grids (member_id, grid_id) VALUES (?1, ?2)",
+            params![to.to_string(), grid.to_string()],
+        )?;
+        tx.execute(
+            "UPDATE members SET scope_version = scope_version + 1 WHERE member_id IN (?1, ?2)",
+            params![from.to_string(), to.to_string()],
+        )?;
+        tx.execute(
+            "INSERT INTO audit_log (at, actor, action, detail) VALUES (?1, 'admin', 'grid_handed_over', ?2)",
+            params![now.millis(), format!("{grid} {from} -> {to}")],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn requests_of_household(&self, household: HouseholdId) -> Result<Vec<RequestId>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT doc_id FROM documents WHERE household_id = ?1 AND kind = 'request' ORDER BY doc_id",
+        )?;
+        let rows = stmt.query_map([household.to_string()], |r| r.get::<_, String>(0))?;
+        rows.map(|r| r?.parse().map_err(|_| StorageError::Damaged("a stored request id".into()))).collect()
     }
 
     fn create_enrolment_code(
