@@ -66,6 +66,7 @@ fn a_photo_travels_as_a_reference_and_its_bytes_follow_in_parts() {
     let listed = phone.attachments_of(doc).expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].state, AttachmentState::LocalOnly);
+    assert_eq!(listed[0].reference, reference, "the listing carries the reference, attach time included");
     assert_eq!(phone.attachment_uploads().expect("uploads").len(), 1);
     phone.record_uploaded(&reference.hash, 30_000).expect("progress");
     assert_eq!(phone.attachments_of(doc).expect("list")[0].state, AttachmentState::Uploading);
@@ -77,6 +78,7 @@ fn a_photo_travels_as_a_reference_and_its_bytes_follow_in_parts() {
     assert_eq!(seen.visits[0].location, Some(fix));
     assert_eq!(seen.visits[0].attachments, vec![reference.clone()]);
     assert_eq!(other.attachments_of(doc).expect("list")[0].state, AttachmentState::RemoteOnly);
+    assert_eq!(other.attachments_of(doc).expect("list")[0].reference.added_at, Timestamp(T0 + 1));
     let pending = other.attachment_downloads().expect("downloads");
     assert_eq!((pending.len(), pending[0].done), (1, 0));
 

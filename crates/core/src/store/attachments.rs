@@ -39,10 +39,10 @@ pub struct Transfer {
     pub media_type: String,
 }
 
-type Row = (String, i64, String, String, String, i64, i64);
+type Row = (String, i64, String, String, String, i64, i64, i64);
 
 fn info(row: Row) -> Option<AttachmentInfo> {
-    let (hash, size, media_type, name, origin, stored, uploaded) = row;
+    let (hash, size, media_type, name, origin, stored, uploaded, added_at) = row;
     let size = u64::try_from(size).ok()?;
     let stored = u64::try_from(stored).ok()?;
     let uploaded = u64::try_from(uploaded).ok()?;
@@ -56,17 +56,23 @@ fn info(row: Row) -> Option<AttachmentInfo> {
         AttachmentState::Synced
     };
     Some(AttachmentInfo {
-        reference: AttachmentRef { hash: hash.parse().ok()?, size, media_type, name, added_at: Timestamp(0) },
+        reference: AttachmentRef {
+            hash: hash.parse().ok()?,
+            size,
+            media_type,
+            name,
+            added_at: Timestamp(added_at),
+        },
         state,
         stored,
         uploaded,
     })
 }
 
-const COLUMNS: &str = "a.hash, a.size, a.media_type, a.name, a.origin, a.stored, a.uploaded";
+const COLUMNS: &str = "a.hash, a.size, a.media_type, a.name, a.origin, a.stored, a.uploaded, a.added_at";
 
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
 }
 
 /// Replaces the references a document makes; attachments first seen here are recorded as
@@ -82,13 +88,14 @@ pub(crate) fn index_refs<'a>(
         "INSERT INTO attachment_refs (hash, doc_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
     )?;
     let mut insert = conn.prepare_cached(
-        "INSERT INTO attachments (hash, size, media_type, name, origin) VALUES (?1, ?2, ?3, ?4, 'remote')
-         ON CONFLICT (hash) DO NOTHING",
+        "INSERT INTO attachments (hash, size, media_type, name, origin, added_at)
+         VALUES (?1, ?2, ?3, ?4, 'remote', ?5)
+         ON CONFLICT (hash) DO UPDATE SET added_at = excluded.added_at WHERE attachments.added_at = 0",
     )?;
     for r in refs {
         let hash = r.hash.to_string();
         insert_ref.execute(params![hash, doc])?;
-        insert.execute(params![hash, size_i64(r.size), r.media_type, r.name])?;
+        insert.execute(params![hash, size_i64(r.size), r.media_type, r.name, r.added_at.millis()])?;
     }
     Ok(())
 }
@@ -108,10 +115,10 @@ pub(crate) fn store_local(conn: &Connection, r: &AttachmentRef, bytes: &[u8]) ->
         return Ok(());
     }
     conn.execute(
-        "INSERT INTO attachments (hash, size, media_type, name, origin, stored, uploaded)
-         VALUES (?1, ?2, ?3, ?4, 'local', ?2, 0)
+        "INSERT INTO attachments (hash, size, media_type, name, origin, stored, uploaded, added_at)
+         VALUES (?1, ?2, ?3, ?4, 'local', ?2, 0, ?5)
          ON CONFLICT (hash) DO UPDATE SET origin = 'local', stored = excluded.stored, uploaded = 0",
-        params![hash, size_i64(r.size), r.media_type, r.name],
+        params![hash, size_i64(r.size), r.media_type, r.name, r.added_at.millis()],
     )?;
     conn.execute("DELETE FROM attachment_parts WHERE hash = ?1", [&hash])?;
     conn.execute(

@@ -9,8 +9,9 @@ use crate::error::{CoreError, Result};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/replica/0001_init.sql"),
     include_str!("../../migrations/replica/0002_timeline_by_item.sql"),
-    include_str!("../../migrations/replica/0003_attachments.sql"),
-    include_str!("../../migrations/replica/0004_same_household.sql"),
+    include_str!("../../migrations/replica/0003_same_household.sql"),
+    include_str!("../../migrations/replica/0004_attachments.sql"),
+    include_str!("../../migrations/replica/0005_attachment_added_at.sql"),
 ];
 
 /// The schema version this build writes.
