@@ -82,12 +82,34 @@ impl TestServer {
         Self::launch(dir, backend_database(), extra)
     }
 
+    /// Starts a server again on what a stopped one left, running as the unprivileged user
+    /// `nobody` (through `setpriv`, which execs the server, so killing it kills the server): the
+    /// operating system's file permissions then apply to it, as they do not to root.
+    pub fn restart_as_nobody(stopped: Stopped) -> Self {
+        Self::launch_with(stopped.dir, stopped.database, &[], true)
+    }
+
     fn launch(
         dir: tempfile::TempDir,
         database: Option<std::sync::Arc<TestDatabase>>,
         extra: &[&str],
     ) -> Self {
-        let mut command = Command::new(SERVER);
+        Self::launch_with(dir, database, extra, false)
+    }
+
+    fn launch_with(
+        dir: tempfile::TempDir,
+        database: Option<std::sync::Arc<TestDatabase>>,
+        extra: &[&str],
+        as_nobody: bool,
+    ) -> Self {
+        let mut command = if as_nobody {
+            let mut setpriv = Command::new("setpriv");
+            setpriv.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", SERVER]);
+            setpriv
+        } else {
+            Command::new(SERVER)
+        };
         command.arg("--data-dir").arg(dir.path());
         if let Some(db) = &database {
             command.args(["--database", &db.url]);
