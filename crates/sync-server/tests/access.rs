@@ -10,8 +10,10 @@ mod support;
 
 use std::collections::BTreeSet;
 
+use doorstep_client::{NoTransferObserver, TransferOptions};
 use doorstep_core::doc::{self, DocumentKind};
 use doorstep_core::ids::{DocumentId, GridId, MemberId, VisitId};
+use doorstep_core::model::attachment::NewAttachment;
 use doorstep_core::model::{NewVisit, VisitKind};
 use doorstep_core::store::Replica;
 use doorstep_core::sync::client::manifest_request;
@@ -267,6 +269,31 @@ async fn every_role_reaches_exactly_its_scope_through_every_way_in() {
         replica.set_helper(home.as_household(), volunteer, true).expect("helper");
         server.client().sync(replica).await.expect("sync");
     }
+    // A photo of a visit to a household of the worker's grid, uploaded: every subject below
+    // fetches it exactly where that household is in its scope.
+    let (photo_home, photo) = {
+        let s = subjects.iter_mut().find(|s| s.who == Who::Member(Role::GridWorker)).expect("worker");
+        let replica = s.replica.as_mut().expect("device");
+        let home = replica.households_in_grid(s.grids[0]).expect("list")[0].id;
+        let visit =
+            NewVisit { at: t(1), kind: VisitKind::Routine, notes: "拍了照片".into(), needs: vec![] };
+        let vid = replica.record_visit(home, &visit).expect("visit");
+        let bytes: Vec<u8> = (0..20_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let file =
+            NewAttachment {
+                media_type: "image/jpeg".into(), name: "现场.jpg".into(), bytes: bytes.clone()
+            };
+        let reference = replica.attach_to_visit(home, vid, &file, t(2)).expect("attach");
+        server.client().sync(replica).await.expect("sync");
+        let mut access = &mut *replica;
+        let report = server
+            .client()
+            .transfer_attachments(&mut access, &TransferOptions::default(), &mut NoTransferObserver)
+            .await
+            .expect("upload");
+        assert_eq!(report.uploaded.len(), 1, "the photo is on the server");
+        (DocumentId::from(home), (reference.hash, bytes))
+    };
 
     let all: Vec<(DocumentId, DocFacts)> = storage
         .documents_since(0)
@@ -465,6 +492,32 @@ async fn every_role_reaches_exactly_its_scope_through_every_way_in() {
                 assert!(!body.contains(&id.to_string()) || status != StatusCode::OK, "{ctx}: {path} leaks");
             }
         }
+        // ---- attachments: over the device API and the dashboard, where the household is ----
+        let photo_inside = expected.contains(&photo_home);
+        let (hash, bytes) = &photo;
+        let fetched = http()
+            .get(format!("{base}/v1/attachments/{hash}?doc={photo_home}"))
+            .bearer_auth(&s.token)
+            .send()
+            .await
+            .expect("answer");
+        let status = fetched.status();
+        let body = fetched.bytes().await.expect("body");
+        if photo_inside {
+            assert_eq!(status, StatusCode::OK, "{ctx}: the photo of a household in scope");
+            assert_eq!(body.as_ref(), bytes.as_slice(), "{ctx}: its bytes");
+        } else {
+            assert!(status.is_client_error(), "{ctx}: the photo of a household out of scope: {status}");
+            assert_ne!(body.as_ref(), bytes.as_slice(), "{ctx}: no bytes leak");
+        }
+        let (status, _) = get(&base, &format!("/dashboard/attachments/{photo_home}/{hash}"), s).await;
+        let want = match (signed_in, photo_inside) {
+            (false, _) => StatusCode::SEE_OTHER,
+            (true, true) => StatusCode::OK,
+            (true, false) => StatusCode::NOT_FOUND,
+        };
+        assert_eq!(status, want, "{ctx}: the photo on the dashboard");
+
         // A grid page of a grid outside the scope shows none of its households.
         if let Some(target) = outside_household {
             let grid = all.iter().find(|(d, _)| *d == target).map(|(_, f)| f.grid).expect("grid");
