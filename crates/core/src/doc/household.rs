@@ -165,12 +165,8 @@ pub fn scope_facts(doc: &AutoCommit, id: HouseholdId) -> Result<(GridId, Vec<Mem
 
 /// Reads the household in `doc`, which must hold household `id`.
 pub fn read(doc: &AutoCommit, id: HouseholdId) -> Result<Household> {
-    let doc_id: DocumentId = id.into();
-    check_type(doc, doc_id, TYPE)?;
+    let (grid, helpers) = scope_facts(doc, id)?;
     let address_obj = root_map(doc, id, "address")?;
-    let grid = str_at(doc, &address_obj, "grid")
-        .and_then(|g| g.parse::<GridId>().ok())
-        .ok_or_else(|| corrupt(doc_id, "address has no grid".into()))?;
     let text_of = |key: &str| str_at(doc, &address_obj, key).unwrap_or_default();
     let address = Address {
         community: text_of("community"),
@@ -190,14 +186,6 @@ pub fn read(doc: &AutoCommit, id: HouseholdId) -> Result<Household> {
         })
         .collect();
     residents.sort_by_key(|(added, r)| (*added, r.id));
-
-    let helpers_obj = root_map(doc, id, "helpers")?;
-    let mut helpers: Vec<MemberId> = keys_of(doc, &helpers_obj)
-        .into_iter()
-        .filter(|k| bool_at(doc, &helpers_obj, k) == Some(true))
-        .filter_map(|k| k.parse().ok())
-        .collect();
-    helpers.sort();
 
     let visits_obj = root_map(doc, id, "visits")?;
     let mut visits: Vec<Visit> = keys_of(doc, &visits_obj)

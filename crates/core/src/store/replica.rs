@@ -325,19 +325,7 @@ impl Replica {
 
     /// Records a visit to a household by the signed-in member.
     pub fn record_visit(&mut self, id: HouseholdId, visit: &NewVisit) -> Result<VisitId> {
-        let by = self.require_member()?;
-        let vid = VisitId::new_random();
-        let index = Reindex::NewVisit {
-            household: id,
-            visit: vid,
-            at: visit.at,
-            kind: visit.kind,
-            notes: &visit.notes,
-        };
-        self.edit_indexed(id.into(), DocumentKind::Household, index, |doc| {
-            doc::household::record_visit(doc, id, vid, visit, by)
-        })?;
-        Ok(vid)
+        self.record_visit_located(id, visit, None)
     }
 
     /// Records a visit with the location fix the app took for it, as one change.
@@ -347,8 +335,9 @@ impl Replica {
         visit: &NewVisit,
         location: Option<&LocationFix>,
     ) -> Result<VisitId> {
-        let Some(fix) = location else { return self.record_visit(id, visit) };
-        fix.check()?;
+        if let Some(fix) = location {
+            fix.check()?;
+        }
         let by = self.require_member()?;
         let vid = VisitId::new_random();
         let index = Reindex::NewVisit {
@@ -360,7 +349,10 @@ impl Replica {
         };
         self.edit_indexed(id.into(), DocumentKind::Household, index, |doc| {
             doc::household::record_visit(doc, id, vid, visit, by)?;
-            doc::household::set_visit_location(doc, id, vid, fix)
+            match location {
+                Some(fix) => doc::household::set_visit_location(doc, id, vid, fix),
+                None => Ok(()),
+            }
         })?;
         Ok(vid)
     }
