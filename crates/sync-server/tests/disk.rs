@@ -33,8 +33,9 @@ fn database_bytes(path: &std::path::Path) -> u64 {
     u64::try_from(pages * size).expect("positive")
 }
 
-#[tokio::test]
-async fn a_full_server_disk_refuses_uploads_plainly_and_recovers_when_space_is_back() {
+/// A server with one grid worker's phone, enrolled and synced, holding one household.
+async fn a_phone_with_one_household()
+-> (TestServer, tempfile::TempDir, doorstep_core::store::Replica, doorstep_core::ids::HouseholdId) {
     let server = TestServer::start_in(tempfile::tempdir().expect("tempdir"));
     let storage = server.storage();
     let grid = storage.create_grid("一网格", "幸福社区", "城关街道").expect("grid");
@@ -44,6 +45,26 @@ async fn a_full_server_disk_refuses_uploads_plainly_and_recovers_when_space_is_b
     let mut phone = device(&server, dir.path(), "phone", worker).await;
     let home = phone.create_household(&household(grid, "101", "王芳"), t(0)).expect("household");
     server.client().sync(&mut phone).await.expect("sync");
+    (server, dir, phone, home)
+}
+
+/// The server still answers a read (the phone's manifest).
+async fn assert_reads_still_work(server: &TestServer, phone: &doorstep_core::store::Replica) {
+    let token = phone.enrolment().expect("e").expect("enrolled").token;
+    let manifest = server
+        .client()
+        .post_frame(&token, doorstep_core::sync::client::manifest_request())
+        .await
+        .expect("manifest");
+    assert!(matches!(
+        doorstep_client::decode_reply(&manifest).expect("frame"),
+        doorstep_core::sync::message::ServerMessage::Manifest(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_full_server_disk_refuses_uploads_plainly_and_recovers_when_space_is_back() {
+    let (server, _dir, mut phone, home) = a_phone_with_one_household().await;
 
     // The disk has 64 KiB left.
     let quota = database_bytes(&database(&server)) + 64 * 1024;
@@ -81,16 +102,7 @@ async fn a_full_server_disk_refuses_uploads_plainly_and_recovers_when_space_is_b
     assert!(phone.unsynced_change_count().expect("count") > 0, "the phone keeps what was refused");
     assert_eq!(integrity(&database(&server)), "ok", "no corruption");
     // Reading still works while full.
-    let token = phone.enrolment().expect("e").expect("enrolled").token;
-    let manifest = server
-        .client()
-        .post_frame(&token, doorstep_core::sync::client::manifest_request())
-        .await
-        .expect("manifest");
-    assert!(matches!(
-        doorstep_client::decode_reply(&manifest).expect("frame"),
-        doorstep_core::sync::message::ServerMessage::Manifest(_)
-    ));
+    assert_reads_still_work(&server, &phone).await;
 
     // Space is back (the operator raised the quota): everything arrives, once.
     let server = TestServer::restart(server.kill());
@@ -126,15 +138,7 @@ fn hand_to_nobody(dir: &std::path::Path, writable: bool) {
 /// modes).
 #[tokio::test]
 async fn a_read_only_server_database_serves_reads_refuses_uploads_plainly_and_recovers() {
-    let server = TestServer::start_in(tempfile::tempdir().expect("tempdir"));
-    let storage = server.storage();
-    let grid = storage.create_grid("一网格", "幸福社区", "城关街道").expect("grid");
-    let worker = member(&*storage, "网格员", Role::GridWorker, &[grid]);
-    drop(storage);
-    let dir = devices_dir();
-    let mut phone = device(&server, dir.path(), "phone", worker).await;
-    let home = phone.create_household(&household(grid, "101", "王芳"), t(0)).expect("household");
-    server.client().sync(&mut phone).await.expect("sync");
+    let (server, _dir, mut phone, home) = a_phone_with_one_household().await;
 
     // Stopped, and restarted on a write-protected database file.
     let stopped = server.kill();
@@ -151,16 +155,7 @@ async fn a_read_only_server_database_serves_reads_refuses_uploads_plainly_and_re
     assert!(message.contains("read-only") && message.contains("只读"), "{message}");
     assert_eq!(phone.unsynced_change_count().expect("count"), 1, "the phone keeps the visit");
     // Reading still works.
-    let token = phone.enrolment().expect("e").expect("enrolled").token;
-    let manifest = server
-        .client()
-        .post_frame(&token, doorstep_core::sync::client::manifest_request())
-        .await
-        .expect("manifest");
-    assert!(matches!(
-        doorstep_client::decode_reply(&manifest).expect("frame"),
-        doorstep_core::sync::message::ServerMessage::Manifest(_)
-    ));
+    assert_reads_still_work(&server, &phone).await;
 
     // The file is writable again: the visit arrives, once, and the database is sound.
     let stopped = server.kill();
