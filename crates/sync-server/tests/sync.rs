@@ -935,3 +935,64 @@ async fn a_stopping_server_closes_live_connections_and_exits_cleanly() {
     assert!(tokio::task::spawn_blocking(move || server.terminate()).await.expect("join"), "clean exit");
     assert!(live.receive_push().await.is_err(), "the live connection was closed");
 }
+
+#[tokio::test]
+async fn a_request_dispatched_elsewhere_leaves_the_first_department_on_a_busy_day_and_nothing_else_does() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&*storage, "G");
+    let worker = member(&*storage, "网格员", Role::GridWorker, &[g]);
+    let now = doorstep_server::http::now();
+    let civil = Code::new("civil_affairs").expect("code");
+    let housing = Code::new("housing_construction").expect("code");
+    let civil_staff =
+        storage.create_member("民政", Role::DepartmentStaff, Some(&civil), now).expect("member");
+    let housing_staff =
+        storage.create_member("住建", Role::DepartmentStaff, Some(&housing), now).expect("member");
+    let dir = devices_dir();
+    let mut w = device(&server, dir.path(), "w", worker).await;
+    let mut c = device(&server, dir.path(), "c", civil_staff).await;
+    let mut h = device(&server, dir.path(), "h", housing_staff).await;
+    let raise = |n: i64| NewRequest {
+        household: None,
+        grid: Some(g),
+        category: "elderly_care".into(),
+        description: format!("诉求 {n}"),
+        urgency: Urgency::Normal,
+        at: t(n),
+    };
+    let moving = w.raise_request(&raise(1)).expect("request");
+    let staying = w.raise_request(&raise(2)).expect("request");
+    for req in [moving, staying] {
+        w.add_request_event(req, &event(EventAction::Dispatched { department: civil.clone() }, 3))
+            .expect("dispatch");
+    }
+    sync(&server, &mut w).await;
+    assert_eq!(sync(&server, &mut c).await.received_docs, 2);
+    assert_eq!(sync(&server, &mut h).await.received_docs, 0);
+
+    // A busy day: many documents change (households, and the request that stays), and one
+    // request is dispatched to another department.
+    for n in 0..30 {
+        let home = w.create_household(&household(g, &n.to_string(), "住户"), t(10 + n)).expect("household");
+        w.record_visit(home, &visit(20 + n, "走访")).expect("visit");
+    }
+    w.add_request_event(staying, &event(EventAction::Progress, 60)).expect("progress");
+    w.add_request_event(moving, &event(EventAction::Dispatched { department: housing.clone() }, 61))
+        .expect("re-dispatch");
+    sync(&server, &mut w).await;
+
+    let report = sync(&server, &mut c).await;
+    assert_eq!(report.purged, 1, "only the re-dispatched request leaves: {report:?}");
+    assert!(report.verified, "{report:?}");
+    // Told by the round itself, not found later by the scope digest and a repair.
+    assert_eq!((report.round_trips, report.repaired_docs), (1, 0), "{report:?}");
+    assert!(matches!(c.request(moving), Err(doorstep_core::CoreError::UnknownRequest(_))));
+    assert_eq!(c.request(staying).expect("kept").events.len(), 3, "the other request's change arrived");
+    let report = sync(&server, &mut h).await;
+    assert_eq!(report.received_docs, 1);
+    assert!(report.verified, "{report:?}");
+    // Nothing moves on the next round, for either.
+    assert_eq!(sync(&server, &mut c).await.purged, 0);
+    assert_eq!(sync(&server, &mut h).await.purged, 0);
+}

@@ -132,14 +132,17 @@ pub(crate) trait LogTx {
         after: Option<DocumentId>,
         limit: usize,
     ) -> Result<Vec<Unheld>, StorageError>;
-    /// Documents the device holds that are outside `rule`; with `changed_after`, only those
-    /// whose last change is past that sequence number.
+    /// Documents the device holds that are outside `rule`; with `moved_after`, only those whose
+    /// scope facts moved (see [`LogTx::note_facts_moved`]) past that sequence number.
     fn held_outside(
         &mut self,
         rule: &ScopeRule,
         device: DeviceId,
-        changed_after: Option<i64>,
+        moved_after: Option<i64>,
     ) -> Result<Vec<DocumentId>, StorageError>;
+    /// Records that the document's scope facts (kind, grid, household, department, assignee)
+    /// changed at log position `seq`: a device holding it may have to purge it.
+    fn note_facts_moved(&mut self, doc: DocumentId, seq: i64) -> Result<(), StorageError>;
     /// Log rows in `(after, upto]` of documents inside `rule`, in order, at most `limit`.
     fn log_rows(
         &mut self,
@@ -262,17 +265,35 @@ fn helps(tx: &mut dyn LogTx, member: MemberId, household: Option<HouseholdId>) -
     }
 }
 
-/// Stores new changes of a document with its new state, facts and snapshot.
+/// Whether a document stored with facts `before` may have left someone's scope by now having
+/// `after`: its row facts differ (helpers are handled through scope versions).
+fn facts_moved(before: &DocFacts, after: &DocFacts) -> bool {
+    before.kind != after.kind
+        || before.grid != after.grid
+        || before.household != after.household
+        || before.department != after.department
+        || before.assignee != after.assignee
+}
+
+/// Stores new changes of a document with its new state, facts and snapshot. `before` is the
+/// document's facts as stored until now (`None` for a new document).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn store_document(
     tx: &mut dyn LogTx,
     id: DocumentId,
     doc: &mut AutoCommit,
+    before: Option<&DocFacts>,
     facts: &DocFacts,
     new_changes: &[(ChangeHash, Vec<u8>)],
     origin: Option<DeviceId>,
     now: Timestamp,
 ) -> Result<(), StorageError> {
     let Some((last_seq, added)) = tx.append_changes(id, new_changes, origin, now)? else { return Ok(()) };
+    // A new document is held by nobody yet; an existing one whose facts moved may have to leave
+    // the devices holding it.
+    if before.is_some_and(|before| facts_moved(before, facts)) {
+        tx.note_facts_moved(id, last_seq)?;
+    }
     let snapshot = doc.save();
     let heads = encode_heads(&doc.get_heads());
     tx.put_document(&DocumentRow {
@@ -305,10 +326,12 @@ pub(crate) fn write_server_documents(
     now: Timestamp,
 ) -> Result<(), StorageError> {
     for (id, doc) in docs.iter_mut() {
-        let known: HashSet<ChangeHash> = match load_document(tx, *id)? {
-            Some(mut existing) => {
+        let stored = tx.load(*id)?;
+        let known: HashSet<ChangeHash> = match &stored {
+            Some(row) => {
                 // Devices may have uploaded since the caller loaded the document (a dashboard
                 // action): merge their changes so the stored snapshot keeps them.
+                let mut existing = open_snapshot(*id, &row.snapshot)?;
                 doc.merge(&mut existing).map_err(|e| damaged(format!("document {id}: {e}")))?;
                 existing.get_changes(&[]).iter().map(Change::hash).collect()
             }
@@ -321,7 +344,7 @@ pub(crate) fn write_server_documents(
             .filter(|c| !known.contains(&c.hash()))
             .map(|c| (c.hash(), c.raw_bytes().to_vec()))
             .collect();
-        store_document(tx, *id, doc, &facts, &new, None, now)?;
+        store_document(tx, *id, doc, stored.as_ref().map(|row| &row.facts), &facts, &new, None, now)?;
     }
     Ok(())
 }
@@ -350,7 +373,16 @@ fn commit_checked(
             Some(id),
         ));
     }
-    store_document(tx, id, &mut checked.doc, after, &checked.new_changes, Some(device.id), now)?;
+    store_document(
+        tx,
+        id,
+        &mut checked.doc,
+        checked.before.as_ref(),
+        after,
+        &checked.new_changes,
+        Some(device.id),
+        now,
+    )?;
     tx.set_held(device.id, id, true)?;
     Ok(())
 }
@@ -459,7 +491,8 @@ fn catch_up(
         // Documents the device holds that are no longer in scope: purge.
         out.purge.extend(tx.held_outside(&rule, device.id, None)?);
     } else {
-        // Only documents changed since the cursor can have left the scope.
+        // The scope itself is as the device last saw it whole: only documents whose facts moved
+        // since the cursor can have left it.
         out.purge.extend(tx.held_outside(&rule, device.id, Some(cursor))?);
     }
 

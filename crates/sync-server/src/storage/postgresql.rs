@@ -43,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     // Numbered by position in this list, so the order is the history.
     include_str!("../../migrations/postgres/0005_attachments.sql"),
     include_str!("../../migrations/postgres/0007_catch_up_by_scope.sql"),
+    include_str!("../../migrations/postgres/0009_fact_moves.sql"),
 ];
 
 /// The channel nodes announce new changes on.
@@ -470,17 +471,42 @@ impl LogTx for Pg<'_, '_> {
         &mut self,
         rule: &ScopeRule,
         device: DeviceId,
-        changed_after: Option<i64>,
+        moved_after: Option<i64>,
     ) -> Result<Vec<DocumentId>, StorageError> {
-        let (cond, rule_args) = rule_sql(rule, 3);
-        let rows = self.tx.query(
-            &format!(
-                "SELECT d.doc_id FROM device_docs dd JOIN documents d ON d.doc_id = dd.doc_id
-                 WHERE dd.device_id = $1 AND d.last_seq > $2 AND NOT ({cond})"
-            ),
-            &args(&[&device.to_string(), &changed_after.unwrap_or(-1)], &rule_args),
-        )?;
+        let rows = match moved_after {
+            // Driven from the documents whose facts moved after the cursor: almost always none.
+            Some(seq) => {
+                let (cond, rule_args) = rule_sql(rule, 3);
+                self.tx.query(
+                    &format!(
+                        "SELECT DISTINCT d.doc_id FROM fact_moves m
+                             JOIN device_docs dd ON dd.device_id = $1 AND dd.doc_id = m.doc_id
+                             JOIN documents d ON d.doc_id = m.doc_id
+                         WHERE m.seq > $2 AND NOT ({cond})"
+                    ),
+                    &args(&[&device.to_string(), &seq], &rule_args),
+                )?
+            }
+            None => {
+                let (cond, rule_args) = rule_sql(rule, 2);
+                self.tx.query(
+                    &format!(
+                        "SELECT d.doc_id FROM device_docs dd JOIN documents d ON d.doc_id = dd.doc_id
+                         WHERE dd.device_id = $1 AND NOT ({cond})"
+                    ),
+                    &args(&[&device.to_string()], &rule_args),
+                )?
+            }
+        };
         rows.iter().map(|r| parse(r.get(0), "document id")).collect()
+    }
+
+    fn note_facts_moved(&mut self, doc: DocumentId, seq: i64) -> Result<(), StorageError> {
+        self.tx.execute(
+            "INSERT INTO fact_moves (seq, doc_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&seq, &doc.to_string()],
+        )?;
+        Ok(())
     }
 
     fn log_rows(
@@ -1117,6 +1143,12 @@ impl Storage for PostgresStorage {
                 }
                 Ok(())
             })?;
+            // Derived from the documents, not exported: every document counts as moved at its
+            // last change, so devices enrolled before the import check each one once.
+            tx.batch_execute(
+                "TRUNCATE fact_moves;
+                 INSERT INTO fact_moves (seq, doc_id) SELECT last_seq, doc_id FROM documents;",
+            )?;
             // The log continues after the copied changes; so does the audit trail.
             tx.execute(
                 "UPDATE log_head SET seq = (SELECT COALESCE(max(seq), 0) FROM changes) WHERE id = 1",

@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     // Numbered by position in this list (user_version), so the order is the history.
     include_str!("../../migrations/sqlite/0006_attachments.sql"),
     include_str!("../../migrations/sqlite/0008_catch_up_by_scope.sql"),
+    include_str!("../../migrations/sqlite/0009_fact_moves.sql"),
 ];
 
 /// The database file's name inside the data directory.
@@ -150,21 +151,6 @@ fn bookkeeping_round<T>(
 
 /// One open SQLite transaction, as the sync engine sees it.
 struct Sql<'c>(&'c Connection);
-
-/// Up to this many documents changed since a cursor, the purge check reads those documents;
-/// past it, the device's own holdings (see `held_outside`).
-const FEW_CHANGED_DOCUMENTS: i64 = 512;
-
-impl Sql<'_> {
-    /// Whether at most `limit` documents changed after `seq` (counts no further than that).
-    fn changed_since_at_most(&self, seq: i64, limit: i64) -> Result<bool, StorageError> {
-        let changed: i64 = self
-            .0
-            .prepare_cached("SELECT COUNT(*) FROM (SELECT 1 FROM documents WHERE last_seq > ?1 LIMIT ?2)")?
-            .query_row(params![seq, limit + 1], |r| r.get(0))?;
-        Ok(changed <= limit)
-    }
-}
 
 impl LogTx for Sql<'_> {
     fn holds(&mut self, device: DeviceId, doc: DocumentId) -> Result<bool, StorageError> {
@@ -356,26 +342,17 @@ impl LogTx for Sql<'_> {
         &mut self,
         rule: &ScopeRule,
         device: DeviceId,
-        changed_after: Option<i64>,
+        moved_after: Option<i64>,
     ) -> Result<Vec<DocumentId>, StorageError> {
         let (cond, scope_args) = rule_sql(rule);
-        let (sql, mut args) = match changed_after {
-            // Few documents changed in the county since the cursor (an idle reconnect: none):
-            // driven from those, through the last_seq index.
-            Some(seq) if self.changed_since_at_most(seq, FEW_CHANGED_DOCUMENTS)? => (
-                format!(
-                    "SELECT d.doc_id FROM documents d CROSS JOIN device_docs dd
-                         ON dd.doc_id = d.doc_id AND dd.device_id = ?
-                     WHERE d.last_seq > ? AND NOT ({cond})"
-                ),
-                vec![Value::Text(device.to_string()), Value::Integer(seq)],
-            ),
-            // Many (a morning after a busy day): driven from what the device holds, bounded by
-            // its scope rather than by the county's activity.
+        let (sql, mut args) = match moved_after {
+            // Driven from the documents whose facts moved after the cursor: almost always none.
             Some(seq) => (
                 format!(
-                    "SELECT d.doc_id FROM device_docs dd CROSS JOIN documents d ON d.doc_id = dd.doc_id
-                     WHERE dd.device_id = ? AND d.last_seq > ? AND NOT ({cond})"
+                    "SELECT DISTINCT d.doc_id FROM fact_moves m
+                         CROSS JOIN device_docs dd ON dd.device_id = ? AND dd.doc_id = m.doc_id
+                         CROSS JOIN documents d ON d.doc_id = m.doc_id
+                     WHERE m.seq > ? AND NOT ({cond})"
                 ),
                 vec![Value::Text(device.to_string()), Value::Integer(seq)],
             ),
@@ -391,6 +368,13 @@ impl LogTx for Sql<'_> {
         let mut stmt = self.0.prepare_cached(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), |r| r.get::<_, String>(0))?;
         rows.map(|r| parse(&r?, "document id")).collect()
+    }
+
+    fn note_facts_moved(&mut self, doc: DocumentId, seq: i64) -> Result<(), StorageError> {
+        self.0
+            .prepare_cached("INSERT OR IGNORE INTO fact_moves (seq, doc_id) VALUES (?1, ?2)")?
+            .execute(params![seq, doc.to_string()])?;
+        Ok(())
     }
 
     fn log_rows(
@@ -1069,6 +1053,12 @@ impl Storage for SqliteStorage {
             }
             Ok(())
         })?;
+        // Derived from the documents, not exported: every document counts as moved at its last
+        // change, so devices enrolled before the import check each one once.
+        tx.execute_batch(
+            "DELETE FROM fact_moves;
+             INSERT INTO fact_moves (seq, doc_id) SELECT last_seq, doc_id FROM documents;",
+        )?;
         tx.commit()?;
         Ok(())
     }
