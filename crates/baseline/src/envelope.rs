@@ -92,12 +92,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bs58check_matches_known_vectors() {
-        // Leading zero bytes become '1's; the check bytes make every id 27–28 characters.
+    fn bs58check_keeps_leading_zeros_and_gives_uuid_ids_their_length() {
         assert!(bs58check(&[0, 0, 1]).starts_with("11"));
-        for seed in 0..20u8 {
-            let id = document_id(&[seed.wrapping_mul(37).wrapping_add(1); 16]);
+        let mut x: u64 = 0x5eed;
+        for _ in 0..50 {
+            let mut uuid = [0u8; 16];
+            for b in &mut uuid {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                *b = (x >> 56) as u8;
+            }
+            uuid[0] |= 0x80; // a full-width first byte, as most UUIDs have
+            let id = document_id(&uuid);
             assert!((27..=28).contains(&id.len()), "{id}");
+            assert!(!id.contains(['0', 'O', 'I', 'l']), "{id}");
         }
     }
 

@@ -422,7 +422,7 @@ fn run(args: Args) -> Result<bool> {
     drop(server);
     drop(runtime);
 
-    let link = (args.scenario == Scenario::Slow).then(|| report::LinkSettings {
+    let link = (args.scenario == Scenario::Slow).then_some(report::LinkSettings {
         up_kbps: args.up_kbps,
         down_kbps: args.down_kbps,
         latency_ms: args.latency_ms,

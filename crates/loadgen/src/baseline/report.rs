@@ -224,6 +224,11 @@ pub struct Summary {
     pub converged: bool,
 }
 
+/// Picks one per-device spread of a side, for a table row.
+type SpreadOf = fn(&Side) -> &Spread;
+/// Picks one figure of a side, for a table row.
+type FigureOf = fn(&Side) -> f64;
+
 fn ratio(baseline: f64, doorstep: f64) -> String {
     if doorstep > 0.0 { format!("{:.1}×", baseline / doorstep) } else { "—".into() }
 }
@@ -297,7 +302,7 @@ impl Summary {
                     ratio(bv, dv),
                 );
             }
-            let bytes: [(&str, fn(&Side) -> &Spread); 6] = [
+            let bytes: [(&str, SpreadOf); 6] = [
                 ("wire bytes up per device, mean", |x| &x.wire_up),
                 ("wire bytes down per device, mean", |x| &x.wire_down),
                 ("wire bytes both ways per device, mean", |x| &x.wire_total),
@@ -316,7 +321,7 @@ impl Summary {
                 format!("{bv:.1}"),
                 String::new(),
             );
-            let counts: [(&str, fn(&Side) -> &Spread); 4] = [
+            let counts: [(&str, SpreadOf); 4] = [
                 ("round trips per device, p50 (max)", |x| &x.round_trips),
                 ("HTTP requests per device, p50 (max)", |x| &x.http_requests),
                 ("messages per device, p50 (max)", |x| &x.messages),
@@ -331,7 +336,7 @@ impl Summary {
                     ratio(bv.p50, dv.p50),
                 );
             }
-            let costs: [(&str, fn(&Side) -> f64, &str); 4] = [
+            let costs: [(&str, FigureOf, &str); 4] = [
                 ("phase wall time", |x| x.phase_seconds, "s"),
                 ("server CPU in the phase", |x| x.server_cpu_seconds, "s"),
                 ("load generator CPU in the phase", |x| x.loadgen_cpu_seconds, "s"),
