@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use doorstep_client::{Client, SyncReport};
-use doorstep_core::ids::{GridId, HouseholdId, VisitId};
+use doorstep_core::ids::{DocumentId, GridId, HouseholdId, VisitId};
 use doorstep_core::model::{NewVisit, VisitKind};
 use doorstep_core::store::{Durability, Replica, ReplicaOptions};
 use doorstep_core::time::Timestamp;
 use doorstep_server::demo::Seeded;
 
 use crate::county::Seat;
+use crate::shape::{Link, Shaping, Traffic};
 
 /// Notes a worker types after a visit (the day's visits cycle through them).
 const NOTES: &[&str] = &[
@@ -47,6 +48,27 @@ pub struct Outcome {
     pub error: Option<String>,
     /// The scope digest matched at the end.
     pub verified: bool,
+    /// Round trips of the (last) sync.
+    pub round_trips: usize,
+    /// Frame bodies sent, as `SyncReport` counts them.
+    pub frame_up: u64,
+    /// Frame bodies received.
+    pub frame_down: u64,
+    /// Documents that received data from the server.
+    pub received_docs: usize,
+    /// What went through the phone's link, every attempt together (zero without a link).
+    pub wire: Traffic,
+    /// Attempts made (1 unless a cut connection made the phone retry).
+    pub attempts: usize,
+}
+
+/// How a phone on a bad link retries a sync that failed.
+#[derive(Clone, Copy, Debug)]
+pub struct Retry {
+    /// Attempts at most, the first included.
+    pub attempts: usize,
+    /// Wait before each retry.
+    pub delay: Duration,
 }
 
 /// Replica options of a simulated phone: `synchronous = NORMAL`, so the phones' fsyncs do not
@@ -106,6 +128,58 @@ impl Device {
         Ok(recorded)
     }
 
+    /// The changes on the phone the server has not acknowledged yet, per document (the day's
+    /// visits, as recorded: the baseline replays exactly these).
+    pub fn unsynced(&self) -> Result<Vec<(DocumentId, Vec<Vec<u8>>)>> {
+        let mut replica = Replica::open_with(&self.path, options())?;
+        let mut out = Vec::new();
+        for id in replica.documents_with_unsynced_changes()? {
+            out.push((id, replica.unsynced_changes(id)?));
+        }
+        Ok(out)
+    }
+
+    /// The documents on the phone.
+    pub fn documents(&self) -> Result<Vec<DocumentId>> {
+        let replica = Replica::open_with(&self.path, options())?;
+        Ok(replica.all_heads()?.into_iter().map(|(id, _, _)| id).collect())
+    }
+
+    /// A sync through a [`Link`] of its own to the server at `upstream`, shaped as `shaping`
+    /// says (cuts chosen by `seed`), retried as `retry` says while `timeout` lasts. The time is
+    /// the whole of it, retries and waits included; the wire bytes every attempt's.
+    pub async fn sync_through(
+        &self,
+        upstream: &str,
+        shaping: Shaping,
+        seed: u64,
+        retry: Retry,
+        timeout: Duration,
+    ) -> Outcome {
+        let link = match Link::open(upstream, shaping, seed).await {
+            Ok(link) => link,
+            Err(e) => return Outcome { error: Some(format!("open link: {e}")), ..Outcome::default() },
+        };
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let mut attempts = 0;
+        let mut outcome = loop {
+            attempts += 1;
+            let outcome = self.sync(&link.url, deadline.saturating_duration_since(Instant::now())).await;
+            if outcome.error.is_none()
+                || attempts >= retry.attempts.max(1)
+                || Instant::now() + retry.delay >= deadline
+            {
+                break outcome;
+            }
+            tokio::time::sleep(retry.delay).await;
+        };
+        outcome.seconds = started.elapsed().as_secs_f64();
+        outcome.attempts = attempts;
+        outcome.wire = link.traffic();
+        outcome
+    }
+
     /// One `Client::sync` over a new HTTP client (a reconnecting phone opens a new connection),
     /// timed as a whole and bounded by `timeout`.
     pub async fn sync(&self, url: &str, timeout: Duration) -> Outcome {
@@ -129,5 +203,16 @@ impl Device {
 
 fn from_report(report: &SyncReport, seconds: f64) -> Outcome {
     let error = (!report.held_back.is_empty()).then(|| format!("held back: {:?}", report.held_back));
-    Outcome { seconds, uploaded: report.uploaded_changes, error, verified: report.verified }
+    Outcome {
+        seconds,
+        uploaded: report.uploaded_changes,
+        error,
+        verified: report.verified,
+        round_trips: report.round_trips,
+        frame_up: report.bytes_up as u64,
+        frame_down: report.bytes_down as u64,
+        received_docs: report.received_docs,
+        wire: Traffic::default(),
+        attempts: 1,
+    }
 }

@@ -5,6 +5,8 @@
 //! cargo build --release -p doorstep-server -p doorstep-loadgen
 //! target/release/doorstep-loadgen --scenario storm  --backend sqlite --devices 1000
 //! target/release/doorstep-loadgen --scenario writes --backend postgres --pg-admin-url postgres://…/postgres
+//! target/release/doorstep-loadgen --scenario slow --devices 200        # the reconnect over 2G
+//! target/release/doorstep-loadgen --scenario baseline --devices 1000   # beside automerge-repo's way
 //! target/release/doorstep-loadgen --smoke --backend sqlite --server target/debug/doorstep-server
 //! ```
 //!
@@ -16,16 +18,22 @@
 //!
 //! Map: `server.rs` (the process, the backend, `/proc` figures), `county.rs` (seeding),
 //! `device.rs` (a simulated phone), `phase.rs` (running many devices at once, with progress),
-//! `converge.rs` (the final check), `report.rs` (the summary).
+//! `measure.rs` (a phase with its costs; settling), `shape.rs` (a phone's shaped link: 2G
+//! bandwidth, latency, cuts), `converge.rs` (the final check), `report.rs` (the summary),
+//! `baseline/` (the same county synced the automerge-repo way, side by side), `growth.rs`
+//! and `hold.rs` (their scenarios).
 
+mod baseline;
 mod converge;
 mod county;
 mod device;
 mod growth;
 mod hold;
+mod measure;
 mod phase;
 mod report;
 mod server;
+mod shape;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,7 +44,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use doorstep_server::demo::Seeded;
 
-use crate::device::{Device, Outcome};
+use crate::device::{Device, Outcome, Retry};
+use crate::measure::{measure, settle, sync_jobs};
 use crate::report::Summary;
 use crate::server::{Backend, ServerProcess, ThrowawayDatabase};
 
@@ -54,6 +63,14 @@ enum Scenario {
     /// Growth: idle reconnects as one phone's scope grows (`--growth-sizes`), then storage per
     /// visit over `--year-days` working days (SQLite).
     Growth,
+    /// Slow network: the storm's devices (idle and working) reconnect over a 2G-shaped link of
+    /// their own (`--up-kbps`, `--down-kbps`, `--latency-ms`, cuts), `--at-once` at a time,
+    /// retrying cut connections.
+    Slow,
+    /// Baseline: the storm's reconnect, then a catch-up, each done through Doorstep and then
+    /// the automerge-repo way (one document at a time, `doorstep-baseline`), same county, same
+    /// run; side by side with ratios.
+    Baseline,
 }
 
 /// Storage backend of the server under load.
@@ -130,9 +147,41 @@ struct Args {
     /// Hold: seconds every connection stays open and idle before it is pinged.
     #[arg(long, default_value_t = 10.0)]
     hold_secs: f64,
+    /// Slow: phone → server rate of each phone's link, kbit/s.
+    #[arg(long, default_value_t = 50.0)]
+    up_kbps: f64,
+    /// Slow: server → phone rate, kbit/s.
+    #[arg(long, default_value_t = 200.0)]
+    down_kbps: f64,
+    /// Slow: one-way latency, ms.
+    #[arg(long, default_value_t = 300)]
+    latency_ms: u64,
+    /// Slow: share of connections the link cuts, 0–1.
+    #[arg(long, default_value_t = 0.1)]
+    cut_share: f64,
+    /// Slow: a cut connection is cut after a random 1 to this many bytes (both ways together).
+    #[arg(long, default_value_t = 2000)]
+    cut_within_bytes: u64,
+    /// Slow: attempts a phone makes at most when its connection is cut (the first included).
+    #[arg(long, default_value_t = 5)]
+    attempts: usize,
+    /// Slow: a phone waits this long before retrying, ms.
+    #[arg(long, default_value_t = 1000)]
+    retry_delay_ms: u64,
+    /// Slow: phones reconnecting at once (default 100; smoke 20).
+    #[arg(long)]
+    at_once: Option<usize>,
+    /// Baseline: all of a round's messages in one HTTP request (`batch`, the kinder) or one
+    /// message per request (`strict`).
+    #[arg(long, value_enum, default_value = "batch")]
+    baseline_mode: baseline::ModeFlag,
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Internal: serve the baseline's documents read from stdin (the baseline scenario starts
+    /// the load generator again with this, so the baseline server is a process of its own).
+    #[arg(long, hide = true)]
+    serve_baseline: bool,
 }
 
 /// Sizes after `--smoke` and the defaults are applied.
@@ -141,6 +190,7 @@ struct Sizes {
     shape: county::Shape,
     visits_per_device: usize,
     window: Duration,
+    at_once: usize,
 }
 
 impl Args {
@@ -156,15 +206,34 @@ impl Args {
         };
         let visits_per_device = pick(self.visits_per_device.map(|v| v as u64), 12, 3) as usize;
         let window = self.window_secs.unwrap_or(if smoke { 2.0 } else { 10.0 });
-        Sizes { shape, visits_per_device, window: Duration::from_secs_f64(window.max(0.0)) }
+        let at_once = self.at_once.unwrap_or(if smoke { 20 } else { 100 }).max(1);
+        Sizes { shape, visits_per_device, window: Duration::from_secs_f64(window.max(0.0)), at_once }
+    }
+
+    /// Each phone's link in the slow scenario.
+    fn shaping(&self) -> shape::Shaping {
+        shape::Shaping {
+            up_bps: Some(self.up_kbps.max(0.1) * 1000.0),
+            down_bps: Some(self.down_kbps.max(0.1) * 1000.0),
+            latency: Duration::from_millis(self.latency_ms),
+            cut_share: self.cut_share.clamp(0.0, 1.0),
+            cut_within_bytes: self.cut_within_bytes.max(1),
+        }
     }
 }
 
-/// Settling passes (every device syncs) after the scenario, at most.
-const MAX_SETTLE_PASSES: usize = 4;
-
 fn main() -> ExitCode {
-    match run(Args::parse()) {
+    let args = Args::parse();
+    if args.serve_baseline {
+        return match baseline::process::serve_from_stdin() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("doorstep-loadgen (baseline server): {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    match run(args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
             eprintln!("doorstep-loadgen: sync did NOT converge (see the summary)");
@@ -214,7 +283,7 @@ fn run(args: Args) -> Result<bool> {
     let started = Instant::now();
     let storage = backend.storage(&data_dir)?;
     let now = doorstep_server::http::now();
-    let county = county::seed(storage.as_ref(), &sizes.shape, args.seed, now)?;
+    let mut county = county::seed(storage.as_ref(), &sizes.shape, args.seed, now)?;
     drop(storage);
     let seed_seconds = started.elapsed().as_secs_f64();
     eprintln!(
@@ -238,7 +307,7 @@ fn run(args: Args) -> Result<bool> {
 
     // Enrolment and each phone's first download of its grid.
     let started = Instant::now();
-    let seats = Arc::new(county.seats);
+    let seats = Arc::new(std::mem::take(&mut county.seats));
     let phones = Arc::new(phones_dir);
     let jobs: Vec<phase::Job<Result<Device>>> = (0..seats.len())
         .map(|i| {
@@ -289,89 +358,94 @@ fn run(args: Args) -> Result<bool> {
         working.iter().filter(|w| **w).count()
     );
 
-    // The scenario, measured.
+    let setup = report::Setup { seed_seconds, enrol_seconds, day_seconds };
     let devices = Arc::new(devices);
-    let load_before = server::load_average();
-    let peak_reset = server.reset_peak_rss();
-    let (server_cpu, own_cpu) = (server.cpu_seconds()?, server::own_cpu_seconds()?);
-    let started = Instant::now();
-    let outcomes = match args.scenario {
+    if args.scenario == Scenario::Baseline {
+        let run = baseline::Run {
+            args: &args,
+            sizes: &sizes,
+            runtime: &runtime,
+            server: &server,
+            url: &url,
+            backend: &backend,
+            data_dir: &data_dir,
+            devices: &devices,
+            working: &working,
+            county: &county,
+            setup,
+            offsets: storm_offsets(&mut choose, devices.len(), sizes.window),
+        };
+        return baseline::run(run);
+    }
+
+    // The scenario, measured.
+    let measured = match args.scenario {
         Scenario::Storm => {
-            let window_ms = sizes.window.as_millis() as u64;
+            let offsets = storm_offsets(&mut choose, devices.len(), sizes.window);
             let jobs = (0..devices.len())
                 .map(|i| {
-                    let offset = Duration::from_millis(choose.below(window_ms.max(1)));
-                    let (url, devices) = (url.clone(), devices.clone());
+                    let (url, devices, offset) = (url.clone(), devices.clone(), offsets[i]);
                     Box::pin(async move {
                         tokio::time::sleep(offset).await;
                         devices[i].sync(&url, sync_timeout).await
                     }) as phase::Job<Outcome>
                 })
                 .collect();
-            runtime
-                .block_on(phase::run("storm", jobs, devices.len(), phase_timeout, |o| o.error.is_some()))?
+            measure(&runtime, &server, "storm", jobs, devices.len(), phase_timeout, failed)?
         }
-        // (Hold and Growth ran their own course above.)
-        Scenario::Writes | Scenario::Hold | Scenario::Growth => {
+        Scenario::Slow => {
+            let shaping = args.shaping();
+            let retry = Retry { attempts: args.attempts, delay: Duration::from_millis(args.retry_delay_ms) };
+            let jobs = (0..devices.len())
+                .map(|i| {
+                    let (url, devices) = (url.clone(), devices.clone());
+                    let seed = args.seed ^ 0x5_1e57 ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                    Box::pin(async move {
+                        devices[i].sync_through(&url, shaping, seed, retry, sync_timeout).await
+                    }) as phase::Job<Outcome>
+                })
+                .collect();
+            measure(&runtime, &server, "slow reconnect", jobs, sizes.at_once, phase_timeout, failed)?
+        }
+        // (Hold, Growth and Baseline ran their own course above.)
+        Scenario::Writes | Scenario::Hold | Scenario::Growth | Scenario::Baseline => {
             let jobs = sync_jobs(&devices, &url, sync_timeout);
-            runtime.block_on(phase::run("writes", jobs, args.concurrency, phase_timeout, |o| {
-                o.error.is_some()
-            }))?
+            measure(&runtime, &server, "writes", jobs, args.concurrency, phase_timeout, failed)?
         }
     };
-    let phase_seconds = started.elapsed().as_secs_f64();
-    let server_cpu = server.cpu_seconds()? - server_cpu;
-    let own_cpu = server::own_cpu_seconds()? - own_cpu;
-    let peak_rss = server.peak_rss_bytes()?;
-    let load_after = server::load_average();
 
-    // Settle: every device syncs until a whole pass uploads nothing and fails nowhere; then
-    // nothing can still be on its way to any device.
-    let mut settle_passes = 0;
-    let mut settled = false;
-    while settle_passes < MAX_SETTLE_PASSES && !settled {
-        settle_passes += 1;
-        let jobs = sync_jobs(&devices, &url, sync_timeout);
-        let pass = runtime.block_on(phase::run(
-            &format!("settle {settle_passes}"),
-            jobs,
-            args.concurrency,
-            phase_timeout,
-            |o| o.error.is_some(),
-        ))?;
-        settled = pass.iter().all(|o| o.error.is_none() && o.verified && o.uploaded == 0);
-    }
+    let (settle_passes, settled) =
+        settle(&runtime, &devices, &url, sync_timeout, args.concurrency, phase_timeout)?;
     let storage = backend.storage(&data_dir)?;
     let convergence = converge::check(storage.as_ref(), &devices)?;
     drop(storage);
     drop(server);
     drop(runtime);
 
+    let link = (args.scenario == Scenario::Slow).then_some(report::LinkSettings {
+        up_kbps: args.up_kbps,
+        down_kbps: args.down_kbps,
+        latency_ms: args.latency_ms,
+        cut_share: args.cut_share,
+        cut_within_bytes: args.cut_within_bytes,
+        attempts: args.attempts,
+        retry_delay_ms: args.retry_delay_ms,
+        at_once: sizes.at_once,
+    });
     let summary = Summary::new(report::Run {
         scenario: format!("{:?}", args.scenario).to_lowercase(),
         backend: backend.name(),
-        sizes: report::Sizes {
-            devices: devices.len(),
-            grids: county.grids.len(),
-            devices_per_grid: sizes.shape.devices_per_grid,
-            households_per_grid: sizes.shape.households_per_grid,
-            requests_per_grid: sizes.shape.requests_per_grid,
-            documents: county.documents,
-            visits_per_device: sizes.visits_per_device,
-            working_devices: working.iter().filter(|w| **w).count(),
-            idle_share: if args.scenario == Scenario::Storm { args.idle_share } else { 0.0 },
-            window_secs: sizes.window.as_secs_f64(),
-            concurrency: args.concurrency,
-        },
-        setup: report::Setup { seed_seconds, enrol_seconds, day_seconds },
-        outcomes,
-        phase_seconds,
-        server_cpu_seconds: server_cpu,
-        loadgen_cpu_seconds: own_cpu,
-        server_peak_rss_bytes: peak_rss,
-        peak_rss_reset: peak_reset,
-        load_before,
-        load_after,
+        sizes: report_sizes(&args, &sizes, devices.len(), &county, &working),
+        setup,
+        link,
+        outcomes: measured.outcomes,
+        phase_seconds: measured.phase_seconds,
+        server_cpu_seconds: measured.server_cpu_seconds,
+        loadgen_cpu_seconds: measured.loadgen_cpu_seconds,
+        server_peak_rss_bytes: measured.server_peak_rss_bytes,
+        peak_rss_reset: measured.peak_rss_reset,
+        load_before: measured.load_before,
+        load_after: measured.load_after,
         settle_passes,
         settled,
         convergence,
@@ -382,6 +456,41 @@ fn run(args: Args) -> Result<bool> {
         print!("{}", summary.table());
     }
     Ok(summary.converged)
+}
+
+/// A device's sync counts as failed in the progress line when it has an error.
+fn failed(outcome: &Outcome) -> bool {
+    outcome.error.is_some()
+}
+
+/// When each device reconnects in a storm: a seeded moment within `window`.
+fn storm_offsets(choose: &mut Seeded, devices: usize, window: Duration) -> Vec<Duration> {
+    let window_ms = window.as_millis() as u64;
+    (0..devices).map(|_| Duration::from_millis(choose.below(window_ms.max(1)))).collect()
+}
+
+/// The county's sizes as the report gives them.
+fn report_sizes(
+    args: &Args,
+    sizes: &Sizes,
+    devices: usize,
+    county: &county::County,
+    working: &[bool],
+) -> report::Sizes {
+    let storm_like = matches!(args.scenario, Scenario::Storm | Scenario::Slow | Scenario::Baseline);
+    report::Sizes {
+        devices,
+        grids: county.grids.len(),
+        devices_per_grid: sizes.shape.devices_per_grid,
+        households_per_grid: sizes.shape.households_per_grid,
+        requests_per_grid: sizes.shape.requests_per_grid,
+        documents: county.documents,
+        visits_per_device: sizes.visits_per_device,
+        working_devices: working.iter().filter(|w| **w).count(),
+        idle_share: if storm_like { args.idle_share } else { 0.0 },
+        window_secs: sizes.window.as_secs_f64(),
+        concurrency: args.concurrency,
+    }
 }
 
 /// The held-connections scenario (`hold.rs`): enrol through storage, start the server, hold.
@@ -417,14 +526,4 @@ fn run_hold(
         eprintln!("doorstep-loadgen: not every connection was accepted and still answering after the hold");
     }
     Ok(all_held)
-}
-
-/// One job per device: a whole sync.
-fn sync_jobs(devices: &Arc<Vec<Device>>, url: &Arc<String>, timeout: Duration) -> Vec<phase::Job<Outcome>> {
-    (0..devices.len())
-        .map(|i| {
-            let (url, devices) = (url.clone(), devices.clone());
-            Box::pin(async move { devices[i].sync(&url, timeout).await }) as phase::Job<Outcome>
-        })
-        .collect()
 }

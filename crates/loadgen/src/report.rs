@@ -46,6 +46,54 @@ pub struct Setup {
     pub day_seconds: f64,
 }
 
+/// The slow scenario's link, as the flags set it.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct LinkSettings {
+    /// Phone → server, kbit/s.
+    pub up_kbps: f64,
+    /// Server → phone, kbit/s.
+    pub down_kbps: f64,
+    /// One-way latency, ms.
+    pub latency_ms: u64,
+    /// Share of connections cut.
+    pub cut_share: f64,
+    /// Cut after 1 to this many bytes.
+    pub cut_within_bytes: u64,
+    /// Attempts per phone at most.
+    pub attempts: usize,
+    /// Wait before a retry, ms.
+    pub retry_delay_ms: u64,
+    /// Phones reconnecting at once.
+    pub at_once: usize,
+}
+
+/// What went over the phones' links in the slow scenario, per device (served or not).
+#[derive(Debug, Serialize)]
+pub struct LinkFigures {
+    /// The link.
+    pub settings: LinkSettings,
+    /// Wire bytes phone → server per device (every attempt).
+    pub wire_up: Spread,
+    /// Wire bytes server → phone per device.
+    pub wire_down: Spread,
+    /// Frame bodies up per served device (the last attempt's, as `SyncReport` counts).
+    pub frame_up: Spread,
+    /// Frame bodies down per served device.
+    pub frame_down: Spread,
+    /// Round trips of the successful attempt.
+    pub round_trips: Spread,
+    /// Connections opened in all.
+    pub connections: u64,
+    /// Connections the links cut.
+    pub cuts: u64,
+    /// Retries (attempts after the first) in all.
+    pub retries: usize,
+    /// Devices that needed at least one retry.
+    pub devices_retried: usize,
+    /// Time of the idle devices' syncs (served).
+    pub idle_latency: Latency,
+}
+
 /// Everything a run measured, as `main` hands it over.
 pub struct Run {
     /// `storm` or `writes`.
@@ -56,6 +104,8 @@ pub struct Run {
     pub sizes: Sizes,
     /// Set-up times.
     pub setup: Setup,
+    /// The slow scenario's link; `None` in the others.
+    pub link: Option<LinkSettings>,
     /// Each device's sync in the measured phase.
     pub outcomes: Vec<Outcome>,
     /// Wall time of the measured phase.
@@ -94,13 +144,47 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(mut seconds: Vec<f64>) -> Self {
+    /// Percentiles of `seconds`.
+    pub fn of(mut seconds: Vec<f64>) -> Self {
         seconds.sort_by(f64::total_cmp);
         let rank = |p: f64| {
             let i = ((p * seconds.len() as f64).ceil() as usize).clamp(1, seconds.len().max(1)) - 1;
             seconds.get(i).copied().unwrap_or(0.0) * 1000.0
         };
         Self { count: seconds.len(), p50_ms: rank(0.50), p99_ms: rank(0.99), max_ms: rank(1.0) }
+    }
+}
+
+/// Percentiles and mean of a per-device count (bytes, round trips).
+#[derive(Debug, Default, Serialize)]
+pub struct Spread {
+    /// Samples.
+    pub count: usize,
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile (nearest rank).
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values`.
+    pub fn of(mut values: Vec<f64>) -> Self {
+        values.sort_by(f64::total_cmp);
+        let rank = |p: f64| {
+            let i = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len().max(1)) - 1;
+            values.get(i).copied().unwrap_or(0.0)
+        };
+        let mean = values.iter().sum::<f64>() / (values.len().max(1) as f64);
+        Self { count: values.len(), mean, p50: rank(0.50), p99: rank(0.99), max: rank(1.0) }
+    }
+
+    /// `mean / p50 / p99 / max` with `unit`.
+    pub fn show(&self, unit: &str) -> String {
+        format!("{:.0} / {:.0} / {:.0} / {:.0}{unit}", self.mean, self.p50, self.p99, self.max)
     }
 }
 
@@ -125,6 +209,8 @@ pub struct Summary {
     pub sync_latency: Latency,
     /// The same, for devices that uploaded visits.
     pub upload_latency: Latency,
+    /// The slow scenario's links.
+    pub link: Option<LinkFigures>,
     /// Visit changes the server acknowledged in the phase.
     pub changes_acknowledged: usize,
     /// … per second of the phase's wall time.
@@ -158,6 +244,27 @@ impl Summary {
         let failures: Vec<String> = run.outcomes.iter().filter_map(|o| o.error.clone()).take(5).collect();
         let changes: usize = served.iter().map(|o| o.uploaded).sum();
         let converged = run.settled && run.convergence.converged();
+        let link = run.link.map(|settings| {
+            let all = &run.outcomes;
+            let spread =
+                |f: &dyn Fn(&Outcome) -> f64, of: &[&Outcome]| Spread::of(of.iter().map(|o| f(o)).collect());
+            let every: Vec<&Outcome> = all.iter().collect();
+            LinkFigures {
+                settings,
+                wire_up: spread(&|o| o.wire.up as f64, &every),
+                wire_down: spread(&|o| o.wire.down as f64, &every),
+                frame_up: spread(&|o| o.frame_up as f64, &served),
+                frame_down: spread(&|o| o.frame_down as f64, &served),
+                round_trips: spread(&|o| o.round_trips as f64, &served),
+                connections: all.iter().map(|o| o.wire.connections).sum(),
+                cuts: all.iter().map(|o| o.wire.cuts).sum(),
+                retries: all.iter().map(|o| o.attempts.saturating_sub(1)).sum(),
+                devices_retried: all.iter().filter(|o| o.attempts > 1).count(),
+                idle_latency: Latency::of(
+                    served.iter().filter(|o| o.uploaded == 0).map(|o| o.seconds).collect(),
+                ),
+            }
+        });
         Self {
             scenario: run.scenario,
             backend: run.backend,
@@ -170,6 +277,7 @@ impl Summary {
             upload_latency: Latency::of(
                 served.iter().filter(|o| o.uploaded > 0).map(|o| o.seconds).collect(),
             ),
+            link,
             changes_acknowledged: changes,
             changes_per_second: changes as f64 / run.phase_seconds.max(f64::EPSILON),
             phase_seconds: run.phase_seconds,
@@ -251,6 +359,39 @@ impl Summary {
                 ),
             ),
         ];
+        let mut rows = rows;
+        if let Some(l) = &self.link {
+            let t = &l.settings;
+            rows.splice(
+                5..5,
+                [
+                    (
+                        "link (each phone its own)",
+                        format!(
+                            "{} kbit/s up, {} kbit/s down, {} ms one way; {:.0} % of connections cut within {} B; {} attempts, {} ms apart; {} at once",
+                            t.up_kbps,
+                            t.down_kbps,
+                            t.latency_ms,
+                            t.cut_share * 100.0,
+                            t.cut_within_bytes,
+                            t.attempts,
+                            t.retry_delay_ms,
+                            t.at_once
+                        ),
+                    ),
+                    ("syncs that uploaded nothing p50 / p99 / max", lat(&l.idle_latency)),
+                    ("wire bytes up per device, mean / p50 / p99 / max", l.wire_up.show(" B")),
+                    ("wire bytes down per device, mean / p50 / p99 / max", l.wire_down.show(" B")),
+                    ("frame bytes up per served device (last attempt)", l.frame_up.show(" B")),
+                    ("frame bytes down per served device (last attempt)", l.frame_down.show(" B")),
+                    ("round trips per served device (last attempt)", l.round_trips.show("")),
+                    (
+                        "connections / cut / retries / devices retried",
+                        format!("{} / {} / {} / {}", l.connections, l.cuts, l.retries, l.devices_retried),
+                    ),
+                ],
+            );
+        }
         let mut out = String::from("| figure | value |\n|---|---|\n");
         for (k, v) in rows {
             let _ = writeln!(out, "| {k} | {v} |");

@@ -78,7 +78,7 @@ impl Drop for ThrowawayDatabase {
     }
 }
 
-/// A running `doorstep-server`, killed when dropped.
+/// A running server process (`doorstep-server`, or the baseline's), killed when dropped.
 pub struct ServerProcess {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
@@ -93,18 +93,29 @@ impl ServerProcess {
         if let Backend::Postgres(db) = backend {
             command.args(["--database", &db.url]);
         }
+        command.args(["serve", "--listen", "127.0.0.1:0"]).env("RUST_LOG", "warn");
+        Self::spawn(command, None).with_context(|| {
+            format!(
+                "starting {} (build it with `cargo build --release -p doorstep-server`)",
+                binary.display()
+            )
+        })
+    }
+
+    /// Starts `command`, writes `input` (if any) to its stdin and closes it, and waits for the
+    /// process to print `listening on http://…` on stdout.
+    pub fn spawn(mut command: Command, input: Option<Vec<u8>>) -> Result<Self> {
         let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "starting {} (build it with `cargo build --release -p doorstep-server`)",
-                    binary.display()
-                )
-            })?;
+            .spawn()?;
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = stdin.write_all(&input);
+            });
+        }
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         let (found, address) = mpsc::channel();
         // Reads the address, then keeps draining stdout so the server never blocks on it.

@@ -16,7 +16,8 @@
 //!   counted both ways, beside the frame bodies `SyncReport` counts;
 //! - measures a fresh device download, idle reconnects (a new HTTP connection each time) and
 //!   a catch-up after another device of the same worker added one visit to 25 households;
-//! - runs the same three scenarios against a baseline: an in-example axum server holding the
+//! - runs the same three scenarios against the baseline of `crates/baseline`
+//!   (`doorstep-baseline`, shared with `doorstep-loadgen`): an in-process axum server holding the
 //!   same documents in memory and speaking Automerge's sync protocol per document, with
 //!   automerge-repo's CBOR envelope around every message and persisted `sync::State`s on both
 //!   sides — once with all of a round's messages batched in one HTTP request, once strictly
@@ -40,16 +41,18 @@
 //!   memory between connections, indexes nothing, and persists a round's new document data
 //!   and sync states in one SQLite transaction (WAL, `synchronous = FULL`, like the replica).
 
-use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use automerge::sync::SyncDoc;
-use automerge::{ActorId, AutoCommit, Change, ChangeHash};
+use automerge::{ActorId, AutoCommit};
+use doorstep_baseline::client::Durability as BaselineDurability;
+use doorstep_baseline::envelope::{document_id, peer_id};
+use doorstep_baseline::server::lock;
+use doorstep_baseline::{BaselineClient, Mode, Shared};
 use doorstep_client::{Client, SyncReport};
 use doorstep_core::doc;
 use doorstep_core::ids::{
@@ -80,15 +83,8 @@ const FRESH_RUNS: usize = 5;
 const IDLE_RUNS: usize = 20;
 /// Catch-ups measured (each after 25 new visits in 25 other households).
 const CATCH_UP_RUNS: usize = 5;
-/// Most protocol rounds one baseline session may take.
-const MAX_BASELINE_ROUNDS: usize = 32;
-/// HTTP requests in flight in the strict one-message-per-request baseline.
-const STRICT_IN_FLIGHT: usize = 16;
 /// Most connections a counting proxy accepts before it stops.
 const MAX_PROXY_CONNECTIONS: usize = 100_000;
-/// automerge-repo-style peer ids: `peer-` and 11 base-36 characters for the device, a
-/// host-named id for the server.
-const SERVER_PEER: &str = "storage-server-county";
 
 // ---- deterministic data -------------------------------------------------------------------------
 
@@ -607,531 +603,32 @@ fn load_average() -> String {
         .unwrap_or_default()
 }
 
-// ---- a tiny CBOR (the subset automerge-repo's envelopes use) ---------------------------------
+// ---- the baseline (crates/baseline) --------------------------------------------------------------
 
-#[derive(Clone, Debug, PartialEq)]
-enum Cbor {
-    Text(String),
-    Bytes(Vec<u8>),
-    Bool(bool),
-    Array(Vec<Cbor>),
-    Map(Vec<(String, Cbor)>),
-}
-
-fn cbor_head(out: &mut Vec<u8>, major: u8, n: u64) {
-    let m = major << 5;
-    if n < 24 {
-        out.push(m | n as u8);
-    } else if n <= u64::from(u8::MAX) {
-        out.extend([m | 24, n as u8]);
-    } else if n <= u64::from(u16::MAX) {
-        out.push(m | 25);
-        out.extend((n as u16).to_be_bytes());
-    } else if n <= u64::from(u32::MAX) {
-        out.push(m | 26);
-        out.extend((n as u32).to_be_bytes());
-    } else {
-        out.push(m | 27);
-        out.extend(n.to_be_bytes());
-    }
-}
-
-fn cbor_encode(value: &Cbor, out: &mut Vec<u8>) {
-    match value {
-        Cbor::Text(s) => {
-            cbor_head(out, 3, s.len() as u64);
-            out.extend(s.as_bytes());
-        }
-        Cbor::Bytes(b) => {
-            cbor_head(out, 2, b.len() as u64);
-            out.extend(b);
-        }
-        Cbor::Bool(b) => out.push(if *b { 0xf5 } else { 0xf4 }),
-        Cbor::Array(items) => {
-            cbor_head(out, 4, items.len() as u64);
-            for item in items {
-                cbor_encode(item, out);
-            }
-        }
-        Cbor::Map(entries) => {
-            cbor_head(out, 5, entries.len() as u64);
-            for (k, v) in entries {
-                cbor_head(out, 3, k.len() as u64);
-                out.extend(k.as_bytes());
-                cbor_encode(v, out);
-            }
-        }
-    }
-}
-
-fn to_cbor(value: &Cbor) -> Vec<u8> {
-    let mut out = Vec::new();
-    cbor_encode(value, &mut out);
-    out
-}
-
-fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
-    if input.len() < n {
-        bail!("truncated CBOR");
-    }
-    let (head, rest) = input.split_at(n);
-    *input = rest;
-    Ok(head)
-}
-
-fn cbor_decode(input: &mut &[u8], depth: usize) -> Result<Cbor> {
-    if depth > 8 {
-        bail!("CBOR nested too deep");
-    }
-    let first = take(input, 1)?[0];
-    let (major, info) = (first >> 5, first & 0x1f);
-    if major == 7 {
-        return match first {
-            0xf5 => Ok(Cbor::Bool(true)),
-            0xf4 => Ok(Cbor::Bool(false)),
-            _ => bail!("unsupported CBOR simple value {first:#x}"),
-        };
-    }
-    let n = match info {
-        0..=23 => u64::from(info),
-        24 => u64::from(take(input, 1)?[0]),
-        25 => u64::from(u16::from_be_bytes(take(input, 2)?.try_into()?)),
-        26 => u64::from(u32::from_be_bytes(take(input, 4)?.try_into()?)),
-        27 => u64::from_be_bytes(take(input, 8)?.try_into()?),
-        _ => bail!("unsupported CBOR length"),
-    };
-    let n = usize::try_from(n)?;
-    Ok(match major {
-        2 => Cbor::Bytes(take(input, n)?.to_vec()),
-        3 => Cbor::Text(String::from_utf8(take(input, n)?.to_vec())?),
-        4 => {
-            if n > input.len() {
-                bail!("CBOR array longer than its input");
-            }
-            Cbor::Array((0..n).map(|_| cbor_decode(input, depth + 1)).collect::<Result<_>>()?)
-        }
-        5 => {
-            if n > input.len() {
-                bail!("CBOR map longer than its input");
-            }
-            let mut entries = Vec::with_capacity(n);
-            for _ in 0..n {
-                let Cbor::Text(k) = cbor_decode(input, depth + 1)? else { bail!("non-text CBOR map key") };
-                entries.push((k, cbor_decode(input, depth + 1)?));
-            }
-            Cbor::Map(entries)
-        }
-        _ => bail!("unsupported CBOR major type {major}"),
+/// One baseline sync through the counting proxy, as a [`Run`].
+async fn baseline_sync(client: &mut BaselineClient, url: &str, counter: &Counter) -> Result<Run> {
+    counter.take();
+    let session = client.sync(url).await?;
+    let wire = counter.take();
+    Ok(Run {
+        rounds: session.rounds,
+        http_requests: session.http_requests,
+        messages: session.messages,
+        body_up: session.body_up,
+        body_down: session.body_down,
+        wire,
+        seconds: session.seconds,
     })
 }
 
-fn from_cbor(bytes: &[u8]) -> Result<Cbor> {
-    let mut input = bytes;
-    let value = cbor_decode(&mut input, 0)?;
-    if !input.is_empty() {
-        bail!("trailing bytes after CBOR");
+/// Every document has the server's heads (checked outside the measurement).
+fn check_converged(client: &mut BaselineClient, server: &Shared) -> Result<()> {
+    let heads = lock(server).heads();
+    let differ = client.differing(&heads);
+    if differ > 0 {
+        bail!("{differ} baseline documents did not converge");
     }
-    Ok(value)
-}
-
-// ---- automerge-repo's envelope --------------------------------------------------------------
-
-/// automerge-repo's document id: bs58check of the 16 UUID bytes.
-fn bs58check(payload: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    const ALPHABET: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
-    let check = Sha256::digest(Sha256::digest(payload));
-    let mut data = payload.to_vec();
-    data.extend_from_slice(&check[..4]);
-    let zeros = data.iter().take_while(|b| **b == 0).count();
-    let mut digits: Vec<u8> = Vec::new();
-    for byte in &data {
-        let mut carry = u32::from(*byte);
-        for d in &mut digits {
-            carry += u32::from(*d) << 8;
-            *d = (carry % 58) as u8;
-            carry /= 58;
-        }
-        while carry > 0 {
-            digits.push((carry % 58) as u8);
-            carry /= 58;
-        }
-    }
-    let mut out = String::with_capacity(zeros + digits.len());
-    out.extend(std::iter::repeat_n('1', zeros));
-    out.extend(digits.iter().rev().map(|d| ALPHABET[*d as usize] as char));
-    out
-}
-
-/// `{type, senderId, targetId, documentId, data}`, as automerge-repo's `SyncMessage` /
-/// `RequestMessage`.
-fn envelope(kind: &str, sender: &str, target: &str, document: &str, data: Vec<u8>) -> Cbor {
-    Cbor::Map(vec![
-        ("type".into(), Cbor::Text(kind.into())),
-        ("senderId".into(), Cbor::Text(sender.into())),
-        ("targetId".into(), Cbor::Text(target.into())),
-        ("documentId".into(), Cbor::Text(document.into())),
-        ("data".into(), Cbor::Bytes(data)),
-    ])
-}
-
-fn field<'a>(map: &'a Cbor, key: &str) -> Result<&'a Cbor> {
-    let Cbor::Map(entries) = map else { bail!("envelope is not a map") };
-    entries.iter().find(|(k, _)| k == key).map(|(_, v)| v).ok_or_else(|| anyhow!("envelope has no {key}"))
-}
-
-fn text_field(map: &Cbor, key: &str) -> Result<String> {
-    match field(map, key)? {
-        Cbor::Text(s) => Ok(s.clone()),
-        _ => bail!("{key} is not text"),
-    }
-}
-
-fn bytes_field(map: &Cbor, key: &str) -> Result<Vec<u8>> {
-    match field(map, key)? {
-        Cbor::Bytes(b) => Ok(b.clone()),
-        _ => bail!("{key} is not bytes"),
-    }
-}
-
-fn join_message(peer: &str, storage_id: &str) -> Cbor {
-    Cbor::Map(vec![
-        ("type".into(), Cbor::Text("join".into())),
-        ("senderId".into(), Cbor::Text(peer.into())),
-        (
-            "peerMetadata".into(),
-            Cbor::Map(vec![
-                ("storageId".into(), Cbor::Text(storage_id.into())),
-                ("isEphemeral".into(), Cbor::Bool(false)),
-            ]),
-        ),
-        ("supportedProtocolVersions".into(), Cbor::Array(vec![Cbor::Text("1".into())])),
-    ])
-}
-
-// ---- the baseline server ------------------------------------------------------------------------
-
-/// A peer's sync states on the server: persisted (encoded, as automerge-repo stores them under
-/// `[docId, "sync-state", storageId]`) and live for the current connection.
-#[derive(Default)]
-struct PeerStates {
-    persisted: HashMap<String, Vec<u8>>,
-    live: HashMap<String, automerge::sync::State>,
-}
-
-#[derive(Default)]
-struct BaselineServer {
-    docs: HashMap<String, AutoCommit>,
-    peers: HashMap<String, PeerStates>,
-}
-
-impl BaselineServer {
-    fn join(&mut self, body: &[u8]) -> Result<Vec<u8>> {
-        let message = from_cbor(body)?;
-        let peer = text_field(&message, "senderId")?;
-        let metadata = field(&message, "peerMetadata")?.clone();
-        // A new connection: live states start from the persisted ones.
-        self.peers.entry(peer.clone()).or_default().live.clear();
-        Ok(to_cbor(&Cbor::Map(vec![
-            ("type".into(), Cbor::Text("peer".into())),
-            ("senderId".into(), Cbor::Text(SERVER_PEER.into())),
-            ("targetId".into(), Cbor::Text(peer)),
-            ("peerMetadata".into(), metadata),
-            ("selectedProtocolVersion".into(), Cbor::Text("1".into())),
-        ])))
-    }
-
-    /// Receives one envelope; returns the reply envelope if the server has something to say.
-    fn receive(&mut self, message: &Cbor) -> Result<Option<Cbor>> {
-        let kind = text_field(message, "type")?;
-        if kind != "sync" && kind != "request" {
-            bail!("unexpected message type {kind}");
-        }
-        let peer = text_field(message, "senderId")?;
-        let document = text_field(message, "documentId")?;
-        let data = automerge::sync::Message::decode(&bytes_field(message, "data")?)?;
-        let Some(doc) = self.docs.get_mut(&document) else { bail!("unknown document {document}") };
-        let states = self.peers.entry(peer.clone()).or_default();
-        let state = match states.live.remove(&document) {
-            Some(state) => state,
-            None => match states.persisted.get(&document) {
-                Some(bytes) => automerge::sync::State::decode(bytes)?,
-                None => automerge::sync::State::new(),
-            },
-        };
-        let mut state = state;
-        doc.sync().receive_sync_message(&mut state, data)?;
-        let reply = doc.sync().generate_sync_message(&mut state);
-        states.persisted.insert(document.clone(), state.encode());
-        states.live.insert(document.clone(), state);
-        Ok(reply.map(|m| envelope("sync", SERVER_PEER, &peer, &document, m.encode())))
-    }
-}
-
-type Shared = Arc<Mutex<BaselineServer>>;
-
-fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, BaselineServer> {
-    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn cbor_response(result: Result<Option<Vec<u8>>>) -> axum::response::Response {
-    use axum::http::StatusCode;
-    use axum::response::IntoResponse;
-    match result {
-        Ok(Some(body)) => (StatusCode::OK, [("content-type", "application/cbor")], body).into_response(),
-        Ok(None) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
-    }
-}
-
-async fn start_baseline(shared: Shared) -> Result<SocketAddr> {
-    use axum::body::Bytes;
-    use axum::extract::State;
-    use axum::routing::post;
-    let app = axum::Router::new()
-        .route(
-            "/join",
-            post(|State(s): State<Shared>, body: Bytes| async move {
-                cbor_response(lock(&s).join(&body).map(Some))
-            }),
-        )
-        .route(
-            "/sync-batch",
-            post(|State(s): State<Shared>, body: Bytes| async move {
-                let result = (|| -> Result<Option<Vec<u8>>> {
-                    let Cbor::Array(messages) = from_cbor(&body)? else { bail!("a batch is an array") };
-                    let mut server = lock(&s);
-                    let mut replies = Vec::new();
-                    for m in &messages {
-                        replies.extend(server.receive(m)?);
-                    }
-                    Ok(Some(to_cbor(&Cbor::Array(replies))))
-                })();
-                cbor_response(result)
-            }),
-        )
-        .route(
-            "/sync-one",
-            post(|State(s): State<Shared>, body: Bytes| async move {
-                let result = (|| -> Result<Option<Vec<u8>>> {
-                    Ok(lock(&s).receive(&from_cbor(&body)?)?.map(|r| to_cbor(&r)))
-                })();
-                cbor_response(result)
-            }),
-        )
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(shared);
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(addr)
-}
-
-// ---- the baseline client ------------------------------------------------------------------------
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// All of a round's messages in one HTTP request.
-    Batch,
-    /// One message per HTTP request.
-    Strict,
-}
-
-/// A device doing what automerge-repo does: per document, an Automerge doc and a sync state
-/// persisted (encoded) in its storage, here an SQLite key-value table as durable as the
-/// Doorstep replica (WAL, `synchronous = FULL`).
-struct BaselineClient {
-    peer: String,
-    storage_id: String,
-    mode: Mode,
-    /// Every document id (automerge-repo needs the URLs up front; given for free here).
-    ids: Vec<String>,
-    docs: BTreeMap<String, AutoCommit>,
-    store: rusqlite::Connection,
-}
-
-impl BaselineClient {
-    fn new(dir: &Path, name: &str, mode: Mode, ids: Vec<String>, rng: &mut Rng) -> Result<Self> {
-        let store = rusqlite::Connection::open(dir.join(format!("{name}.db")))?;
-        store.pragma_update(None, "journal_mode", "WAL")?;
-        store.pragma_update(None, "synchronous", "FULL")?;
-        store.execute_batch("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)")?;
-        let peer: String = format!(
-            "peer-{}",
-            (0..11)
-                .map(|_| char::from(b"0123456789abcdefghijklmnopqrstuvwxyz"[rng.below(36) as usize]))
-                .collect::<String>()
-        );
-        let storage_id = rng.uuid().to_string();
-        let docs = ids.iter().map(|id| (id.clone(), AutoCommit::new())).collect();
-        Ok(Self { peer, storage_id, mode, ids, docs, store })
-    }
-
-    fn persisted_states(&self) -> Result<HashMap<String, Vec<u8>>> {
-        let mut stmt = self.store.prepare("SELECT key, value FROM kv WHERE key LIKE '%/sync-state/%'")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
-        let mut out = HashMap::new();
-        for row in rows {
-            let (key, value) = row?;
-            if let Some(doc) = key.split('/').next() {
-                out.insert(doc.to_owned(), value);
-            }
-        }
-        Ok(out)
-    }
-
-    /// One connection's sync of every document, until no side has anything to say.
-    async fn sync(&mut self, base: &str, counter: &Counter) -> Result<Run> {
-        counter.take();
-        let http = reqwest::Client::new();
-        let started = Instant::now();
-        let mut run = Run::default();
-
-        // Handshake: join → peer.
-        let join = to_cbor(&join_message(&self.peer, &self.storage_id));
-        run.body_up += join.len() as u64;
-        let peer =
-            post(&http, &format!("{base}/join"), join).await?.ok_or_else(|| anyhow!("no peer message"))?;
-        run.body_down += peer.len() as u64;
-        run.http_requests += 1;
-        run.rounds += 1;
-        run.messages += 2;
-
-        // Sync states as persisted.
-        let persisted = self.persisted_states()?;
-        let mut states: HashMap<String, automerge::sync::State> = HashMap::new();
-        for id in &self.ids {
-            let state = match persisted.get(id) {
-                Some(bytes) => automerge::sync::State::decode(bytes)?,
-                None => automerge::sync::State::new(),
-            };
-            states.insert(id.clone(), state);
-        }
-
-        let mut finished = false;
-        for _ in 0..MAX_BASELINE_ROUNDS {
-            let mut outgoing: Vec<Cbor> = Vec::new();
-            for id in &self.ids {
-                let (Some(doc), Some(state)) = (self.docs.get_mut(id), states.get_mut(id)) else { continue };
-                let kind = if doc.get_heads().is_empty() { "request" } else { "sync" };
-                if let Some(message) = doc.sync().generate_sync_message(state) {
-                    outgoing.push(envelope(kind, &self.peer, SERVER_PEER, id, message.encode()));
-                }
-            }
-            if outgoing.is_empty() {
-                finished = true;
-                break;
-            }
-            run.rounds += 1;
-            run.messages += outgoing.len();
-            let replies: Vec<Cbor> = match self.mode {
-                Mode::Batch => {
-                    let body = to_cbor(&Cbor::Array(outgoing));
-                    run.body_up += body.len() as u64;
-                    run.http_requests += 1;
-                    let reply = post(&http, &format!("{base}/sync-batch"), body)
-                        .await?
-                        .ok_or_else(|| anyhow!("no reply"))?;
-                    run.body_down += reply.len() as u64;
-                    match from_cbor(&reply)? {
-                        Cbor::Array(items) => items,
-                        _ => bail!("a batch reply is an array"),
-                    }
-                }
-                Mode::Strict => {
-                    use futures_util::StreamExt;
-                    let bodies: Vec<Vec<u8>> = outgoing.iter().map(to_cbor).collect();
-                    run.body_up += bodies.iter().map(|b| b.len() as u64).sum::<u64>();
-                    run.http_requests += bodies.len();
-                    let url = format!("{base}/sync-one");
-                    let results: Vec<Result<Option<Vec<u8>>>> = futures_util::stream::iter(bodies)
-                        .map(|body| post(&http, &url, body))
-                        .buffer_unordered(STRICT_IN_FLIGHT)
-                        .collect()
-                        .await;
-                    let mut items = Vec::new();
-                    for result in results {
-                        if let Some(reply) = result? {
-                            run.body_down += reply.len() as u64;
-                            items.push(from_cbor(&reply)?);
-                        }
-                    }
-                    items
-                }
-            };
-            run.messages += replies.len();
-            // Apply, then persist what changed (new document data, new sync states) in one
-            // transaction per round — kinder than automerge-repo's per-key writes.
-            let tx = self.store.transaction()?;
-            {
-                let mut put = tx.prepare_cached("INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)")?;
-                for reply in &replies {
-                    let id = text_field(reply, "documentId")?;
-                    let data = automerge::sync::Message::decode(&bytes_field(reply, "data")?)?;
-                    let (Some(doc), Some(state)) = (self.docs.get_mut(&id), states.get_mut(&id)) else {
-                        bail!("reply for an unknown document")
-                    };
-                    let before = doc.get_heads();
-                    doc.sync().receive_sync_message(state, data)?;
-                    let after = doc.get_heads();
-                    if after != before {
-                        let (key, bytes) = if before.is_empty() {
-                            (format!("{id}/snapshot/{}", heads_key(&after)), doc.save())
-                        } else {
-                            (format!("{id}/incremental/{}", heads_key(&after)), doc.save_after(&before))
-                        };
-                        put.execute(rusqlite::params![key, bytes])?;
-                    }
-                }
-                for (id, state) in &states {
-                    put.execute(rusqlite::params![
-                        format!("{id}/sync-state/{}", self.storage_id),
-                        state.encode()
-                    ])?;
-                }
-            }
-            tx.commit()?;
-        }
-        if !finished {
-            bail!("the baseline did not settle in {MAX_BASELINE_ROUNDS} rounds");
-        }
-        run.seconds = started.elapsed().as_secs_f64();
-        drop(http);
-        run.wire = counter.take();
-        Ok(run)
-    }
-
-    /// Every document has the server's heads (checked outside the measurement).
-    fn check_converged(&mut self, server: &Shared) -> Result<()> {
-        let mut server = lock(server);
-        for (id, doc) in &mut self.docs {
-            let mut mine = doc.get_heads();
-            let mut theirs = server.docs.get_mut(id).ok_or_else(|| anyhow!("unknown {id}"))?.get_heads();
-            mine.sort();
-            theirs.sort();
-            if mine != theirs {
-                bail!("baseline document {id} did not converge");
-            }
-        }
-        Ok(())
-    }
-}
-
-fn heads_key(heads: &[ChangeHash]) -> String {
-    heads.iter().map(|h| h.to_string()[..16].to_owned()).collect::<Vec<_>>().join("-")
-}
-
-async fn post(http: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<Option<Vec<u8>>> {
-    let response = http.post(url).header("content-type", "application/cbor").body(body).send().await?;
-    let status = response.status();
-    let bytes = response.bytes().await?.to_vec();
-    match status.as_u16() {
-        200 => Ok(Some(bytes)),
-        204 => Ok(None),
-        _ => bail!("baseline server: HTTP {status}: {}", String::from_utf8_lossy(&bytes)),
-    }
+    Ok(())
 }
 
 // ---- the run ------------------------------------------------------------------------------------
@@ -1175,14 +672,14 @@ async fn measure(storage: Arc<SqliteStorage>, grid: &Grid, setup_seconds: f64) -
     let proxy_url = format!("http://{proxy_addr}");
 
     let baseline = Shared::default();
-    let ids: Vec<String> = grid.docs.iter().map(|(id, _)| bs58check(id.as_uuid().as_bytes())).collect();
+    let ids: Vec<String> = grid.docs.iter().map(|(id, _)| document_id(id.as_uuid().as_bytes())).collect();
     {
         let mut b = lock(&baseline);
         for ((_, saved), id) in grid.docs.iter().zip(&ids) {
-            b.docs.insert(id.clone(), AutoCommit::load(saved)?);
+            b.load(id.clone(), saved)?;
         }
     }
-    let baseline_addr = start_baseline(baseline.clone()).await?;
+    let baseline_addr = doorstep_baseline::server::start(baseline.clone()).await?;
     let (baseline_proxy, baseline_counter) = start_proxy(baseline_addr).await?;
     let baseline_url = format!("http://{baseline_proxy}");
     let mut rng = Rng(0xba5e_11e5);
@@ -1233,9 +730,13 @@ async fn measure(storage: Arc<SqliteStorage>, grid: &Grid, setup_seconds: f64) -
     for n in 0..FRESH_RUNS {
         for mode in [Mode::Batch, Mode::Strict] {
             let name = format!("baseline-{}-{n}", if mode == Mode::Batch { "batch" } else { "strict" });
-            let mut client = BaselineClient::new(work.path(), &name, mode, ids.clone(), &mut rng)?;
-            let run = client.sync(&baseline_url, &baseline_counter).await?;
-            client.check_converged(&baseline)?;
+            let peer = peer_id(|n| rng.below(n));
+            let storage_id = rng.uuid().to_string();
+            let path = work.path().join(format!("{name}.db"));
+            let mut client =
+                BaselineClient::create(&path, BaselineDurability::Full, mode, ids.clone(), peer, storage_id)?;
+            let run = baseline_sync(&mut client, &baseline_url, &baseline_counter).await?;
+            check_converged(&mut client, &baseline)?;
             match mode {
                 Mode::Batch => {
                     batch_fresh.runs.push(run);
@@ -1261,8 +762,8 @@ async fn measure(storage: Arc<SqliteStorage>, grid: &Grid, setup_seconds: f64) -
             bail!("an idle reconnect received changes");
         }
         idle.runs.push(run);
-        batch_idle.runs.push(batch_client.sync(&baseline_url, &baseline_counter).await?);
-        strict_idle.runs.push(strict_client.sync(&baseline_url, &baseline_counter).await?);
+        batch_idle.runs.push(baseline_sync(&mut batch_client, &baseline_url, &baseline_counter).await?);
+        strict_idle.runs.push(baseline_sync(&mut strict_client, &baseline_url, &baseline_counter).await?);
         for (probe, out) in probes.iter_mut().zip(splits.iter_mut()) {
             out[1].push(engine_split(&proxy_url, probe).await?);
         }
@@ -1294,11 +795,7 @@ async fn measure(storage: Arc<SqliteStorage>, grid: &Grid, setup_seconds: f64) -
         {
             let mut b = lock(&baseline);
             for (id, changes) in &new_changes {
-                let key = bs58check(id.as_uuid().as_bytes());
-                let doc = b.docs.get_mut(&key).ok_or_else(|| anyhow!("unknown baseline doc"))?;
-                let changes: Vec<Change> =
-                    changes.iter().map(|c| Change::from_bytes(c.clone())).collect::<Result<_, _>>()?;
-                doc.apply_changes(changes)?;
+                b.apply_changes(&document_id(id.as_uuid().as_bytes()), changes)?;
             }
         }
         let (run, report) = doorstep_sync(&proxy_url, &counter, &mut device).await?;
@@ -1310,10 +807,10 @@ async fn measure(storage: Arc<SqliteStorage>, grid: &Grid, setup_seconds: f64) -
             );
         }
         catch_up.runs.push(run);
-        batch_catch_up.runs.push(batch_client.sync(&baseline_url, &baseline_counter).await?);
-        batch_client.check_converged(&baseline)?;
-        strict_catch_up.runs.push(strict_client.sync(&baseline_url, &baseline_counter).await?);
-        strict_client.check_converged(&baseline)?;
+        batch_catch_up.runs.push(baseline_sync(&mut batch_client, &baseline_url, &baseline_counter).await?);
+        check_converged(&mut batch_client, &baseline)?;
+        strict_catch_up.runs.push(baseline_sync(&mut strict_client, &baseline_url, &baseline_counter).await?);
+        check_converged(&mut strict_client, &baseline)?;
         for (probe, out) in probes.iter_mut().zip(splits.iter_mut()) {
             out[2].push(engine_split(&proxy_url, probe).await?);
         }
