@@ -107,7 +107,7 @@ impl Device {
         seed: u64,
         day: Timestamp,
     ) -> Result<Vec<(HouseholdId, VisitId)>> {
-        let mut replica = Replica::open_with(&self.path, options())?;
+        let mut replica = self.open()?;
         let households = replica.households_in_grid(grid)?;
         if households.is_empty() {
             bail!("{}: grid {grid} has no households on the device", self.name);
@@ -182,8 +182,14 @@ impl Device {
 
     /// One `Client::sync` over a new HTTP client (a reconnecting phone opens a new connection),
     /// timed as a whole and bounded by `timeout`.
+    /// Opens the device's replica file.
+    pub fn open(&self) -> Result<Replica> {
+        Replica::open_with(&self.path, options())
+            .with_context(|| format!("{}: opening the replica", self.name))
+    }
+
     pub async fn sync(&self, url: &str, timeout: Duration) -> Outcome {
-        let mut replica = match Replica::open_with(&self.path, options()) {
+        let mut replica = match self.open() {
             Ok(r) => r,
             Err(e) => return Outcome { error: Some(format!("open replica: {e}")), ..Outcome::default() },
         };

@@ -29,6 +29,7 @@ mod county;
 mod device;
 mod growth;
 mod hold;
+mod ingest;
 mod measure;
 mod phase;
 mod report;
@@ -57,6 +58,9 @@ enum Scenario {
     Storm,
     /// Durable writes: every device uploads a day of visits, `--concurrency` at a time.
     Writes,
+    /// The server's write throughput alone: as `writes`, but every device's upload round is
+    /// built before the phase and its reply applied after it (`ingest.rs`).
+    Ingest,
     /// Held connections: every device keeps one idle WebSocket open for `--hold-secs`; the
     /// server's memory is measured and every connection must still answer a ping.
     Hold,
@@ -327,7 +331,9 @@ fn run(args: Args) -> Result<bool> {
     let mut choose = Seeded(args.seed ^ 0x1d1e);
     let idle_per_mille = (args.idle_share.clamp(0.0, 1.0) * 1000.0).round() as u64;
     let working: Vec<bool> = (0..devices.len())
-        .map(|_| args.scenario == Scenario::Writes || choose.below(1000) >= idle_per_mille)
+        .map(|_| {
+            matches!(args.scenario, Scenario::Writes | Scenario::Ingest) || choose.below(1000) >= idle_per_mille
+        })
         .collect();
     let day = doorstep_core::time::Timestamp(now.millis() - 10 * 3_600_000);
     let started = Instant::now();
@@ -406,6 +412,14 @@ fn run(args: Args) -> Result<bool> {
                 })
                 .collect();
             measure(&runtime, &server, "slow reconnect", jobs, sizes.at_once, phase_timeout, failed)?
+        }
+        Scenario::Ingest => {
+            // Built before the measured phase; applied on the phones after it.
+            let prepared = ingest::prepare(&devices)?;
+            let jobs = ingest::post_jobs(&url, &prepared, sync_timeout);
+            let posted =
+                measure(&runtime, &server, "ingest", jobs, args.concurrency, phase_timeout, ingest::failed)?;
+            posted.map(|replies| ingest::apply_replies(&devices, prepared, replies))
         }
         // (Hold, Growth and Baseline ran their own course above.)
         Scenario::Writes | Scenario::Hold | Scenario::Growth | Scenario::Baseline => {

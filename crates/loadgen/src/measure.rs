@@ -35,6 +35,22 @@ pub struct Measured<R> {
     pub load_after: String,
 }
 
+impl<R> Measured<R> {
+    /// The same phase with its results turned into others (after the measurement).
+    pub fn map<T>(self, f: impl FnOnce(Vec<R>) -> Vec<T>) -> Measured<T> {
+        Measured {
+            outcomes: f(self.outcomes),
+            phase_seconds: self.phase_seconds,
+            server_cpu_seconds: self.server_cpu_seconds,
+            loadgen_cpu_seconds: self.loadgen_cpu_seconds,
+            server_peak_rss_bytes: self.server_peak_rss_bytes,
+            peak_rss_reset: self.peak_rss_reset,
+            load_before: self.load_before,
+            load_after: self.load_after,
+        }
+    }
+}
+
 /// Runs `jobs` (`in_flight` at a time, the whole under `deadline`) against `server`, measuring.
 pub fn measure<R: Send + 'static>(
     runtime: &Runtime,
