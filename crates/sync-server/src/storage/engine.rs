@@ -102,6 +102,8 @@ pub(crate) trait LogTx {
     fn helps(&mut self, member: MemberId, household: HouseholdId) -> Result<bool, StorageError>;
     /// The stored document: its snapshot, the size counted against its limit, and its facts.
     fn load(&mut self, doc: DocumentId) -> Result<Option<StoredRow>, StorageError>;
+    /// The stored document's encoded heads (`None` if the server does not have it).
+    fn stored_heads(&mut self, doc: DocumentId) -> Result<Option<Vec<u8>>, StorageError>;
     /// Appends changes not yet in the log (by hash); returns the last new sequence number and
     /// the bytes added, or `None` when every change was already stored.
     fn append_changes(
@@ -276,7 +278,8 @@ fn facts_moved(before: &DocFacts, after: &DocFacts) -> bool {
 }
 
 /// Stores new changes of a document with its new state, facts and snapshot. `before` is the
-/// document's facts as stored until now (`None` for a new document).
+/// document's facts as stored until now (`None` for a new document); `saved` is `doc.save()`
+/// when the caller already made it.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn store_document(
     tx: &mut dyn LogTx,
@@ -286,6 +289,7 @@ pub(crate) fn store_document(
     facts: &DocFacts,
     new_changes: &[(ChangeHash, Vec<u8>)],
     origin: Option<DeviceId>,
+    saved: Option<Vec<u8>>,
     now: Timestamp,
 ) -> Result<(), StorageError> {
     let Some((last_seq, added)) = tx.append_changes(id, new_changes, origin, now)? else { return Ok(()) };
@@ -294,7 +298,7 @@ pub(crate) fn store_document(
     if before.is_some_and(|before| facts_moved(before, facts)) {
         tx.note_facts_moved(id, last_seq)?;
     }
-    let snapshot = doc.save();
+    let snapshot = saved.unwrap_or_else(|| doc.save());
     let heads = encode_heads(&doc.get_heads());
     tx.put_document(&DocumentRow {
         doc: id,
@@ -344,7 +348,7 @@ pub(crate) fn write_server_documents(
             .filter(|c| !known.contains(&c.hash()))
             .map(|c| (c.hash(), c.raw_bytes().to_vec()))
             .collect();
-        store_document(tx, *id, doc, stored.as_ref().map(|row| &row.facts), &facts, &new, None, now)?;
+        store_document(tx, *id, doc, stored.as_ref().map(|row| &row.facts), &facts, &new, None, None, now)?;
     }
     Ok(())
 }
@@ -354,9 +358,10 @@ fn commit_checked(
     tx: &mut dyn LogTx,
     device: &Device,
     id: DocumentId,
-    mut checked: CheckedUpload,
+    ready: Ready,
     now: Timestamp,
 ) -> Result<(), SyncFailure> {
+    let Ready { mut checked, saved, .. } = ready;
     let scope = &device.scope;
     let held = tx.holds(device.id, id)?;
     let before_ok = match &checked.before {
@@ -373,41 +378,116 @@ fn commit_checked(
             Some(id),
         ));
     }
-    store_document(
-        tx,
-        id,
-        &mut checked.doc,
-        checked.before.as_ref(),
-        after,
-        &checked.new_changes,
-        Some(device.id),
-        now,
-    )?;
+    let (before, changes) = (checked.before.as_ref(), &checked.new_changes);
+    store_document(tx, id, &mut checked.doc, before, after, changes, Some(device.id), saved, now)?;
     tx.set_held(device.id, id, true)?;
     Ok(())
 }
 
-fn check(
+/// An upload checked and applied, ready to store: with the stored heads it was checked against
+/// and, when it was checked ahead of its round (see [`check_ahead`]), its new snapshot.
+pub(crate) struct Ready {
+    id: DocumentId,
+    /// Encoded heads of the stored document it was applied to (`None`: the server had none).
+    base: Option<Vec<u8>>,
+    checked: CheckedUpload,
+    /// `save()` of the document after the upload, when made ahead and it adds anything.
+    saved: Option<Vec<u8>>,
+}
+
+/// The stored rows a round's uploads apply to, with their heads and households' helpers: read
+/// inside the backend's lock, checked outside it.
+pub(crate) type UploadRows = Vec<(DocumentId, Option<(Vec<u8>, StoredRow)>)>;
+
+/// Reads the stored documents a round uploads to (a few short reads).
+pub(crate) fn rows_for_uploads(
+    tx: &mut dyn LogTx,
+    request: &SyncRequest,
+) -> Result<UploadRows, StorageError> {
+    request
+        .uploads
+        .iter()
+        .filter(|u| !u.changes.is_empty())
+        .map(|upload| {
+            let id = doc_id(&upload.doc);
+            Ok((id, stored_row(tx, id)?))
+        })
+        .collect()
+}
+
+/// The stored document with its heads and, for a household, its helpers in its facts.
+fn stored_row(tx: &mut dyn LogTx, id: DocumentId) -> Result<Option<(Vec<u8>, StoredRow)>, StorageError> {
+    let Some(heads) = tx.stored_heads(id)? else { return Ok(None) };
+    let Some(mut row) = tx.load(id)? else { return Ok(None) };
+    if row.facts.kind == DocumentKind::Household {
+        row.facts.helpers = tx.helpers(id)?.into_iter().collect();
+        row.facts.helpers.sort();
+    }
+    Ok(Some((heads, row)))
+}
+
+/// Checks one upload against its stored row without touching storage: the Automerge work of a
+/// round (load, apply, validate and, with `save`, save), which a backend can do outside its
+/// writer lock.
+fn check_against(
+    device: &Device,
+    id: DocumentId,
+    row: Option<(Vec<u8>, StoredRow)>,
+    changes: &[Vec<u8>],
+    limits: &SyncLimits,
+    save: bool,
+) -> Result<Ready, SyncFailure> {
+    // The facts before the upload come from the row, not from reading the whole document.
+    let (base, existing) = match row {
+        None => (None, None),
+        Some((heads, row)) => {
+            let doc = open_snapshot(id, &row.snapshot)?;
+            (Some(heads), Some(validate::Stored { doc, facts: row.facts, bytes: row.bytes }))
+        }
+    };
+    let mut checked = validate::check_upload(id, existing, changes, &device.actor, limits.max_document_bytes)
+        .map_err(|r| refused(r.code, r.message, Some(id)))?;
+    let saved = (save && !checked.new_changes.is_empty()).then(|| checked.doc.save());
+    Ok(Ready { id, base, checked, saved })
+}
+
+/// Checks a round's uploads against rows read before its transaction ([`rows_for_uploads`]),
+/// touching no storage. A refusal is final (the round would have been refused at that moment);
+/// an upload whose document changed before the round stores it is checked again inside it.
+pub(crate) fn check_ahead(
+    device: &Device,
+    rows: UploadRows,
+    request: &SyncRequest,
+    limits: &SyncLimits,
+) -> Result<Vec<Ready>, SyncFailure> {
+    let uploads = request.uploads.iter().filter(|u| !u.changes.is_empty());
+    rows.into_iter()
+        .zip(uploads)
+        .map(|((id, row), upload)| {
+            let changes: Vec<Vec<u8>> = upload.changes.iter().map(|c| c.to_vec()).collect();
+            check_against(device, id, row, &changes, limits, true)
+        })
+        .collect()
+}
+
+/// The upload to `id` as checked ahead, if the stored document is still the one it was checked
+/// against; otherwise checked now.
+fn ready_upload(
     tx: &mut dyn LogTx,
     device: &Device,
+    ahead: &mut Vec<Ready>,
     id: DocumentId,
     changes: &[Vec<u8>],
     limits: &SyncLimits,
-) -> Result<CheckedUpload, SyncFailure> {
-    // The facts before the upload come from the row, not from reading the whole document.
-    let existing = match tx.load(id)? {
-        None => None,
-        Some(row) => {
-            let mut facts = row.facts;
-            if facts.kind == DocumentKind::Household {
-                facts.helpers = tx.helpers(id)?.into_iter().collect();
-                facts.helpers.sort();
-            }
-            Some(validate::Stored { doc: open_snapshot(id, &row.snapshot)?, facts, bytes: row.bytes })
+) -> Result<Ready, SyncFailure> {
+    if let Some(at) = ahead.iter().position(|r| r.id == id) {
+        let ready = ahead.swap_remove(at);
+        if tx.stored_heads(id)? == ready.base {
+            return Ok(ready);
         }
-    };
-    validate::check_upload(id, existing, changes, &device.actor, limits.max_document_bytes)
-        .map_err(|r| refused(r.code, r.message, Some(id)))
+    }
+    let row = stored_row(tx, id)?;
+    check_against(device, id, row, changes, limits, false)
 }
 
 struct CatchUp {
@@ -630,6 +710,8 @@ pub(crate) fn repair_writes(messages: &[DocSyncMessage]) -> bool {
 
 /// One round inside a transaction: purge reports, uploads (all or nothing), catch-up, digest.
 /// `contact` also records the device's last contact (a sync round; a live push does not).
+/// `ahead` holds uploads already checked outside the transaction ([`check_ahead`]); any other
+/// upload, or one whose document changed since, is checked here.
 pub(crate) fn round(
     tx: &mut dyn LogTx,
     device: &Device,
@@ -637,6 +719,7 @@ pub(crate) fn round(
     limits: &SyncLimits,
     now: Timestamp,
     contact: bool,
+    mut ahead: Vec<Ready>,
 ) -> Result<Synced, SyncFailure> {
     for purged in &request.purged {
         tx.set_held(device.id, doc_id(purged), false)?;
@@ -646,7 +729,8 @@ pub(crate) fn round(
     for upload in request.uploads.iter().filter(|u| !u.changes.is_empty()) {
         let id = doc_id(&upload.doc);
         let changes: Vec<Vec<u8>> = upload.changes.iter().map(|c| c.to_vec()).collect();
-        let checked = check(tx, device, id, &changes, limits)?;
+        let ready = ready_upload(tx, device, &mut ahead, id, &changes, limits)?;
+        let checked = &ready.checked;
         let heads = wire_heads(&checked.upload_heads);
         for facts in checked.before.iter().chain([&checked.after]) {
             reach.add(facts);
@@ -654,7 +738,7 @@ pub(crate) fn round(
                 reach.members.extend(tx.helpers(household.into())?);
             }
         }
-        commit_checked(tx, device, id, checked, now)?;
+        commit_checked(tx, device, id, ready, now)?;
         acks.push(Ack { doc: upload.doc, heads });
     }
     let resend: Vec<DocumentId> = request.missing.iter().map(doc_id).collect();
@@ -726,9 +810,10 @@ pub(crate) fn repair(
                 }
             }
         } else {
-            let checked = check(tx, device, id, &carried, limits)?;
-            let doc = checked.doc.clone();
-            commit_checked(tx, device, id, checked, now)?;
+            let row = stored_row(tx, id)?;
+            let ready = check_against(device, id, row, &carried, limits, false)?;
+            let doc = ready.checked.doc.clone();
+            commit_checked(tx, device, id, ready, now)?;
             doc
         };
         let facts = validate::facts(&doc, id).map_err(|r| refused(r.code, r.message, Some(id)))?;

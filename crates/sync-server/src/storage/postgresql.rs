@@ -329,6 +329,11 @@ impl LogTx for Pg<'_, '_> {
         .transpose()
     }
 
+    fn stored_heads(&mut self, doc: DocumentId) -> Result<Option<Vec<u8>>, StorageError> {
+        let row = self.tx.query_opt("SELECT heads FROM documents WHERE doc_id = $1", &[&doc.to_string()])?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     fn append_changes(
         &mut self,
         doc: DocumentId,
@@ -794,7 +799,7 @@ impl Storage for PostgresStorage {
         now: Timestamp,
     ) -> Result<Synced, SyncFailure> {
         self.in_tx(engine::uploads_anything(request), |tx| {
-            engine::round(tx, device, request, limits, now, true)
+            engine::round(tx, device, request, limits, now, true, Vec::new())
         })
     }
 
@@ -806,7 +811,8 @@ impl Storage for PostgresStorage {
         now: Timestamp,
     ) -> Result<SyncReply, SyncFailure> {
         let request = SyncRequest { cursor, ..SyncRequest::default() };
-        self.in_tx(false, |tx| engine::round(tx, device, &request, limits, now, false)).map(|s| s.reply)
+        self.in_tx(false, |tx| engine::round(tx, device, &request, limits, now, false, Vec::new()))
+            .map(|s| s.reply)
     }
 
     fn manifest(&self, device: &Device) -> Result<Vec<ManifestEntry>, StorageError> {

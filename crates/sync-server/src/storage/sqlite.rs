@@ -205,6 +205,14 @@ impl LogTx for Sql<'_> {
         .transpose()
     }
 
+    fn stored_heads(&mut self, doc: DocumentId) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT heads FROM documents WHERE doc_id = ?1")?
+            .query_row([doc.to_string()], |r| r.get(0))
+            .optional()?)
+    }
+
     fn append_changes(
         &mut self,
         doc: DocumentId,
@@ -693,17 +701,26 @@ impl Storage for SqliteStorage {
         limits: &SyncLimits,
         now: Timestamp,
     ) -> Result<Synced, SyncFailure> {
+        // An upload's Automerge work (load, apply, validate, save) is done on the rows read
+        // first, outside the lock, so that rounds on other threads write meanwhile; the round
+        // then stores it unless its document changed in between.
+        let ahead = if engine::uploads_anything(request) {
+            let rows = engine::rows_for_uploads(&mut Sql(&self.lock()), request)?;
+            engine::check_ahead(device, rows, request, limits)?
+        } else {
+            Vec::new()
+        };
         let mut conn = self.lock();
         // A round that stores nothing of the device's writes only bookkeeping (what it holds,
         // its last contact): see `bookkeeping_round`.
         if engine::uploads_anything(request) || !request.purged.is_empty() {
             let tx =
                 conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
-            let reply = engine::round(&mut Sql(&tx), device, request, limits, now, true)?;
+            let reply = engine::round(&mut Sql(&tx), device, request, limits, now, true, ahead)?;
             tx.commit().map_err(StorageError::from)?;
             Ok(reply)
         } else {
-            bookkeeping_round(&mut conn, |tx| engine::round(tx, device, request, limits, now, true))
+            bookkeeping_round(&mut conn, |tx| engine::round(tx, device, request, limits, now, true, ahead))
         }
     }
 
@@ -716,7 +733,7 @@ impl Storage for SqliteStorage {
     ) -> Result<SyncReply, SyncFailure> {
         let mut conn = self.lock();
         let request = SyncRequest { cursor, ..SyncRequest::default() };
-        bookkeeping_round(&mut conn, |tx| engine::round(tx, device, &request, limits, now, false))
+        bookkeeping_round(&mut conn, |tx| engine::round(tx, device, &request, limits, now, false, Vec::new()))
             .map(|s| s.reply)
     }
 
@@ -1139,5 +1156,100 @@ impl Storage for SqliteStorage {
         let seq: i64 =
             self.lock().query_row("SELECT COALESCE(max(seq), 0) FROM changes", [], |r| r.get(0))?;
         Ok(seq.unsigned_abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use automerge::transaction::Transactable;
+    use automerge::{ROOT, ReadDoc};
+    use doorstep_core::model::{Address, NewHousehold, NewVisit, VisitKind};
+    use doorstep_core::store::{Enrolment, Replica};
+    use doorstep_core::sync::message::{Upload, wire_id};
+    use serde_bytes::ByteBuf;
+
+    use super::*;
+    use crate::auth;
+    use crate::storage::{Authenticated, Storage, SyncLimits};
+
+    /// A storage with one grid worker's device, enrolled with the replica's actor.
+    fn county_with_one_phone(dir: &Path) -> (SqliteStorage, GridId, Device, Replica) {
+        let storage = SqliteStorage::open(&dir.join("server")).expect("storage");
+        let now = Timestamp(1_700_000_000_000);
+        let grid = storage.create_grid("G", "幸福社区", "城关街道").expect("grid");
+        let member = storage.create_member("网格员", Role::GridWorker, None, now).expect("member");
+        storage.set_member_grid(member, grid, true).expect("assign");
+        let code_hash = auth::hash_secret(&auth::normalize_code("ABCD-EFGH"));
+        assert!(storage.create_enrolment_code(member, &code_hash, now, now.plus_hours(1)).expect("code"));
+        let mut replica = Replica::open(dir.join("phone.db")).expect("replica");
+        let token = "device-token";
+        let actor = replica.actor_id().to_hex_string();
+        let enrolled = storage.enrol(&code_hash, &actor, "phone", token, now).expect("enrol");
+        replica
+            .set_enrolment(&Enrolment {
+                server: "http://127.0.0.1:1".into(),
+                device: enrolled.device_id,
+                token: token.into(),
+                member,
+                server_ca_pem: None,
+            })
+            .expect("enrolment");
+        let Authenticated::Device(device) = storage.authenticate(&auth::hash_secret(token)).expect("auth")
+        else {
+            panic!("the device is not enrolled");
+        };
+        (storage, grid, device, replica)
+    }
+
+    fn upload(replica: &mut Replica, id: DocumentId) -> SyncRequest {
+        let changes = replica.unsynced_changes(id).expect("changes").into_iter().map(ByteBuf::from).collect();
+        SyncRequest { uploads: vec![Upload { doc: wire_id(id), changes }], ..SyncRequest::default() }
+    }
+
+    #[test]
+    fn an_upload_checked_ahead_of_a_document_that_changed_meanwhile_is_checked_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (storage, grid, device, mut replica) = county_with_one_phone(dir.path());
+        let (limits, now) = (SyncLimits::default(), Timestamp(1_700_000_100_000));
+        let address = Address {
+            community: "幸福社区".into(),
+            grid,
+            building: "3栋".into(),
+            unit: "1单元".into(),
+            room: "501".into(),
+        };
+        let home = replica
+            .create_household(&NewHousehold { address, residents: vec![], notes: String::new() }, now)
+            .expect("household");
+        let first = upload(&mut replica, home.into());
+        storage.sync(&device, &first, &limits, now).expect("stored");
+        replica
+            .record_visit(
+                home,
+                &NewVisit { at: now, kind: VisitKind::Routine, notes: "走访".into(), needs: vec![] },
+            )
+            .expect("visit");
+        // The phone's visit is checked outside the lock...
+        let request = upload(&mut replica, home.into());
+        let rows = engine::rows_for_uploads(&mut Sql(&storage.lock()), &request).expect("rows");
+        let ahead = engine::check_ahead(&device, rows, &request, &limits).expect("checked");
+        // ...while the dashboard changes the same household...
+        let mut doc = storage.document(home.into()).expect("read").expect("stored");
+        doc.put(ROOT, "dashboard_note", "已核实").expect("put");
+        storage.write_server_documents(&mut [(home.into(), doc)], now).expect("dashboard write");
+        // ...then the round stores the visit: the dashboard's change must survive it.
+        let mut conn = storage.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).expect("tx");
+        engine::round(&mut Sql(&tx), &device, &request, &limits, now, true, ahead).expect("round");
+        tx.commit().expect("commit");
+        drop(conn);
+        let stored = storage.document(home.into()).expect("read").expect("stored");
+        assert!(
+            stored.get(ROOT, "dashboard_note").expect("read").is_some(),
+            "the dashboard's change was lost"
+        );
+        let visit = replica.unsynced_changes(home.into()).expect("changes");
+        let visit_hash = automerge::Change::from_bytes(visit[0].clone()).expect("change").hash();
+        assert!(stored.get_change_by_hash(&visit_hash).is_some(), "the visit was not stored");
     }
 }
