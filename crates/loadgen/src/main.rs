@@ -332,7 +332,8 @@ fn run(args: Args) -> Result<bool> {
     let idle_per_mille = (args.idle_share.clamp(0.0, 1.0) * 1000.0).round() as u64;
     let working: Vec<bool> = (0..devices.len())
         .map(|_| {
-            matches!(args.scenario, Scenario::Writes | Scenario::Ingest) || choose.below(1000) >= idle_per_mille
+            matches!(args.scenario, Scenario::Writes | Scenario::Ingest)
+                || choose.below(1000) >= idle_per_mille
         })
         .collect();
     let day = doorstep_core::time::Timestamp(now.millis() - 10 * 3_600_000);

@@ -151,8 +151,19 @@ pub fn now() -> Timestamp {
     Timestamp(millis)
 }
 
-/// Runs a blocking storage call on tokio's blocking pool.
+/// Storage calls running at once, at most. Each holds a blocking thread; past a few per core
+/// more threads only wait on SQLite's one writer (or PostgreSQL's log lock) while each keeps its
+/// own stack and allocator arena: a 1,000-device storm grew the blocking pool to hundreds of
+/// threads and the server to 600 MiB. Requests beyond this wait their turn in async code, which
+/// costs a few hundred bytes each.
+pub const STORAGE_CALLS_AT_ONCE: usize = 16;
+
+static STORAGE_CALLS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(STORAGE_CALLS_AT_ONCE);
+
+/// Runs a blocking storage call on tokio's blocking pool, at most [`STORAGE_CALLS_AT_ONCE`] at
+/// a time.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    let _turn = STORAGE_CALLS.acquire().await.map_err(|e| ApiError::Internal(format!("storage slots: {e}")))?;
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("storage task: {e}")))
 }
 
