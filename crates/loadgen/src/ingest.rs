@@ -1,5 +1,5 @@
-//! The server's durable write throughput on its own: every device's upload round is built
-//! before the measured phase (`client::begin_round`, read-only on the replica), so in the phase
+//! The server on its own (the `ingest` scenario, and `storm --prebuilt`): every device's round is
+//! built before the measured phase (`client::begin_round`, read-only on the replica), so in the phase
 //! the load generator only posts ready frames and keeps the replies. The server does all of its
 //! work for each round (checks, stores and commits the uploads durably, then catches the device
 //! up on its grid-mates' changes) while the simulated phones spend no CPU on their replicas.
@@ -47,14 +47,23 @@ pub fn failed(posted: &Posted) -> bool {
     posted.0.is_err()
 }
 
-/// The measured phase's jobs: each posts one prepared frame and keeps the reply.
-pub fn post_jobs(url: &str, prepared: &[Prepared], timeout: Duration) -> Vec<phase::Job<Posted>> {
+/// The measured phase's jobs: each posts one prepared frame and keeps the reply; with
+/// `offsets`, device `i` waits `offsets[i]` first (a storm's reconnect moments).
+pub fn post_jobs(
+    url: &str,
+    prepared: &[Prepared],
+    offsets: &[Duration],
+    timeout: Duration,
+) -> Vec<phase::Job<Posted>> {
     let client = Client::new(url);
     prepared
         .iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(i, p)| {
             let (client, token, frame) = (client.clone(), p.token.clone(), p.frame.clone());
+            let offset = offsets.get(i).copied().unwrap_or_default();
             Box::pin(async move {
+                tokio::time::sleep(offset).await;
                 let started = Instant::now();
                 let reply = match tokio::time::timeout(timeout, client.post_frame(&token, frame)).await {
                     Ok(Ok(reply)) => Ok(reply),

@@ -179,6 +179,11 @@ struct Args {
     /// message per request (`strict`).
     #[arg(long, value_enum, default_value = "batch")]
     baseline_mode: baseline::ModeFlag,
+    /// Storm: build each device's first round before the phase and apply its reply
+    /// after it (`ingest.rs`), so the phase measures the server alone, as if the phones ran on
+    /// other machines (ingest always does). Only the first round of each sync is measured.
+    #[arg(long)]
+    prebuilt: bool,
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -387,6 +392,14 @@ fn run(args: Args) -> Result<bool> {
 
     // The scenario, measured.
     let measured = match args.scenario {
+        Scenario::Storm if args.prebuilt => {
+            let offsets = storm_offsets(&mut choose, devices.len(), sizes.window);
+            let prepared = ingest::prepare(&devices)?;
+            let jobs = ingest::post_jobs(&url, &prepared, &offsets, sync_timeout);
+            let posted =
+                measure(&runtime, &server, "storm", jobs, devices.len(), phase_timeout, ingest::failed)?;
+            posted.map(|replies| ingest::apply_replies(&devices, prepared, replies))
+        }
         Scenario::Storm => {
             let offsets = storm_offsets(&mut choose, devices.len(), sizes.window);
             let jobs = (0..devices.len())
@@ -417,7 +430,7 @@ fn run(args: Args) -> Result<bool> {
         Scenario::Ingest => {
             // Built before the measured phase; applied on the phones after it.
             let prepared = ingest::prepare(&devices)?;
-            let jobs = ingest::post_jobs(&url, &prepared, sync_timeout);
+            let jobs = ingest::post_jobs(&url, &prepared, &[], sync_timeout);
             let posted =
                 measure(&runtime, &server, "ingest", jobs, args.concurrency, phase_timeout, ingest::failed)?;
             posted.map(|replies| ingest::apply_replies(&devices, prepared, replies))
