@@ -163,7 +163,6 @@ async fn one_size(server_binary: &Path, dir: &Path, documents: usize) -> Result<
     let server_cpu = server.cpu_seconds()? - cpu_before;
     let last = last.ok_or_else(|| anyhow!("no idle reconnect"))?;
     times.sort_by(f64::total_cmp);
-    let _ = seeded.grid;
     Ok(SizeFigures {
         documents: households + requests,
         idle_median_ms: times[times.len() / 2],

@@ -371,6 +371,43 @@ async fn a_change_outside_a_live_connections_scope_costs_it_no_push_round() {
 }
 
 #[tokio::test]
+async fn an_upload_over_a_live_connection_costs_that_connection_no_push_round() {
+    let config_dir = tempfile::tempdir().expect("tempdir");
+    let config = config_dir.path().join("metrics.toml");
+    std::fs::write(&config, "metrics_token = \"m\"\n").expect("config");
+    let server = TestServer::start_with(
+        tempfile::tempdir().expect("tempdir"),
+        &["--config", config.to_str().expect("path")],
+    );
+    let storage = server.storage();
+    let g = grid(&*storage, "G");
+    let (worker, mate) = (
+        member(&*storage, "网格员", Role::GridWorker, &[g]),
+        member(&*storage, "同事", Role::GridWorker, &[g]),
+    );
+    let dir = devices_dir();
+    let mut phone = device(&server, dir.path(), "phone", worker).await;
+    let mut other = device(&server, dir.path(), "other", mate).await;
+    let mut live = server
+        .client()
+        .connect_live(&doorstep_client::Client::device_token(&phone).expect("token"))
+        .await
+        .expect("ws");
+    live.sync(&mut phone).await.expect("first round");
+    // The phone uploads over its live connection: the reply already brought it up to date.
+    phone.create_household(&household(g, "1", "甲"), t(0)).expect("household");
+    assert_eq!(live.sync(&mut phone).await.expect("upload").uploaded_changes, 1);
+    // Then a grid-mate's change, which must be pushed. Notices reach the connection in order,
+    // so once it is pushed, the phone's own notice has been handled.
+    let home = other.create_household(&household(g, "2", "乙"), t(0)).expect("household");
+    sync(&server, &mut other).await;
+    let pushed = live.next_push(&mut phone).await.expect("push");
+    assert_eq!(pushed.received_docs, 1);
+    assert!(phone.household(home).is_ok());
+    assert_eq!(push_rounds(&server, "m").await, 1, "the phone's own upload woke a push round");
+}
+
+#[tokio::test]
 async fn a_grid_handed_over_while_the_old_phone_is_offline_loses_nothing_and_travels_with_its_requests() {
     let server = TestServer::start();
     let storage = server.storage();

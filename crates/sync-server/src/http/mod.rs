@@ -163,7 +163,8 @@ static STORAGE_CALLS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new
 /// Runs a blocking storage call on tokio's blocking pool, at most [`STORAGE_CALLS_AT_ONCE`] at
 /// a time.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    let _turn = STORAGE_CALLS.acquire().await.map_err(|e| ApiError::Internal(format!("storage slots: {e}")))?;
+    let _turn =
+        STORAGE_CALLS.acquire().await.map_err(|e| ApiError::Internal(format!("storage slots: {e}")))?;
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("storage task: {e}")))
 }
 
@@ -194,7 +195,8 @@ pub async fn authenticate(state: &AppState, token: Option<String>) -> Result<Dev
 /// device now lacks.
 #[derive(Clone, Debug)]
 pub struct ChangeNotice {
-    /// The newest change sequence after the commit (0 when unknown).
+    /// The newest change sequence after the commit (0 when unknown): a connection whose
+    /// cursor is already there has nothing to push.
     pub seq: u64,
     /// Whom the changes concern; `None` when that is not known (changes from another node,
     /// the dashboard, an import): every connection checks.

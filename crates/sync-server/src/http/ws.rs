@@ -102,13 +102,16 @@ async fn serve(state: Arc<AppState>, device: Device, token: String, mut socket: 
                 }
             }
             notice = changes.recv() => {
-                let reach = match notice {
+                let (reach, seq) = match notice {
                     Err(RecvError::Closed) => break,
-                    // Missed notices: whom they concerned is unknown.
-                    Err(RecvError::Lagged(_)) => None,
-                    Ok(notice) => notice.reach,
+                    // Missed notices: whom they concerned and how far they went is unknown.
+                    Err(RecvError::Lagged(_)) => (None, 0),
+                    Ok(notice) => (notice.reach, notice.seq),
                 };
                 let Some(from) = cursor else { continue };
+                // This connection has already answered up to there: its own upload, or changes
+                // an earlier push covered.
+                if seq != 0 && seq <= from { continue; }
                 // Changes outside this device's scope wake nothing: with thousands of phones
                 // connected, one upload must not cost a storage round per connection.
                 if reach.is_some_and(|r| !r.concerns(&scope)) { continue; }
