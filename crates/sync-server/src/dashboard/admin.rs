@@ -95,14 +95,7 @@ async fn page_view(
         "</select><select name=\"department\"><option value=\"\">{}</option>",
         lang.t("（部门）", "(department)")
     );
-    for d in taxonomy.active_departments() {
-        let _ = write!(
-            b,
-            "<option value=\"{}\">{}</option>",
-            esc(d.code.as_str()),
-            esc(&lang.department(taxonomy, d.code.as_str()))
-        );
-    }
+    department_options(&mut b, taxonomy, lang);
     let _ = write!(
         b,
         "</select><select name=\"grid\"><option value=\"\">{}</option>",
@@ -241,6 +234,18 @@ fn hand_over_form(b: &mut String, lang: Lang, csrf: &str, members: &[MemberRow],
     );
 }
 
+/// One `<option>` per department still in use, named in the page's language.
+fn department_options(b: &mut String, taxonomy: &Taxonomy, lang: Lang) {
+    for d in taxonomy.active_departments() {
+        let _ = write!(
+            b,
+            "<option value=\"{}\">{}</option>",
+            esc(d.code.as_str()),
+            esc(&lang.department(taxonomy, d.code.as_str()))
+        );
+    }
+}
+
 /// The rename form of one category or department: its code and both names, editable.
 fn rename_form(b: &mut String, lang: Lang, csrf: &str, op: &str, code: &str, name_zh: &str, name_en: &str) {
     let _ = write!(
@@ -302,14 +307,7 @@ fn taxonomy_section(b: &mut String, lang: Lang, taxonomy: &Taxonomy, csrf: &str)
         lang.t("中文名称", "Chinese name"),
         lang.t("英文名称", "English name"),
     );
-    for d in taxonomy.active_departments() {
-        let _ = write!(
-            b,
-            "<option value=\"{}\">{}</option>",
-            esc(d.code.as_str()),
-            esc(&lang.department(taxonomy, d.code.as_str()))
-        );
-    }
+    department_options(b, taxonomy, lang);
     let _ = write!(
         b,
         "</select><input name=\"due_hours\" type=\"number\" min=\"1\" max=\"8760\" value=\"72\" aria-label=\"{}\"><button class=\"primary\">{}</button></form></div>",
