@@ -313,6 +313,18 @@ async fn a_reassigned_worker_uploads_first_then_purges_and_the_new_worker_receiv
     assert_eq!(b.household(home).expect("new worker has it").visits.len(), 1);
 }
 
+/// A server whose metrics answer the token `m` (with the directory holding its config).
+fn server_with_metrics() -> (TestServer, tempfile::TempDir) {
+    let config_dir = tempfile::tempdir().expect("tempdir");
+    let config = config_dir.path().join("metrics.toml");
+    std::fs::write(&config, "metrics_token = \"m\"\n").expect("config");
+    let server = TestServer::start_with(
+        tempfile::tempdir().expect("tempdir"),
+        &["--config", config.to_str().expect("path")],
+    );
+    (server, config_dir)
+}
+
 /// `doorstep_push_rounds_total` from the server's metrics.
 async fn push_rounds(server: &TestServer, token: &str) -> u64 {
     let text = reqwest::Client::new()
@@ -332,13 +344,7 @@ async fn push_rounds(server: &TestServer, token: &str) -> u64 {
 
 #[tokio::test]
 async fn a_change_outside_a_live_connections_scope_costs_it_no_push_round() {
-    let config_dir = tempfile::tempdir().expect("tempdir");
-    let config = config_dir.path().join("metrics.toml");
-    std::fs::write(&config, "metrics_token = \"m\"\n").expect("config");
-    let server = TestServer::start_with(
-        tempfile::tempdir().expect("tempdir"),
-        &["--config", config.to_str().expect("path")],
-    );
+    let (server, _config) = server_with_metrics();
     let storage = server.storage();
     let (ga, gb) = (grid(&*storage, "A"), grid(&*storage, "B"));
     let worker_a = member(&*storage, "甲网格员", Role::GridWorker, &[ga]);
@@ -372,13 +378,7 @@ async fn a_change_outside_a_live_connections_scope_costs_it_no_push_round() {
 
 #[tokio::test]
 async fn an_upload_over_a_live_connection_costs_that_connection_no_push_round() {
-    let config_dir = tempfile::tempdir().expect("tempdir");
-    let config = config_dir.path().join("metrics.toml");
-    std::fs::write(&config, "metrics_token = \"m\"\n").expect("config");
-    let server = TestServer::start_with(
-        tempfile::tempdir().expect("tempdir"),
-        &["--config", config.to_str().expect("path")],
-    );
+    let (server, _config) = server_with_metrics();
     let storage = server.storage();
     let g = grid(&*storage, "G");
     let (worker, mate) = (

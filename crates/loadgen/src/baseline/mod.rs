@@ -226,8 +226,8 @@ pub fn run(run: Run<'_>) -> Result<bool> {
         heads.iter().filter(|(id, h)| doorstep_heads.get(*id) == Some(&encode_heads(h))).count();
     drop(baseline);
 
-    let summary = Summary::new(report::Parts {
-        mode: format!("{:?}", args.baseline_mode).to_lowercase(),
+    let summary = Summary::new(report::Run {
+        baseline_mode: format!("{:?}", args.baseline_mode).to_lowercase(),
         backend: backend.name(),
         sizes: crate::report_sizes(args, sizes, devices.len(), county, working),
         setup,

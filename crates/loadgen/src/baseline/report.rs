@@ -167,10 +167,11 @@ impl Side {
     }
 }
 
-/// What `run` hands over.
-pub struct Parts {
+/// What a baseline run measured, as `run` hands it over.
+#[derive(Debug, Serialize)]
+pub struct Run {
     /// `batch` or `strict`.
-    pub mode: String,
+    pub baseline_mode: String,
     /// Doorstep's backend.
     pub backend: &'static str,
     /// The county.
@@ -193,33 +194,14 @@ pub struct Parts {
     pub baseline: BaselineCheck,
 }
 
-/// The summary printed at the end.
+/// The summary printed at the end: the run and its verdict.
 #[derive(Debug, Serialize)]
 pub struct Summary {
     /// Always `baseline`.
     pub scenario: &'static str,
-    /// The baseline's mode.
-    pub baseline_mode: String,
-    /// Doorstep's backend.
-    pub backend: &'static str,
-    /// The county.
-    pub sizes: Sizes,
-    /// The common set-up.
-    pub setup: Setup,
-    /// The baseline's set-up.
-    pub baseline_setup_seconds: f64,
-    /// `[Doorstep, baseline]` reconnecting.
-    pub reconnect: [Side; 2],
-    /// `[Doorstep, baseline]` catching up.
-    pub catch_up: [Side; 2],
-    /// Doorstep's settling passes.
-    pub doorstep_settle_passes: usize,
-    /// Doorstep's last pass moved nothing.
-    pub doorstep_settled: bool,
-    /// Doorstep's check.
-    pub convergence: Convergence,
-    /// The baseline's check.
-    pub baseline: BaselineCheck,
+    /// What was measured.
+    #[serde(flatten)]
+    pub run: Run,
     /// Both protocols served every device in every phase, settled and converged.
     pub converged: bool,
 }
@@ -234,41 +216,27 @@ fn ratio(baseline: f64, doorstep: f64) -> String {
 }
 
 impl Summary {
-    /// Puts the parts together.
-    pub fn new(p: Parts) -> Self {
-        let served_all = p.reconnect.iter().chain(&p.catch_up).all(|s| s.failed == 0);
-        let b = &p.baseline;
+    /// The run with its verdict.
+    pub fn new(run: Run) -> Self {
+        let served_all = run.reconnect.iter().chain(&run.catch_up).all(|s| s.failed == 0);
+        let b = &run.baseline;
         let converged = served_all
-            && p.doorstep_settled
-            && p.convergence.converged()
+            && run.doorstep_settled
+            && run.convergence.converged()
             && b.settled
             && b.heads_differ == 0
             && b.device_documents > 0;
-        Self {
-            scenario: "baseline",
-            baseline_mode: p.mode,
-            backend: p.backend,
-            sizes: p.sizes,
-            setup: p.setup,
-            baseline_setup_seconds: p.baseline_setup_seconds,
-            reconnect: p.reconnect,
-            catch_up: p.catch_up,
-            doorstep_settle_passes: p.doorstep_settle_passes,
-            doorstep_settled: p.doorstep_settled,
-            convergence: p.convergence,
-            baseline: p.baseline,
-            converged,
-        }
+        Self { scenario: "baseline", run, converged }
     }
 
     /// A markdown table: figure, Doorstep, baseline, baseline ÷ Doorstep.
     pub fn table(&self) -> String {
-        let s = &self.sizes;
+        let s = &self.run.sizes;
         let mut out = format!(
             "baseline scenario ({} mode), Doorstep on {}: {} devices in {} grids, {} documents; {} devices with {} visits each, window {:.1} s, catch-up {} at a time\n\
              set-up (not measured): seed {:.1} s, enrol + download {:.1} s, day {:.1} s, baseline server + stores + download + day replayed {:.1} s\n\n",
-            self.baseline_mode,
-            self.backend,
+            self.run.baseline_mode,
+            self.run.backend,
             s.devices,
             s.grids,
             s.documents,
@@ -276,13 +244,13 @@ impl Summary {
             s.visits_per_device,
             s.window_secs,
             s.concurrency,
-            self.setup.seed_seconds,
-            self.setup.enrol_seconds,
-            self.setup.day_seconds,
-            self.baseline_setup_seconds,
+            self.run.setup.seed_seconds,
+            self.run.setup.enrol_seconds,
+            self.run.setup.day_seconds,
+            self.run.baseline_setup_seconds,
         );
         out.push_str("| figure | Doorstep | baseline | baseline ÷ Doorstep |\n|---|---:|---:|---:|\n");
-        for (phase, [d, b]) in [("reconnect", &self.reconnect), ("catch-up", &self.catch_up)] {
+        for (phase, [d, b]) in [("reconnect", &self.run.reconnect), ("catch-up", &self.run.catch_up)] {
             let mut row = |name: &str, dv: String, bv: String, r: String| {
                 let _ = writeln!(out, "| {phase}: {name} | {dv} | {bv} | {r} |");
             };
@@ -353,13 +321,13 @@ impl Summary {
                 String::new(),
             );
         }
-        let c = &self.convergence;
-        let b = &self.baseline;
+        let c = &self.run.convergence;
+        let b = &self.run.baseline;
         let _ = writeln!(
             out,
             "\nDoorstep: {} settling passes (settled: {}); {} device documents, {} heads differ, {} scopes differ, {} devices unsynced, {} of {} visits missing",
-            self.doorstep_settle_passes,
-            self.doorstep_settled,
+            self.run.doorstep_settle_passes,
+            self.run.doorstep_settled,
             c.device_documents,
             c.heads_differ,
             c.scope_differs,
@@ -382,7 +350,7 @@ impl Summary {
             "{}",
             if self.converged { "both converged" } else { "NOT CONVERGED (or not every device served)" }
         );
-        for side in self.reconnect.iter().chain(&self.catch_up) {
+        for side in self.run.reconnect.iter().chain(&self.run.catch_up) {
             for f in &side.failures {
                 let _ = writeln!(out, "failure: {f}");
             }
