@@ -343,27 +343,28 @@ impl LogTx for Pg<'_, '_> {
     ) -> Result<Option<(i64, usize)>, StorageError> {
         let doc_id = doc.to_string();
         let origin = origin.map(|d| d.to_string());
+        // One statement, prepared once per call and one round trip per change: a change the log
+        // already has (by hash) takes no number; a new one takes the next number of `log_head`,
+        // whose row this transaction has locked (see `in_tx`), so numbers commit in order.
+        let append = self.tx.prepare(
+            "WITH next AS (
+                 UPDATE log_head SET seq = seq + 1
+                 WHERE id = 1 AND NOT EXISTS (SELECT 1 FROM changes WHERE hash = $2::bytea)
+                 RETURNING seq
+             )
+             INSERT INTO changes (seq, doc_id, hash, bytes, origin_device, received_at)
+             SELECT seq, $1::text, $2::bytea, $3::bytea, $4::text, $5::bigint FROM next
+             RETURNING seq",
+        )?;
         let mut last = None;
         let mut added = 0usize;
         for (hash, bytes) in changes {
-            let known = self
-                .tx
-                .query_one("SELECT EXISTS (SELECT 1 FROM changes WHERE hash = $1)", &[&hash.0.as_slice()])?;
-            if known.get::<_, bool>(0) {
-                continue;
+            let row =
+                self.tx.query_opt(&append, &[&doc_id, &hash.0.as_slice(), bytes, &origin, &now.millis()])?;
+            if let Some(row) = row {
+                last = Some(row.get::<_, i64>(0));
+                added += bytes.len();
             }
-            // The row is locked by this transaction (see `in_tx`): numbers commit in order.
-            let seq: i64 = self
-                .tx
-                .query_one("UPDATE log_head SET seq = seq + 1 WHERE id = 1 RETURNING seq", &[])?
-                .get(0);
-            self.tx.execute(
-                "INSERT INTO changes (seq, doc_id, hash, bytes, origin_device, received_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[&seq, &doc_id, &hash.0.as_slice(), bytes, &origin, &now.millis()],
-            )?;
-            last = Some(seq);
-            added += bytes.len();
         }
         if last.is_some() {
             self.appended = last;
