@@ -38,6 +38,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Every command but `migrate` runs on the configured storage.
+    #[command(flatten)]
+    OnStorage(StorageCommand),
+    /// Copy a county from a SQLite data directory into PostgreSQL, then verify the copy.
+    /// 从 SQLite 迁移到 PostgreSQL 并校验。
+    Migrate {
+        /// The SQLite data directory (holds doorstep.db).
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL URL.
+        #[arg(long)]
+        to: String,
+        /// Overwrite a target that already holds data.
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+/// The commands that run on the configured storage (opened once, before the command runs).
+#[derive(Subcommand)]
+enum StorageCommand {
     /// Run the server. 运行服务器。
     Serve {
         /// Address to listen on, e.g. 127.0.0.1:8080.
@@ -75,19 +96,6 @@ enum Command {
     /// Devices. 设备管理。
     #[command(subcommand)]
     Device(DeviceCommand),
-    /// Copy a county from a SQLite data directory into PostgreSQL, then verify the copy.
-    /// 从 SQLite 迁移到 PostgreSQL 并校验。
-    Migrate {
-        /// The SQLite data directory (holds doorstep.db).
-        #[arg(long)]
-        from: PathBuf,
-        /// The PostgreSQL URL.
-        #[arg(long)]
-        to: String,
-        /// Overwrite a target that already holds data.
-        #[arg(long)]
-        replace: bool,
-    },
     /// Write a consistent backup of the configured storage (SQLite or PostgreSQL) to a new file.
     /// 备份到文件。
     Backup {
@@ -244,29 +252,32 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    if let Command::Migrate { from, to, replace } = cli.command {
-        // Only the two named databases are opened.
-        let source = existing_sqlite(&from.join(doorstep_server::storage::sqlite::DATABASE_FILE))?;
-        let target = Config { database: Some(to), ..config }.open_storage()?;
-        return copy_and_verify(&source, target.as_ref(), replace);
-    }
+    let command = match cli.command {
+        Command::Migrate { from, to, replace } => {
+            // Only the two named databases are opened.
+            let source = existing_sqlite(&from.join(doorstep_server::storage::sqlite::DATABASE_FILE))?;
+            let target = Config { database: Some(to), ..config }.open_storage()?;
+            return copy_and_verify(&source, target.as_ref(), replace);
+        }
+        Command::OnStorage(command) => command,
+    };
     let storage = config.open_storage()?;
     let now = http::now();
-    match cli.command {
-        Command::Serve { listen, demo, tls } => run(config.with_tls(tls), storage, listen, demo),
-        Command::Demo { listen, tls } => run(config.with_tls(tls), storage, listen, true),
-        Command::Grid(GridCommand::Add { name, community, street }) => {
+    match command {
+        StorageCommand::Serve { listen, demo, tls } => run(config.with_tls(tls), storage, listen, demo),
+        StorageCommand::Demo { listen, tls } => run(config.with_tls(tls), storage, listen, true),
+        StorageCommand::Grid(GridCommand::Add { name, community, street }) => {
             let id = storage.create_grid(&name, &community, &street)?;
             println!("已创建网格 / grid created: {id}  {name}");
             Ok(())
         }
-        Command::Grid(GridCommand::List) => {
+        StorageCommand::Grid(GridCommand::List) => {
             for g in storage.grids()? {
                 println!("{}  {}  {}  {}", g.id, g.street, g.community, g.name);
             }
             Ok(())
         }
-        Command::Grid(GridCommand::HandOver { grid, from, to }) => {
+        StorageCommand::Grid(GridCommand::HandOver { grid, from, to }) => {
             if storage.hand_over_grid(grid, from, to, now)? {
                 println!(
                     "已交接网格 / grid handed over: {grid} {from} → {to}\n原设备下次同步时先上传再清除，新设备下次同步时收到 / the old devices upload, then purge it on their next sync; the new devices receive it"
@@ -278,7 +289,7 @@ fn main() -> anyhow::Result<()> {
                 )
             }
         }
-        Command::Grid(GridCommand::HandOverHouseholds { to_grid, households }) => {
+        StorageCommand::Grid(GridCommand::HandOverHouseholds { to_grid, households }) => {
             let moved =
                 doorstep_server::handover::hand_over_households(storage.as_ref(), &households, to_grid, now)?;
             println!(
@@ -287,7 +298,7 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Member(MemberCommand::Add { name, role, department, grids }) => {
+        StorageCommand::Member(MemberCommand::Add { name, role, department, grids }) => {
             if role == Role::DepartmentStaff && department.is_none() {
                 bail!("部门工作人员需要 --department / department staff need --department");
             }
@@ -298,12 +309,12 @@ fn main() -> anyhow::Result<()> {
             println!("已添加人员 / member added: {id}  {name} ({} / {role})", role.label_zh());
             Ok(())
         }
-        Command::Member(MemberCommand::Assign { member, grid }) => {
+        StorageCommand::Member(MemberCommand::Assign { member, grid }) => {
             storage.set_member_grid(member, grid, true)?;
             println!("已分配网格 / grid assigned: {grid} → {member}");
             Ok(())
         }
-        Command::Member(MemberCommand::Unassign { member, grid }) => {
+        StorageCommand::Member(MemberCommand::Unassign { member, grid }) => {
             if storage.set_member_grid(member, grid, false)? {
                 println!(
                     "已移除网格，设备下次同步时清除数据 / grid removed; devices purge it on their next sync"
@@ -313,13 +324,13 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Member(MemberCommand::List) => {
+        StorageCommand::Member(MemberCommand::List) => {
             for m in storage.members()? {
                 println!("{}  {}  {}  {} grid(s)", m.id, m.role, m.name, m.grids.len());
             }
             Ok(())
         }
-        Command::EnrolCode { member, hours } => {
+        StorageCommand::EnrolCode { member, hours } => {
             let code = auth::new_enrolment_code()?;
             let hash = auth::hash_secret(&auth::normalize_code(&code));
             if !storage.create_enrolment_code(member, &hash, now, now.plus_hours(hours))? {
@@ -331,14 +342,14 @@ fn main() -> anyhow::Result<()> {
             println!("{code}");
             Ok(())
         }
-        Command::Device(DeviceCommand::List) => {
+        StorageCommand::Device(DeviceCommand::List) => {
             for d in storage.devices()? {
                 let state = if d.revoked_at.is_some() { "revoked/已吊销" } else { "active/有效" };
                 println!("{}  {}  {}  {state}", d.id, d.member_id, d.name);
             }
             Ok(())
         }
-        Command::Device(DeviceCommand::Revoke { device }) => {
+        StorageCommand::Device(DeviceCommand::Revoke { device }) => {
             if storage.revoke_device(device, now)? {
                 println!("设备已吊销，立即生效 / device revoked, effective at once: {device}");
             } else {
@@ -346,8 +357,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Migrate { .. } => unreachable!("handled above"),
-        Command::Backup { to } => {
+        StorageCommand::Backup { to } => {
             if to.exists() {
                 bail!(
                     "备份文件已存在，未覆盖 / the backup file already exists; not overwritten: {}",
@@ -358,11 +368,11 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("无法创建备份文件 / cannot create {}", to.display()))?;
             copy_and_verify(storage.as_ref(), &target, false)
         }
-        Command::Restore { from, replace } => {
+        StorageCommand::Restore { from, replace } => {
             let source = existing_sqlite(&from)?;
             copy_and_verify(&source, storage.as_ref(), replace)
         }
-        Command::Account(AccountCommand::Add { member, login }) => {
+        StorageCommand::Account(AccountCommand::Add { member, login }) => {
             let password = match std::env::var("DOORSTEP_PASSWORD") {
                 Ok(p) => p,
                 Err(_) => {
@@ -390,14 +400,14 @@ fn main() -> anyhow::Result<()> {
                 AccountCreated::NoSuchMember => bail!("未找到该人员 / no such member: {member}"),
             }
         }
-        Command::Account(AccountCommand::List) => {
+        StorageCommand::Account(AccountCommand::List) => {
             for a in storage.staff_accounts()? {
                 let locked = if a.locked_until.is_some_and(|t| t > now) { "  locked/已锁定" } else { "" };
                 println!("{}  {}{locked}", a.login, a.member);
             }
             Ok(())
         }
-        Command::ImportHouseholds { file } => {
+        StorageCommand::ImportHouseholds { file } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("无法读取 / cannot read {}", file.display()))?;
             let admin = storage.members()?.into_iter().find(|m| m.role == Role::Admin).map(|m| m.id);
