@@ -12,8 +12,8 @@ use doorstep_core::ids::{DeviceId, DocumentId, HouseholdId, MemberId};
 use doorstep_core::store::heads::{decode_heads, encode_heads};
 use doorstep_core::sync::digest::scope_digest;
 use doorstep_core::sync::message::{
-    Ack, DocData, DocSyncMessage, ErrorCode, ManifestEntry, SyncReply, SyncRequest, doc_id, wire_heads,
-    wire_id,
+    Ack, DocData, DocSyncMessage, ErrorCode, ManifestEntry, SyncReply, SyncRequest, Upload, doc_id,
+    wire_heads, wire_id,
 };
 use doorstep_core::sync::validate::{self, CheckedUpload, DocFacts};
 use doorstep_core::time::Timestamp;
@@ -395,9 +395,9 @@ pub(crate) struct Ready {
     saved: Option<Vec<u8>>,
 }
 
-/// The stored rows a round's uploads apply to, with their heads and households' helpers: read
-/// inside the backend's lock, checked outside it.
-pub(crate) type UploadRows = Vec<(DocumentId, Option<(Vec<u8>, StoredRow)>)>;
+/// The stored rows a round's uploads apply to (with households' helpers) and their encoded heads:
+/// read inside the backend's lock, checked outside it.
+pub(crate) type UploadRows = Vec<(DocumentId, Option<Vec<u8>>, Option<StoredRow>)>;
 
 /// Reads the stored documents a round uploads to (a few short reads).
 pub(crate) fn rows_for_uploads(
@@ -410,39 +410,39 @@ pub(crate) fn rows_for_uploads(
         .filter(|u| !u.changes.is_empty())
         .map(|upload| {
             let id = doc_id(&upload.doc);
-            Ok((id, stored_row(tx, id)?))
+            Ok((id, tx.stored_heads(id)?, stored_row(tx, id)?))
         })
         .collect()
 }
 
-/// The stored document with its heads and, for a household, its helpers in its facts.
-fn stored_row(tx: &mut dyn LogTx, id: DocumentId) -> Result<Option<(Vec<u8>, StoredRow)>, StorageError> {
-    let Some(heads) = tx.stored_heads(id)? else { return Ok(None) };
+/// The stored document with, for a household, its helpers in its facts.
+fn stored_row(tx: &mut dyn LogTx, id: DocumentId) -> Result<Option<StoredRow>, StorageError> {
     let Some(mut row) = tx.load(id)? else { return Ok(None) };
     if row.facts.kind == DocumentKind::Household {
         row.facts.helpers = tx.helpers(id)?.into_iter().collect();
         row.facts.helpers.sort();
     }
-    Ok(Some((heads, row)))
+    Ok(Some(row))
 }
 
 /// Checks one upload against its stored row without touching storage: the Automerge work of a
 /// round (load, apply, validate and, with `save`, save), which a backend can do outside its
-/// writer lock.
+/// writer lock. `base` is the row's encoded heads when the check is made ahead of the round.
 fn check_against(
     device: &Device,
     id: DocumentId,
-    row: Option<(Vec<u8>, StoredRow)>,
+    base: Option<Vec<u8>>,
+    row: Option<StoredRow>,
     changes: &[Vec<u8>],
     limits: &SyncLimits,
     save: bool,
 ) -> Result<Ready, SyncFailure> {
     // The facts before the upload come from the row, not from reading the whole document.
-    let (base, existing) = match row {
-        None => (None, None),
-        Some((heads, row)) => {
+    let existing = match row {
+        None => None,
+        Some(row) => {
             let doc = open_snapshot(id, &row.snapshot)?;
-            (Some(heads), Some(validate::Stored { doc, facts: row.facts, bytes: row.bytes }))
+            Some(validate::Stored { doc, facts: row.facts, bytes: row.bytes })
         }
     };
     let mut checked = validate::check_upload(id, existing, changes, &device.actor, limits.max_document_bytes)
@@ -463,9 +463,8 @@ pub(crate) fn check_ahead(
     let uploads = request.uploads.iter().filter(|u| !u.changes.is_empty());
     rows.into_iter()
         .zip(uploads)
-        .map(|((id, row), upload)| {
-            let changes: Vec<Vec<u8>> = upload.changes.iter().map(|c| c.to_vec()).collect();
-            check_against(device, id, row, &changes, limits, true)
+        .map(|((id, base, row), upload)| {
+            check_against(device, id, base, row, &upload_changes(upload), limits, true)
         })
         .collect()
 }
@@ -476,10 +475,10 @@ fn ready_upload(
     tx: &mut dyn LogTx,
     device: &Device,
     ahead: &mut Vec<Ready>,
-    id: DocumentId,
-    changes: &[Vec<u8>],
+    upload: &Upload,
     limits: &SyncLimits,
 ) -> Result<Ready, SyncFailure> {
+    let id = doc_id(&upload.doc);
     if let Some(at) = ahead.iter().position(|r| r.id == id) {
         let ready = ahead.swap_remove(at);
         if tx.stored_heads(id)? == ready.base {
@@ -487,7 +486,12 @@ fn ready_upload(
         }
     }
     let row = stored_row(tx, id)?;
-    check_against(device, id, row, changes, limits, false)
+    check_against(device, id, None, row, &upload_changes(upload), limits, false)
+}
+
+/// An upload's changes as owned bytes.
+fn upload_changes(upload: &Upload) -> Vec<Vec<u8>> {
+    upload.changes.iter().map(|c| c.to_vec()).collect()
 }
 
 struct CatchUp {
@@ -728,8 +732,7 @@ pub(crate) fn round(
     let mut reach = Reach::default();
     for upload in request.uploads.iter().filter(|u| !u.changes.is_empty()) {
         let id = doc_id(&upload.doc);
-        let changes: Vec<Vec<u8>> = upload.changes.iter().map(|c| c.to_vec()).collect();
-        let ready = ready_upload(tx, device, &mut ahead, id, &changes, limits)?;
+        let ready = ready_upload(tx, device, &mut ahead, upload, limits)?;
         let checked = &ready.checked;
         let heads = wire_heads(&checked.upload_heads);
         for facts in checked.before.iter().chain([&checked.after]) {
@@ -811,7 +814,7 @@ pub(crate) fn repair(
             }
         } else {
             let row = stored_row(tx, id)?;
-            let ready = check_against(device, id, row, &carried, limits, false)?;
+            let ready = check_against(device, id, None, row, &carried, limits, false)?;
             let doc = ready.checked.doc.clone();
             commit_checked(tx, device, id, ready, now)?;
             doc
