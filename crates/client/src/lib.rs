@@ -200,6 +200,9 @@ struct EnrolReply {
     device_id: DeviceId,
     token: String,
     member_id: MemberId,
+    /// Absent from servers older than this client.
+    #[serde(default)]
+    role: Option<doorstep_core::model::Role>,
 }
 
 /// A client for one server.
@@ -292,6 +295,7 @@ impl Client {
             token: reply.token,
             member: reply.member_id,
             server_ca_pem: self.trust.ca_pem().map(str::to_owned),
+            role: reply.role,
         };
         replica.set_enrolment(&enrolment)?;
         Ok(enrolment)

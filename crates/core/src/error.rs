@@ -61,6 +61,14 @@ pub enum CoreError {
         /// The refused action.
         action: &'static str,
     },
+    /// The member's role may not take this action (DESIGN §2; [`crate::model::Role::may_take`]).
+    #[error("a {role} may not {action} a request")]
+    NotPermitted {
+        /// The member's role.
+        role: crate::model::Role,
+        /// The refused action.
+        action: &'static str,
+    },
     /// There is no open conflict at the place named.
     #[error("no conflict to resolve: {0}")]
     NoSuchConflict(String),

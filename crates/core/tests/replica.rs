@@ -110,6 +110,7 @@ fn the_enrolment_keeps_the_servers_ca_and_older_enrolments_still_read() {
         token: "dst_secret".into(),
         member: MemberId::new_random(),
         server_ca_pem: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()),
+        role: None,
     };
     Replica::open(&path).expect("open").set_enrolment(&enrolment).expect("enrol");
     let stored = Replica::open(&path).expect("reopen").enrolment().expect("read");

@@ -281,3 +281,30 @@ fn fields_from_a_newer_build_survive_edits_and_sync() {
     // The newer build's version mark is not lowered by an older build's edit.
     assert_eq!(household.schema, SCHEMA_VERSION + 7);
 }
+
+#[test]
+fn documents_of_every_earlier_version_pass_the_servers_field_rules() {
+    use doorstep_core::doc::DocumentKind;
+    for version in versions() {
+        let mut files = vec![
+            ("household.automerge", DocumentKind::Household),
+            ("request.automerge", DocumentKind::Request),
+        ];
+        if version >= 2 {
+            files.push(("household_marked.automerge", DocumentKind::Household));
+        }
+        for (file, kind) in files {
+            let bytes = std::fs::read(fixtures(version).join(file)).expect("fixture");
+            let doc = AutoCommit::load(&bytes).expect("loads");
+            let id: DocumentId = match kind {
+                DocumentKind::Household => {
+                    doc::stored_id(&doc).expect("id").parse::<HouseholdId>().expect("id").into()
+                }
+                DocumentKind::Request => {
+                    doc::stored_id(&doc).expect("id").parse::<RequestId>().expect("id").into()
+                }
+            };
+            assert_eq!(doc::check::document(&doc, id, kind), Ok(()), "v{version} {file}");
+        }
+    }
+}

@@ -122,6 +122,9 @@ impl From<CoreError> for DoorstepError {
                 en,
                 format!("诉求当前为「{}」，不能执行此操作（{action}）", from.label_zh()),
             ),
+            CoreError::NotPermitted { role, .. } => {
+                Self::new(ErrorKind::InvalidTransition, en, format!("{}无权执行此操作", role.label_zh()))
+            }
             CoreError::NoSuchConflict(_) => Self::new(ErrorKind::NoConflict, en, "这里没有需要处理的冲突"),
             CoreError::CorruptDocument { .. } => {
                 Self::new(ErrorKind::Damaged, en, "该记录的数据已损坏，其他记录不受影响")

@@ -2,73 +2,11 @@
 //! document a device asks for or sends; the app's own filtering is a convenience only.
 
 use std::collections::HashSet;
-use std::fmt;
-use std::str::FromStr;
 
 use doorstep_core::doc::DocumentKind;
 use doorstep_core::ids::{Code, GridId, MemberId};
+pub use doorstep_core::model::Role;
 use doorstep_core::sync::validate::DocFacts;
-use serde::{Deserialize, Serialize};
-
-/// A member's role.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// 网格员: households and requests of the grids assigned to them.
-    GridWorker,
-    /// 志愿者 / 党员中心户: households assigned to them, requests they hold or of those households.
-    Volunteer,
-    /// 部门工作人员: requests dispatched to their department.
-    DepartmentStaff,
-    /// 社区/街道负责人: everything in the grids they supervise.
-    Supervisor,
-    /// 县级管理员: everything.
-    Admin,
-}
-
-impl Role {
-    /// Every role.
-    pub const ALL: [Role; 5] =
-        [Role::GridWorker, Role::Volunteer, Role::DepartmentStaff, Role::Supervisor, Role::Admin];
-
-    /// The stored text.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Role::GridWorker => "grid_worker",
-            Role::Volunteer => "volunteer",
-            Role::DepartmentStaff => "department_staff",
-            Role::Supervisor => "supervisor",
-            Role::Admin => "admin",
-        }
-    }
-
-    /// The Simplified Chinese name.
-    pub const fn label_zh(self) -> &'static str {
-        match self {
-            Role::GridWorker => "网格员",
-            Role::Volunteer => "志愿者",
-            Role::DepartmentStaff => "部门工作人员",
-            Role::Supervisor => "社区负责人",
-            Role::Admin => "管理员",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
-            format!("unknown role {s:?} (one of grid_worker, volunteer, department_staff, supervisor, admin)")
-        })
-    }
-}
 
 /// What one member may see and write.
 #[derive(Clone, Debug, PartialEq, Eq)]

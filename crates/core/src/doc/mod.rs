@@ -12,6 +12,7 @@ use crate::ids::DocumentId;
 
 pub(crate) mod access;
 pub mod attachment;
+pub mod check;
 pub mod household;
 pub mod request;
 pub mod same_household;

@@ -5,6 +5,7 @@ pub mod grid;
 pub mod household;
 pub mod request;
 pub mod resident;
+pub mod role;
 pub mod same_household;
 pub mod taxonomy;
 pub mod text;
@@ -19,6 +20,7 @@ pub use request::{
     EventAction, NewEvent, NewRequest, Request, RequestEvent, RequestSummary, Satisfaction, Urgency,
 };
 pub use resident::{NewResident, Resident, ResidentPatch, ResidentTag, Sex};
+pub use role::Role;
 pub use same_household::{HouseholdGroups, SameAsMark};
 pub use taxonomy::{Category, Department, Taxonomy};
 pub use visit::{NewVisit, Visit, VisitKind};

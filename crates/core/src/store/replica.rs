@@ -83,6 +83,11 @@ pub struct Enrolment {
     /// publicly trusted certificate (and in replicas enrolled before this field existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_ca_pem: Option<String>,
+    /// The member's role when the device enrolled (`None` in replicas enrolled before this
+    /// field existed). The replica refuses events this role may not take, as the server does;
+    /// the server's rule, on the member's role now, is the one that counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::model::Role>,
 }
 
 /// What [`Replica::rebuild_indexes`] found.
@@ -537,6 +542,11 @@ impl Replica {
     /// Records an event on a request after checking it against the lifecycle rules.
     pub fn add_request_event(&mut self, id: RequestId, event: &NewEvent) -> Result<EventId> {
         let by = self.require_member()?;
+        if let Some(role) = self.enrolment()?.and_then(|e| e.role)
+            && !role.may_take(&event.action)
+        {
+            return Err(CoreError::NotPermitted { role, action: event.action.verb() });
+        }
         if let EventAction::Dispatched { department } = &event.action
             && self.taxonomy.department(department.as_str()).is_none()
         {

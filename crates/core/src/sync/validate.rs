@@ -12,6 +12,7 @@ use automerge::{ActorId, AutoCommit, Change, ChangeHash};
 
 use crate::doc::{self, DocumentKind};
 use crate::ids::{DepartmentCode, DocumentId, GridId, HouseholdId, MemberId};
+use crate::sync::entries::{self, Uploader};
 use crate::sync::message::ErrorCode;
 
 /// The facts about a document that scope rules look at.
@@ -80,6 +81,10 @@ pub struct CheckedUpload {
     pub before: Option<DocFacts>,
     /// The document's facts after the upload.
     pub after: DocFacts,
+    /// Households the upload newly links this document to (a new "same household" mark's other
+    /// household, a new request's household): the server checks they are in the uploader's
+    /// scope as well.
+    pub links: Vec<HouseholdId>,
 }
 
 /// A document as the server holds it, before an upload is applied to it.
@@ -94,19 +99,23 @@ pub struct Stored {
 }
 
 /// Checks an upload of `changes` to document `id`, whose current server state is `existing`
-/// (`None` if the server does not have it). The document is taken, not copied: the upload is
-/// applied to it.
+/// (`None` if the server does not have it), made by a device with Automerge actor
+/// `device_actor` belonging to `uploader`. The document is taken, not copied: the upload is
+/// applied to it. Besides the changes' own form, the resulting document must pass the field
+/// rules ([`doc::check`]) and the entry rules ([`entries`]: attribution, roles, append-only).
 pub fn check_upload(
     id: DocumentId,
     existing: Option<Stored>,
     changes: &[Vec<u8>],
     device_actor: &ActorId,
+    uploader: &Uploader,
     max_document_bytes: usize,
 ) -> Result<CheckedUpload, Rejection> {
     let (mut doc, before, existing_bytes) = match existing {
         Some(stored) => (stored.doc, Some(stored.facts), stored.bytes),
         None => (AutoCommit::default(), None, 0),
     };
+    let heads_before = before.as_ref().map(|_| doc.get_heads());
     let mut parsed = Vec::with_capacity(changes.len());
     let mut added_bytes = 0;
     let mut uploaded: Vec<ChangeHash> = Vec::with_capacity(changes.len());
@@ -161,9 +170,17 @@ pub fn check_upload(
             message: "an upload cannot change a document's kind".into(),
         });
     }
+    let mut links = Vec::new();
+    if !new_changes.is_empty() {
+        doc::check::document(&doc, id, after.kind).map_err(|e| Rejection {
+            code: ErrorCode::InvalidDocument,
+            message: format!("document {id}: {e}"),
+        })?;
+        links = entries::check(&doc, id, after.kind, heads_before.as_deref(), uploader)?;
+    }
     let mut upload_heads: Vec<ChangeHash> =
         uploaded.into_iter().filter(|h| !deps_within.contains(h)).collect();
     upload_heads.sort();
     upload_heads.dedup();
-    Ok(CheckedUpload { doc, new_changes, upload_heads, before, after })
+    Ok(CheckedUpload { doc, new_changes, upload_heads, before, after, links })
 }

@@ -105,10 +105,23 @@ impl ReadModel {
     }
 
     /// Resolves the "same household as" marks of every household into groups, and folds each
-    /// group's residents and visits into its canonical household's entry.
+    /// group's residents and visits into its canonical household's entry. Only a mark that both
+    /// households of its pair carry counts: a mark written into one document alone (which the
+    /// relay no longer accepts across scopes, but an old database may hold) joins nothing.
     fn fold_same_households(&mut self) {
-        self.groups =
-            HouseholdGroups::resolve(self.households.values().flat_map(|h| h.marks.iter().cloned()));
+        let two_sided: Vec<SameAsMark> = self
+            .households
+            .values()
+            .flat_map(|h| {
+                h.marks.iter().filter(|m| {
+                    self.households
+                        .get(&m.other(h.household.id))
+                        .is_some_and(|other| other.marks.iter().any(|x| x.id == m.id))
+                })
+            })
+            .cloned()
+            .collect();
+        self.groups = HouseholdGroups::resolve(two_sided);
         self.folded.clear();
         for (canonical, members) in self.groups.groups() {
             let Some(base) = self.households.get(canonical) else { continue };
@@ -134,10 +147,20 @@ impl ReadModel {
         &self.groups
     }
 
-    /// Is `id` shown through another household of its group?
-    fn hidden(&self, id: HouseholdId) -> bool {
+    /// Is every household of `id`'s group in `scope`? Only then does the viewer see the group
+    /// folded into one: a mark never shows anyone a household outside their scope, and never
+    /// hides a household from a viewer who cannot see the one it is folded into.
+    fn group_in_scope(&self, scope: &Scope, id: HouseholdId) -> bool {
+        self.groups
+            .group_of(id)
+            .iter()
+            .all(|m| self.households.get(m).is_none_or(|h| scope.may_hold(&h.facts, false)))
+    }
+
+    /// Is `id` shown, to this viewer, through another household of its group?
+    fn hidden(&self, scope: &Scope, id: HouseholdId) -> bool {
         let canonical = self.groups.canonical(id);
-        canonical != id && self.households.contains_key(&canonical)
+        canonical != id && self.households.contains_key(&canonical) && self.group_in_scope(scope, id)
     }
 
     /// A household as stored (never folded), if in `scope`.
@@ -148,12 +171,12 @@ impl ReadModel {
     /// A household, if in `scope`: a household marked as the same as others reads as their
     /// group, with every resident and visit.
     pub fn household(&self, scope: &Scope, id: HouseholdId) -> Option<&HouseholdEntry> {
-        self.household_as_stored(scope, id)?;
+        let stored = self.household_as_stored(scope, id)?;
+        if !self.group_in_scope(scope, id) {
+            return Some(stored);
+        }
         let canonical = self.groups.canonical(id);
-        self.folded
-            .get(&canonical)
-            .or_else(|| self.households.get(&id))
-            .filter(|h| scope.may_hold(&h.facts, false))
+        self.folded.get(&canonical).or(Some(stored)).filter(|h| scope.may_hold(&h.facts, false))
     }
 
     /// A request, if in `scope`.
@@ -165,8 +188,14 @@ impl ReadModel {
     pub fn households<'a>(&'a self, scope: &'a Scope) -> impl Iterator<Item = &'a HouseholdEntry> + 'a {
         self.households
             .values()
-            .filter(move |h| scope.may_hold(&h.facts, false) && !self.hidden(h.household.id))
-            .map(move |h| self.folded.get(&h.household.id).unwrap_or(h))
+            .filter(move |h| scope.may_hold(&h.facts, false) && !self.hidden(scope, h.household.id))
+            .map(move |h| {
+                if self.group_in_scope(scope, h.household.id) {
+                    self.folded.get(&h.household.id).unwrap_or(h)
+                } else {
+                    h
+                }
+            })
     }
 
     /// Every household in `scope` as stored, duplicates included.

@@ -11,6 +11,7 @@ use doorstep_core::doc::DocumentKind;
 use doorstep_core::ids::{DeviceId, DocumentId, HouseholdId, MemberId};
 use doorstep_core::store::heads::{decode_heads, encode_heads};
 use doorstep_core::sync::digest::scope_digest;
+use doorstep_core::sync::entries::Uploader;
 use doorstep_core::sync::message::{
     Ack, DocData, DocSyncMessage, ErrorCode, ManifestEntry, SyncReply, SyncRequest, Upload, doc_id,
     wire_heads, wire_id,
@@ -353,7 +354,11 @@ pub(crate) fn write_server_documents(
     Ok(())
 }
 
-/// Applies checked uploads' scope rules, then stores them.
+/// Applies checked uploads' scope rules, then stores them. Scope is the member's scope now;
+/// the one grace is a document the device holds that has left its scope and that the server
+/// has not yet told it to purge (the round that tells it first takes the work the device did
+/// before it knew: DESIGN's "a reassignment never drops unsynced work"). Once the purge is
+/// sent the device no longer holds it, for reads and writes alike (see [`catch_up`]).
 fn commit_checked(
     tx: &mut dyn LogTx,
     device: &Device,
@@ -363,7 +368,7 @@ fn commit_checked(
 ) -> Result<(), SyncFailure> {
     let Ready { mut checked, saved, .. } = ready;
     let scope = &device.scope;
-    let held = tx.holds(device.id, id)?;
+    let held = checked.before.is_some() && tx.holds(device.id, id)?;
     let before_ok = match &checked.before {
         None => true,
         Some(before) => held || scope.may_write(before, helps(tx, scope.member, before.household)?),
@@ -381,6 +386,36 @@ fn commit_checked(
     let (before, changes) = (checked.before.as_ref(), &checked.new_changes);
     store_document(tx, id, &mut checked.doc, before, after, changes, Some(device.id), saved, now)?;
     tx.set_held(device.id, id, true)?;
+    Ok(())
+}
+
+/// Checks that the households an upload newly links to (a "same household" mark's other
+/// household, a new request's household) are in the uploader's scope: a mark or a request
+/// never reaches into someone else's grid. A household the server does not have yet must be
+/// among the same round's uploads (`uploaded`), which are checked in their own right.
+fn check_links(
+    tx: &mut dyn LogTx,
+    device: &Device,
+    id: DocumentId,
+    links: &[HouseholdId],
+    uploaded: &HashSet<DocumentId>,
+) -> Result<(), SyncFailure> {
+    for household in links {
+        let target: DocumentId = (*household).into();
+        let in_scope = match stored_row(tx, target)? {
+            Some(row) => {
+                row.facts.kind == DocumentKind::Household && device.scope.may_write(&row.facts, false)
+            }
+            None => uploaded.contains(&target),
+        };
+        if !in_scope {
+            return Err(refused(
+                ErrorCode::OutOfScope,
+                format!("document {id} links to household {household}, which is outside this device's scope"),
+                Some(id),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -445,8 +480,10 @@ fn check_against(
             Some(validate::Stored { doc, facts: row.facts, bytes: row.bytes })
         }
     };
-    let mut checked = validate::check_upload(id, existing, changes, &device.actor, limits.max_document_bytes)
-        .map_err(|r| refused(r.code, r.message, Some(id)))?;
+    let uploader = Uploader { member: device.scope.member, role: device.scope.role };
+    let mut checked =
+        validate::check_upload(id, existing, changes, &device.actor, &uploader, limits.max_document_bytes)
+            .map_err(|r| refused(r.code, r.message, Some(id)))?;
     let saved = (save && !checked.new_changes.is_empty()).then(|| checked.doc.save());
     Ok(Ready { id, base, checked, saved })
 }
@@ -637,6 +674,10 @@ fn catch_up(
     for id in &sent_whole {
         tx.set_held(device.id, *id, true)?;
     }
+    // Told to purge: from now on the device does not hold these, for reads and writes alike.
+    for id in &out.purge {
+        tx.set_held(device.id, *id, false)?;
+    }
     Ok(out)
 }
 
@@ -730,10 +771,16 @@ pub(crate) fn round(
     }
     let mut acks = Vec::with_capacity(request.uploads.len());
     let mut reach = Reach::default();
+    let uploaded: HashSet<DocumentId> =
+        request.uploads.iter().filter(|u| !u.changes.is_empty()).map(|u| doc_id(&u.doc)).collect();
+    let mut links = Vec::new();
     for upload in request.uploads.iter().filter(|u| !u.changes.is_empty()) {
         let id = doc_id(&upload.doc);
         let ready = ready_upload(tx, device, &mut ahead, upload, limits)?;
         let checked = &ready.checked;
+        if !checked.links.is_empty() {
+            links.push((id, checked.links.clone()));
+        }
         let heads = wire_heads(&checked.upload_heads);
         for facts in checked.before.iter().chain([&checked.after]) {
             reach.add(facts);
@@ -743,6 +790,11 @@ pub(crate) fn round(
         }
         commit_checked(tx, device, id, ready, now)?;
         acks.push(Ack { doc: upload.doc, heads });
+    }
+    // Checked once every upload of the round is stored, so a household made in the same round
+    // is found; a refusal here rolls the whole round back.
+    for (id, linked) in &links {
+        check_links(tx, device, *id, linked, &uploaded)?;
     }
     let resend: Vec<DocumentId> = request.missing.iter().map(doc_id).collect();
     let caught = catch_up(tx, device, request.cursor, &resend, limits)?;
@@ -816,12 +868,15 @@ pub(crate) fn repair(
             let row = stored_row(tx, id)?;
             let ready = check_against(device, id, None, row, &carried, limits, false)?;
             let doc = ready.checked.doc.clone();
+            let linked = ready.checked.links.clone();
             commit_checked(tx, device, id, ready, now)?;
+            check_links(tx, device, id, &linked, &HashSet::new())?;
             doc
         };
+        // Scope now, whatever the device holds: a document that left its scope is not repaired.
         let facts = validate::facts(&doc, id).map_err(|r| refused(r.code, r.message, Some(id)))?;
         let helps_household = helps(tx, device.scope.member, facts.household)?;
-        if !device.scope.may_hold(&facts, helps_household) && !tx.holds(device.id, id)? {
+        if !device.scope.may_hold(&facts, helps_household) {
             return Err(refused(
                 ErrorCode::OutOfScope,
                 format!("document {id} is outside this device's scope"),

@@ -1192,6 +1192,7 @@ mod tests {
                 token: token.into(),
                 member,
                 server_ca_pem: None,
+                role: None,
             })
             .expect("enrolment");
         let Authenticated::Device(device) = storage.authenticate(&auth::hash_secret(token)).expect("auth")
