@@ -72,3 +72,20 @@ async fn the_demo_county_has_every_state_and_each_role_sees_its_scope() {
         assert_eq!(request.derived.department.as_ref().map(|d| d.as_str()), Some("civil_affairs"));
     }
 }
+
+#[tokio::test]
+async fn every_demo_document_passes_the_field_rules_phones_uploads_are_checked_against() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    demo::seed_sized(&*storage, doorstep_server::http::now(), 4).expect("seed").expect("empty before");
+    let dir = devices_dir();
+    let admin = member(&*storage, "管理员", Role::Admin, &[]);
+    let mut replica = device(&server, dir.path(), "admin", admin).await;
+    server.client().sync(&mut replica).await.expect("sync");
+    let docs = replica.documents().expect("docs");
+    assert_eq!(docs.len(), 12 * (4 + 50));
+    for (id, kind) in docs {
+        let doc = storage.document(id).expect("read").expect("stored");
+        assert_eq!(doorstep_core::doc::check::document(&doc, id, kind), Ok(()), "{kind:?} {id}");
+    }
+}
