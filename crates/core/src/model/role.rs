@@ -114,3 +114,41 @@ impl Role {
         matches!(self, Role::GridWorker | Role::Supervisor | Role::Admin)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{Code, MemberId};
+    use crate::lifecycle::RequestStatus;
+
+    #[test]
+    fn supervision_close_out_and_review_belong_to_supervisors_and_administrators() {
+        let decisive = [
+            EventAction::Supervised,
+            EventAction::Closed,
+            EventAction::Reviewed { outcome: Some(RequestStatus::Closed) },
+        ];
+        for action in &decisive {
+            for role in [Role::GridWorker, Role::Volunteer, Role::DepartmentStaff] {
+                assert!(!role.may_take(action), "{role} {action:?}");
+            }
+            for role in [Role::Supervisor, Role::Admin] {
+                assert!(role.may_take(action), "{role} {action:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_role_takes_its_own_actions_and_nobody_an_unknown_one() {
+        let dispatch = EventAction::Dispatched { department: Code::new("civil_affairs").expect("code") };
+        assert!(Role::GridWorker.may_take(&dispatch));
+        assert!(!Role::Volunteer.may_take(&dispatch));
+        assert!(Role::DepartmentStaff.may_take(&EventAction::Resolved));
+        assert!(!Role::DepartmentStaff.may_take(&EventAction::Raised));
+        assert!(Role::Volunteer.may_take(&EventAction::Claimed));
+        assert!(!Role::Volunteer.may_take(&EventAction::Assigned { assignee: MemberId::new_random() }));
+        let unknown = EventAction::Unknown { stored_kind: "escalated".into() };
+        assert!(Role::ALL.iter().all(|r| !r.may_take(&unknown)));
+        assert!(!Role::Volunteer.may_create_households() && Role::GridWorker.may_create_households());
+    }
+}
