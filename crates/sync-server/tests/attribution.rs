@@ -231,13 +231,12 @@ async fn fields_keep_the_same_rules_on_the_server_as_on_the_phone() {
         refused(upload(&g.server, &g.phone, home, &mut doc).await, ErrorCode::InvalidDocument, home);
     assert!(message.contains("notes"), "{message}");
 
-    // A name as a Text object, and a visit time as an Automerge timestamp: what the readers
-    // would read as empty and as 1970 is refused rather than acknowledged.
+    // A birth year as an Automerge timestamp, a visit time as a float: refused, where a reader
+    // would have read "unknown" and 1970.
     let mut doc = as_device(&*storage, home, &g.phone);
     let (residents, someone) = first_key(&doc, "residents");
     let resident = doc.get(&residents, someone.as_str()).expect("get").expect("resident").1;
-    let name = doc.put_object(&resident, "name", ObjType::Text).expect("text");
-    doc.splice_text(&name, 0, 0, "陈奶奶").expect("splice");
+    doc.put(&resident, "birth_year", ScalarValue::Timestamp(1941)).expect("put");
     refused(upload(&g.server, &g.phone, home, &mut doc).await, ErrorCode::InvalidDocument, home);
     let worker = g.phone.member().expect("enrolled");
     let mut doc = as_device(&*storage, home, &g.phone);
@@ -246,9 +245,30 @@ async fn fields_keep_the_same_rules_on_the_server_as_on_the_phone() {
     doc::household::record_visit(&mut doc, g.home, vid, &visit, worker).expect("visit");
     let visits = doc.get(ROOT, "visits").expect("get").expect("visits").1;
     let entry = doc.get(&visits, vid.to_string()).expect("get").expect("visit").1;
-    doc.put(&entry, "at", ScalarValue::Timestamp(t(4).millis())).expect("put");
+    doc.put(&entry, "at", ScalarValue::F64(t(4).millis() as f64)).expect("put");
     refused(upload(&g.server, &g.phone, home, &mut doc).await, ErrorCode::InvalidDocument, home);
     assert_eq!(heads(&*storage, home), before, "nothing stored");
+
+    // What another Automerge client writes by default — a Text object for a string, a
+    // timestamp for a time — is accepted and read back faithfully, not as "" and 1970.
+    let mut doc = as_device(&*storage, home, &g.phone);
+    let (residents, someone) = first_key(&doc, "residents");
+    let resident = doc.get(&residents, someone.as_str()).expect("get").expect("resident").1;
+    let name = doc.put_object(&resident, "name", ObjType::Text).expect("text");
+    doc.splice_text(&name, 0, 0, "陈秀英").expect("splice");
+    let vid = VisitId::new_random();
+    doc::household::record_visit(&mut doc, g.home, vid, &visit, worker).expect("visit");
+    let visits = doc.get(ROOT, "visits").expect("get").expect("visits").1;
+    let entry = doc.get(&visits, vid.to_string()).expect("get").expect("visit").1;
+    doc.put(&entry, "at", ScalarValue::Timestamp(t(4).millis())).expect("put");
+    let notes = doc.put_object(&entry, "notes", ObjType::Text).expect("text");
+    doc.splice_text(&notes, 0, 0, "用 JS 写的").expect("splice");
+    assert!(upload(&g.server, &g.phone, home, &mut doc).await.is_ok());
+    let stored =
+        doc::household::read(&storage.document(home).expect("r").expect("s"), g.home).expect("reads");
+    assert!(stored.residents.iter().any(|r| r.name == "陈秀英"), "{:?}", stored.residents);
+    let read = stored.visits.iter().find(|v| v.id == vid).expect("the visit reads");
+    assert_eq!((read.at, read.notes.as_str()), (t(4), "用 JS 写的"));
 }
 
 #[tokio::test]

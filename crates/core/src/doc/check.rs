@@ -1,6 +1,6 @@
 //! The field rules of every document kind, checked over a whole document: each known field
-//! has the Automerge type this build writes (a scalar string, an integer, a boolean, a map or a
-//! list), the limits and formats the edit functions apply (text lengths, phone numbers, birth
+//! has one of the Automerge types the readers take ([`crate::doc::access`]: a string, scalar or
+//! Text; an integer, or a timestamp where it holds a time; a boolean; a map; a list), the limits and formats the edit functions apply (text lengths, phone numbers, birth
 //! years, locations), one of the allowed values (visit kinds, urgencies, event kinds…), and
 //! every key of a map of entries is an id in its canonical spelling (lower-case UUID). Every
 //! concurrent value of a field is checked, not only the one a reader would pick.
@@ -14,6 +14,7 @@ use std::str::FromStr;
 
 use automerge::{AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 
+use crate::doc::access::{as_i64, as_string};
 use crate::doc::{DocumentKind, household, request, same_household};
 use crate::ids::{Code, DocumentId, EventId, GridId, HouseholdId, LinkId, MemberId, ResidentId, VisitId};
 use crate::lifecycle::RequestStatus;
@@ -101,21 +102,17 @@ impl Walk<'_> {
         if values.is_empty() && required {
             return Err(fail(&path, "is missing"));
         }
-        for (value, _) in values {
-            match &value {
-                Value::Scalar(s) => match s.as_ref() {
-                    ScalarValue::Str(text) => rule(text).map_err(|reason| fail(&path, reason))?,
-                    _ => return Err(fail(&path, format!("must be a string, not {}", describe(&value)))),
-                },
-                Value::Object(_) => {
-                    return Err(fail(&path, format!("must be a string, not {}", describe(&value))));
-                }
+        for (value, id) in values {
+            match as_string(self.doc, &value, &id) {
+                Some(text) => rule(&text).map_err(|reason| fail(&path, reason))?,
+                None => return Err(fail(&path, format!("must be a string, not {}", describe(&value)))),
             }
         }
         Ok(())
     }
 
-    /// Every value at `key` must be an integer in `range` (or null where `nullable`).
+    /// Every value at `key` must be an integer in `range` (or null where `nullable`); an
+    /// Automerge timestamp counts only where `timestamps` (a field holding a time).
     fn integer(
         &self,
         obj: &ObjId,
@@ -123,6 +120,7 @@ impl Walk<'_> {
         path: &str,
         required: bool,
         nullable: bool,
+        timestamps: bool,
         range: std::ops::RangeInclusive<i64>,
     ) -> Checked {
         let path = join(path, key);
@@ -133,10 +131,10 @@ impl Walk<'_> {
         for (value, _) in values {
             let number = match &value {
                 Value::Scalar(s) => match s.as_ref() {
-                    ScalarValue::Int(i) => Some(*i),
-                    ScalarValue::Uint(u) => Some(i64::try_from(*u).unwrap_or(i64::MAX)),
                     ScalarValue::Null if nullable => continue,
-                    _ => None,
+                    ScalarValue::Timestamp(_) if !timestamps => None,
+                    ScalarValue::Uint(u) => Some(i64::try_from(*u).unwrap_or(i64::MAX)),
+                    _ => as_i64(&value),
                 },
                 Value::Object(_) => None,
             };
@@ -153,7 +151,7 @@ impl Walk<'_> {
 
     /// Milliseconds since 1970 (a device or server time): an integer, never negative.
     fn time(&self, obj: &ObjId, key: &str, path: &str, required: bool) -> Checked {
-        self.integer(obj, key, path, required, false, 0..=i64::MAX)
+        self.integer(obj, key, path, required, false, true, 0..=i64::MAX)
     }
 
     /// Every value at `key` must be a number (integer or float) passing `rule`.
@@ -241,19 +239,12 @@ impl Walk<'_> {
                 return Err(fail(&path, format!("holds {} items; at most {max}", items.len())));
             }
             for (i, item) in items.into_iter().enumerate() {
+                let id = item.id();
                 let value = Value::from(item.value);
                 let item_path = format!("{path}[{i}]");
-                match &value {
-                    Value::Scalar(s) => match s.as_ref() {
-                        ScalarValue::Str(text) => rule(text).map_err(|reason| fail(&item_path, reason))?,
-                        _ => {
-                            return Err(fail(
-                                &item_path,
-                                format!("must be a string, not {}", describe(&value)),
-                            ));
-                        }
-                    },
-                    Value::Object(_) => {
+                match as_string(self.doc, &value, &id) {
+                    Some(text) => rule(&text).map_err(|reason| fail(&item_path, reason))?,
+                    None => {
                         return Err(fail(&item_path, format!("must be a string, not {}", describe(&value))));
                     }
                 }
@@ -345,7 +336,7 @@ const EVENT_KINDS: &[&str] = &[
 
 /// The root fields every document has: `schema`, `type`, `id`.
 fn check_root(w: &Walk<'_>, id: DocumentId, type_name: &'static str) -> Checked {
-    w.integer(&ROOT, "schema", "", true, false, 1..=i64::from(u32::MAX))?;
+    w.integer(&ROOT, "schema", "", true, false, false, 1..=i64::from(u32::MAX))?;
     w.string(&ROOT, "type", "", true, |v| {
         if v == type_name { Ok(()) } else { Err(format!("must be {type_name:?}")) }
     })?;
@@ -372,7 +363,7 @@ fn check_household(doc: &AutoCommit, id: HouseholdId) -> Checked {
     for (_, resident, path) in w.entries::<ResidentId>(&ROOT, "residents", "", true, "resident id")? {
         w.string(&resident, "name", &path, true, short("name", true))?;
         w.string(&resident, "sex", &path, false, one_of(SEXES))?;
-        w.integer(&resident, "birth_year", &path, false, true, 1900..=2100)?;
+        w.integer(&resident, "birth_year", &path, false, true, false, 1900..=2100)?;
         w.string(&resident, "phone", &path, false, |v| text::phone(v).map(drop).map_err(|e| e.to_string()))?;
         w.time(&resident, "added_at", &path, true)?;
         w.boolean(&resident, "removed", &path, true)?;
@@ -438,7 +429,7 @@ fn check_attachments(w: &Walk<'_>, item: &ObjId, path: &str) -> Checked {
             for attachment in w.objects(&map, &key, &path, true, ObjType::Map)? {
                 let path = join(&path, &key);
                 let max = i64::try_from(MAX_ATTACHMENT_BYTES).unwrap_or(i64::MAX);
-                w.integer(&attachment, "size", &path, true, false, 1..=max)?;
+                w.integer(&attachment, "size", &path, true, false, false, 1..=max)?;
                 w.string(&attachment, "media_type", &path, true, |v| {
                     let ok = !v.is_empty()
                         && v.chars().count() <= MAX_ATTACHMENT_LABEL
@@ -467,7 +458,7 @@ fn check_marks(w: &Walk<'_>, id: HouseholdId) -> Checked {
         let ends: Vec<String> = ["a", "b"]
             .iter()
             .flat_map(|k| w.values(&mark, k))
-            .filter_map(|(v, _)| v.into_string().ok())
+            .filter_map(|(v, id)| as_string(w.doc, &v, &id))
             .collect();
         let own = id.to_string();
         if !ends.contains(&own) {
@@ -487,14 +478,10 @@ fn check_marks(w: &Walk<'_>, id: HouseholdId) -> Checked {
 fn check_request(doc: &AutoCommit, id: crate::ids::RequestId) -> Checked {
     let w = Walk { doc };
     check_root(&w, id.into(), request::TYPE)?;
-    for (value, _) in w.values(&ROOT, "household") {
+    for (value, id) in w.values(&ROOT, "household") {
         let ok = match &value {
-            Value::Scalar(s) => match s.as_ref() {
-                ScalarValue::Null => true,
-                ScalarValue::Str(v) => canonical::<HouseholdId>(v),
-                _ => false,
-            },
-            Value::Object(_) => false,
+            Value::Scalar(s) if matches!(s.as_ref(), ScalarValue::Null) => true,
+            _ => as_string(doc, &value, &id).is_some_and(|v| canonical::<HouseholdId>(&v)),
         };
         if !ok {
             return Err(fail("household", "must be a household id in lower case or null"));
@@ -511,7 +498,7 @@ fn check_request(doc: &AutoCommit, id: crate::ids::RequestId) -> Checked {
     for (_, event, path) in w.entries::<EventId>(&ROOT, "events", "", true, "event id")? {
         w.string(&event, "kind", &path, true, one_of(EVENT_KINDS))?;
         let kinds: Vec<String> =
-            w.values(&event, "kind").into_iter().filter_map(|(v, _)| v.into_string().ok()).collect();
+            w.values(&event, "kind").into_iter().filter_map(|(v, id)| as_string(doc, &v, &id)).collect();
         w.time(&event, "at", &path, true)?;
         w.string(&event, "by", &path, true, id_of::<MemberId>("member id"))?;
         w.string(&event, "note", &path, false, long("note", false))?;
@@ -592,7 +579,7 @@ mod tests {
         let visits = doc.get(ROOT, "visits").expect("get").expect("visits").1;
         let key = doc.keys(&visits).next().expect("a visit");
         let visit = doc.get(&visits, &key).expect("get").expect("visit").1;
-        doc.put(&visit, "at", ScalarValue::Timestamp(6)).expect("put");
+        doc.put(&visit, "at", ScalarValue::F64(6.0)).expect("put");
         let err = document(&doc, id.into(), DocumentKind::Household).expect_err("refused");
         assert_eq!(err.path, format!("visits.{key}.at"));
     }
