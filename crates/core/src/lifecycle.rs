@@ -10,9 +10,12 @@
 //! *concurrent*; they are applied in the order of their ids (arbitrary, but the same everywhere).
 //!
 //! **Conflicts.** Two concurrent *decisive* events that decide differently (one worker resolves
-//! on the spot while the supervisor dispatches) form a conflict. The merged log keeps both, the
-//! status is derived as above, and the conflict stays listed until a supervisor records a
-//! [`EventAction::Reviewed`] event after seeing all of its events.
+//! on the spot while the supervisor dispatches) form a conflict. So does every event that ends
+//! up not applied, whatever it is, together with the events concurrent with it (an `accepted`
+//! that a concurrent `cancelled` made moot): no action is dropped without a person seeing it.
+//! The merged log keeps every event, the status is derived as above, and the conflict stays
+//! listed until a supervisor records a [`EventAction::Reviewed`] event after seeing all of its
+//! events.
 //!
 //! | from \ action | accept | discuss | dispatch | assign/claim | progress | resolve | resolve on spot | follow up | reopen | close | cancel |
 //! |---|---|---|---|---|---|---|---|---|---|---|---|
@@ -318,7 +321,9 @@ pub fn derive(events: &mut Vec<RequestEvent>) -> Derived {
             _ => {}
         }
     }
-    derived.conflicts = unreviewed_conflicts(events, &sorted_ancestors);
+    let not_applied: Vec<usize> =
+        (0..events.len()).filter(|&i| derived.not_applied.contains(&events[i].id)).collect();
+    derived.conflicts = unreviewed_conflicts(events, &sorted_ancestors, &not_applied);
     let mut seen: BTreeSet<usize> = BTreeSet::new();
     for a in &sorted_ancestors {
         seen.extend(a.iter().copied());
@@ -328,8 +333,15 @@ pub fn derive(events: &mut Vec<RequestEvent>) -> Derived {
     derived
 }
 
-/// Groups concurrent, differing decisive events and keeps the groups no review has covered.
-fn unreviewed_conflicts(events: &[RequestEvent], ancestors: &[BTreeSet<usize>]) -> Vec<Vec<EventId>> {
+/// Groups concurrent, differing decisive events — and every event that ended up not applied,
+/// with the events concurrent with it — and keeps the groups no review has covered. So no
+/// action is ever dropped without a person seeing it: an `accepted` that lost to a concurrent
+/// `cancelled` is listed as surely as two concurrent dispatches.
+fn unreviewed_conflicts(
+    events: &[RequestEvent],
+    ancestors: &[BTreeSet<usize>],
+    not_applied: &[usize],
+) -> Vec<Vec<EventId>> {
     let decisive: Vec<usize> = (0..events.len()).filter(|&i| is_decisive(&events[i].action)).collect();
     // Union-find over decisive events joined by "concurrent and different".
     let mut group: Vec<usize> = (0..events.len()).collect();
@@ -349,6 +361,32 @@ fn unreviewed_conflicts(events: &[RequestEvent], ancestors: &[BTreeSet<usize>]) 
                 group[ra.max(rb)] = ra.min(rb);
                 in_conflict.insert(a);
                 in_conflict.insert(b);
+            }
+        }
+    }
+    let applied = |i: usize| !not_applied.contains(&i);
+    for &lost in not_applied {
+        // Not dropped if a concurrent twin made the same decision and took effect.
+        let twin_applied = (0..events.len()).any(|other| {
+            other != lost
+                && applied(other)
+                && !ancestors[lost].contains(&other)
+                && !ancestors[other].contains(&lost)
+                && same_decision(&events[lost], &events[other])
+        });
+        if twin_applied {
+            continue;
+        }
+        in_conflict.insert(lost);
+        for other in 0..events.len() {
+            let concurrent =
+                other != lost && !ancestors[lost].contains(&other) && !ancestors[other].contains(&lost);
+            if concurrent
+                && !matches!(events[other].action, EventAction::Raised | EventAction::Reviewed { .. })
+            {
+                let (ra, rb) = (root(&mut group, lost), root(&mut group, other));
+                group[ra.max(rb)] = ra.min(rb);
+                in_conflict.insert(other);
             }
         }
     }

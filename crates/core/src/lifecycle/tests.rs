@@ -396,3 +396,114 @@ fn reopen_clears_the_satisfaction() {
     assert_eq!(d.status, S::Reopened);
     assert_eq!(d.satisfaction, None);
 }
+
+/// A log that reaches `status` from `raised` (event ids 1..=n), and its last event's id.
+fn reaching(status: S) -> (Vec<RequestEvent>, u128) {
+    let path: Vec<EventAction> = match status {
+        S::Raised => vec![],
+        S::Accepted => vec![EventAction::Accepted],
+        S::Discussing => vec![EventAction::Discussed],
+        S::Dispatched => vec![dept()],
+        S::Assigned => vec![EventAction::Claimed],
+        S::InProgress => vec![EventAction::Accepted, EventAction::Progress],
+        S::Resolved => vec![EventAction::ResolvedOnSpot],
+        S::FollowedUp => vec![
+            EventAction::ResolvedOnSpot,
+            EventAction::FollowedUp { satisfaction: Satisfaction::Satisfied },
+        ],
+        S::Reopened => vec![EventAction::ResolvedOnSpot, EventAction::Reopened],
+        S::Closed => vec![EventAction::ResolvedOnSpot, EventAction::Closed],
+        S::Cancelled => vec![EventAction::Cancelled],
+    };
+    let mut events = vec![event(1, EventAction::Raised, &[], Y2026)];
+    for (n, action) in path.into_iter().enumerate() {
+        let n = n as u128 + 2;
+        events.push(event(n, action, &[n - 1], Y2026 + n as i64));
+    }
+    let last = events.len() as u128;
+    let mut check = events.clone();
+    assert_eq!(derive(&mut check).status, status, "the prefix reaches {status}");
+    (events, last)
+}
+
+/// Derives `events` and checks the rule: every event that did not apply is in a listed
+/// conflict, and the result does not depend on the order the events are held in.
+fn check_nothing_dropped(events: Vec<RequestEvent>, what: &str) {
+    let mut forward = events.clone();
+    let derived = derive(&mut forward);
+    // Every event an event has seen, following `after` links.
+    let seen = |start: EventId| -> BTreeSet<EventId> {
+        let mut out = BTreeSet::new();
+        let mut todo = vec![start];
+        while let Some(e) = todo.pop() {
+            for parent in events.iter().filter(|x| x.id == e).flat_map(|x| x.after.iter()) {
+                if out.insert(*parent) {
+                    todo.push(*parent);
+                }
+            }
+        }
+        out
+    };
+    for lost in &derived.not_applied {
+        let lost_event = events.iter().find(|e| e.id == *lost).expect("in the log");
+        // Not dropped: a concurrent twin took the same decision and applied.
+        let twin = events.iter().any(|other| {
+            other.id != *lost
+                && !derived.not_applied.contains(&other.id)
+                && !seen(*lost).contains(&other.id)
+                && !seen(other.id).contains(lost)
+                && other.action == lost_event.action
+                && (other.action != EventAction::Claimed || other.by == lost_event.by)
+        });
+        assert!(
+            twin || derived.conflicts.iter().any(|group| group.contains(lost)),
+            "{what}: event {lost} was not applied and is in no conflict: {derived:?}"
+        );
+    }
+    let mut backward: Vec<RequestEvent> = events.into_iter().rev().collect();
+    assert_eq!(derive(&mut backward), derived, "{what}: the order of the log changes nothing");
+}
+
+#[test]
+fn no_concurrent_pair_or_triple_of_actions_is_ever_dropped_silently() {
+    let actions: Vec<EventAction> = actions().into_iter().map(|(_, a)| a).collect();
+    for status in S::ALL {
+        let (prefix, last) = reaching(status);
+        for a in &actions {
+            for b in &actions {
+                // Two people act concurrently from the same state.
+                let mut log = prefix.clone();
+                log.push(event(100, a.clone(), &[last], Y2026 + 100));
+                log.push(event(101, b.clone(), &[last], Y2019));
+                check_nothing_dropped(log.clone(), &format!("{status}: {a:?} ∥ {b:?}"));
+                for c in &actions {
+                    // Three at once, and a chain of two against a third.
+                    let mut three = log.clone();
+                    three.push(event(102, c.clone(), &[last], Y2026 + 102));
+                    check_nothing_dropped(three, &format!("{status}: {a:?} ∥ {b:?} ∥ {c:?}"));
+                    let mut chain = prefix.clone();
+                    chain.push(event(100, a.clone(), &[last], Y2026 + 100));
+                    chain.push(event(101, b.clone(), &[100], Y2026 + 101));
+                    chain.push(event(102, c.clone(), &[last], Y2026 + 102));
+                    check_nothing_dropped(chain, &format!("{status}: ({a:?} → {b:?}) ∥ {c:?}"));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_accept_that_a_concurrent_cancel_made_moot_is_listed_for_review() {
+    let mut events = vec![
+        event(1, EventAction::Raised, &[], Y2026),
+        event(2, EventAction::Cancelled, &[1], Y2026 + 2),
+        event(3, EventAction::Accepted, &[1], Y2026 + 1),
+    ];
+    let derived = derive(&mut events);
+    assert_eq!(derived.status, S::Cancelled);
+    assert_eq!(derived.not_applied, vec![id(3)]);
+    assert_eq!(derived.conflicts, vec![vec![id(2), id(3)]]);
+    // A review that saw both settles it.
+    events.push(event(4, EventAction::Reviewed { outcome: None }, &[2, 3], Y2026 + 3));
+    assert!(derive(&mut events).conflicts.is_empty());
+}
