@@ -15,6 +15,7 @@ use std::str::FromStr;
 use automerge::{AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 
 use crate::doc::access::{as_i64, as_string};
+use crate::doc::schema::{EVENT_KINDS, SATISFACTIONS, SEXES, URGENCIES, VISIT_KINDS};
 use crate::doc::{DocumentKind, household, request, same_household};
 use crate::ids::{Code, DocumentId, EventId, GridId, HouseholdId, LinkId, MemberId, ResidentId, VisitId};
 use crate::lifecycle::RequestStatus;
@@ -22,7 +23,6 @@ use crate::model::attachment::{
     ContentHash, LocationFix, MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_LABEL, MAX_ATTACHMENTS_PER_ITEM,
 };
 use crate::model::text::{self, LONG_TEXT_MAX, SHORT_TEXT_MAX};
-use crate::model::visit::VisitKind;
 use crate::time::Timestamp;
 
 /// A field that breaks its rule: where (a dotted path such as `visits.<id>.by`) and why.
@@ -42,6 +42,25 @@ pub fn document(doc: &AutoCommit, id: DocumentId, kind: DocumentKind) -> Checked
     match kind {
         DocumentKind::Household => check_household(doc, id.as_household()),
         DocumentKind::Request => check_request(doc, id.as_request()),
+    }
+}
+
+/// What an integer field takes.
+struct IntRule {
+    /// It must be present.
+    required: bool,
+    /// Null is allowed.
+    nullable: bool,
+    /// An Automerge timestamp is allowed (a field holding a time).
+    timestamps: bool,
+    /// The allowed values.
+    range: std::ops::RangeInclusive<i64>,
+}
+
+impl IntRule {
+    /// A required integer in `range`.
+    fn required(range: std::ops::RangeInclusive<i64>) -> Self {
+        Self { required: true, nullable: false, timestamps: false, range }
     }
 }
 
@@ -111,18 +130,9 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// Every value at `key` must be an integer in `range` (or null where `nullable`); an
-    /// Automerge timestamp counts only where `timestamps` (a field holding a time).
-    fn integer(
-        &self,
-        obj: &ObjId,
-        key: &str,
-        path: &str,
-        required: bool,
-        nullable: bool,
-        timestamps: bool,
-        range: std::ops::RangeInclusive<i64>,
-    ) -> Checked {
+    /// Every value at `key` must be an integer as `rule` says.
+    fn integer(&self, obj: &ObjId, key: &str, path: &str, rule: IntRule) -> Checked {
+        let IntRule { required, nullable, timestamps, range } = rule;
         let path = join(path, key);
         let values = self.values(obj, key);
         if values.is_empty() && required {
@@ -151,7 +161,12 @@ impl Walk<'_> {
 
     /// Milliseconds since 1970 (a device or server time): an integer, never negative.
     fn time(&self, obj: &ObjId, key: &str, path: &str, required: bool) -> Checked {
-        self.integer(obj, key, path, required, false, true, 0..=i64::MAX)
+        self.integer(
+            obj,
+            key,
+            path,
+            IntRule { required, nullable: false, timestamps: true, range: 0..=i64::MAX },
+        )
     }
 
     /// Every value at `key` must be a number (integer or float) passing `rule`.
@@ -313,30 +328,9 @@ fn code(v: &str) -> Result<(), String> {
     Code::new(v).map(drop).map_err(|_| format!("{v:?} is not a code (lower-case letters, digits, _)"))
 }
 
-const SEXES: &[&str] = &["male", "female", "unknown"];
-const URGENCIES: &[&str] = &["normal", "urgent", "critical"];
-const SATISFACTIONS: &[&str] = &["satisfied", "basically_satisfied", "unsatisfied"];
-const EVENT_KINDS: &[&str] = &[
-    "raised",
-    "resolved_on_spot",
-    "accepted",
-    "discussed",
-    "dispatched",
-    "assigned",
-    "claimed",
-    "progress",
-    "supervised",
-    "resolved",
-    "followed_up",
-    "reopened",
-    "closed",
-    "cancelled",
-    "reviewed",
-];
-
 /// The root fields every document has: `schema`, `type`, `id`.
 fn check_root(w: &Walk<'_>, id: DocumentId, type_name: &'static str) -> Checked {
-    w.integer(&ROOT, "schema", "", true, false, false, 1..=i64::from(u32::MAX))?;
+    w.integer(&ROOT, "schema", "", IntRule::required(1..=i64::from(u32::MAX)))?;
     w.string(&ROOT, "type", "", true, |v| {
         if v == type_name { Ok(()) } else { Err(format!("must be {type_name:?}")) }
     })?;
@@ -363,7 +357,12 @@ fn check_household(doc: &AutoCommit, id: HouseholdId) -> Checked {
     for (_, resident, path) in w.entries::<ResidentId>(&ROOT, "residents", "", true, "resident id")? {
         w.string(&resident, "name", &path, true, short("name", true))?;
         w.string(&resident, "sex", &path, false, one_of(SEXES))?;
-        w.integer(&resident, "birth_year", &path, false, true, false, 1900..=2100)?;
+        w.integer(
+            &resident,
+            "birth_year",
+            &path,
+            IntRule { required: false, nullable: true, timestamps: false, range: 1900..=2100 },
+        )?;
         w.string(&resident, "phone", &path, false, |v| text::phone(v).map(drop).map_err(|e| e.to_string()))?;
         w.time(&resident, "added_at", &path, true)?;
         w.boolean(&resident, "removed", &path, true)?;
@@ -386,13 +385,7 @@ fn check_household(doc: &AutoCommit, id: HouseholdId) -> Checked {
     for (_, visit, path) in w.entries::<VisitId>(&ROOT, "visits", "", true, "visit id")? {
         w.time(&visit, "at", &path, true)?;
         w.string(&visit, "by", &path, true, id_of::<MemberId>("member id"))?;
-        w.string(&visit, "kind", &path, true, |v| {
-            if VisitKind::ALL.iter().any(|k| k.as_str() == v) {
-                Ok(())
-            } else {
-                Err(format!("{v:?} is not a visit kind this server knows"))
-            }
-        })?;
+        w.string(&visit, "kind", &path, true, one_of(VISIT_KINDS))?;
         w.string(&visit, "notes", &path, false, long("notes", false))?;
         w.string_list(&visit, "needs", &path, false, household::MAX_NEEDS, short("need", true))?;
         check_location(&w, &visit, &path)?;
@@ -429,7 +422,7 @@ fn check_attachments(w: &Walk<'_>, item: &ObjId, path: &str) -> Checked {
             for attachment in w.objects(&map, &key, &path, true, ObjType::Map)? {
                 let path = join(&path, &key);
                 let max = i64::try_from(MAX_ATTACHMENT_BYTES).unwrap_or(i64::MAX);
-                w.integer(&attachment, "size", &path, true, false, false, 1..=max)?;
+                w.integer(&attachment, "size", &path, IntRule::required(1..=max))?;
                 w.string(&attachment, "media_type", &path, true, |v| {
                     let ok = !v.is_empty()
                         && v.chars().count() <= MAX_ATTACHMENT_LABEL
@@ -524,7 +517,7 @@ fn check_request(doc: &AutoCommit, id: crate::ids::RequestId) -> Checked {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{NewHousehold, NewResident, NewVisit, Sex};
+    use crate::model::{NewHousehold, NewResident, NewVisit, Sex, VisitKind};
     use automerge::transaction::Transactable;
 
     fn household_doc() -> (AutoCommit, HouseholdId) {

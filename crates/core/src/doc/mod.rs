@@ -16,6 +16,7 @@ pub mod check;
 pub mod household;
 pub mod request;
 pub mod same_household;
+pub mod schema;
 
 /// The schema version this build writes into every document it creates. Readers accept any
 /// version: fields they do not know are skipped and left intact.
