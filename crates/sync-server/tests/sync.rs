@@ -1033,3 +1033,36 @@ async fn a_request_dispatched_elsewhere_leaves_the_first_department_on_a_busy_da
     assert_eq!(sync(&server, &mut c).await.purged, 0);
     assert_eq!(sync(&server, &mut h).await.purged, 0);
 }
+
+#[tokio::test]
+async fn a_device_of_any_language_learns_the_taxonomy_on_its_first_download_edited_or_not() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let grid = storage.create_grid("一网格", "幸福社区", "城关街道").expect("grid");
+    let worker = member(&*storage, "王芳", Role::GridWorker, &[grid]);
+    let dir = devices_dir();
+    let replica = device(&server, dir.path(), "w", worker).await;
+    let token = replica.enrolment().expect("read").expect("enrolled").token;
+    let shipped = doorstep_core::model::Taxonomy::default_county();
+    let round = |cursor: u64, known: Option<u32>| {
+        let request = SyncRequest { cursor, taxonomy_version: known, ..SyncRequest::default() };
+        encode_client(&ClientMessage::Sync(request))
+    };
+    let taxonomy_of = |reply: Vec<u8>| match doorstep_client::decode_reply(&reply).expect("decodes") {
+        ServerMessage::Sync(reply) => reply.taxonomy,
+        other => panic!("{other:?}"),
+    };
+    let client = server.client();
+    // A client that holds none (version 0), or does not say, on its first round: the whole
+    // taxonomy in force, though the county never edited it.
+    for known in [Some(0), None] {
+        let sent = taxonomy_of(client.post_frame(&token, round(0, known)).await.expect("round"));
+        assert_eq!(sent.as_ref(), Some(&shipped), "{known:?}");
+    }
+    // Up to date, or an older client past its first round: nothing (no bytes every round).
+    assert_eq!(
+        taxonomy_of(client.post_frame(&token, round(0, Some(shipped.version))).await.expect("r")),
+        None
+    );
+    assert_eq!(taxonomy_of(client.post_frame(&token, round(5, None)).await.expect("r")), None);
+}

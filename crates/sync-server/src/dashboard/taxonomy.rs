@@ -205,15 +205,29 @@ pub fn in_force(storage: &dyn Storage, shipped: &Taxonomy) -> Result<Taxonomy, S
     Ok(storage.county_taxonomy()?.unwrap_or_else(|| shipped.clone()))
 }
 
-/// What a device that holds taxonomy `known` should receive: the county's taxonomy when it is
-/// newer, nothing otherwise (or when the device did not say, being older than this feature).
-pub fn for_device(storage: &dyn Storage, known: Option<u32>) -> Result<Option<Taxonomy>, StorageError> {
-    let Some(known) = known else { return Ok(None) };
+/// What a device that holds taxonomy `known` should receive, on a round from `cursor`: the
+/// taxonomy in force (the county's as edited, or `shipped` before any edit) when it is newer
+/// than `known`; nothing otherwise. A device that does not say (`None`: a client older than
+/// the field, or one that never thought of it) gets it on a round from the start (cursor 0), so
+/// a client in any language learns the categories, departments and due times with its first
+/// download, edited or not, without an older client paying for it every round.
+pub fn for_device(
+    storage: &dyn Storage,
+    shipped: &Taxonomy,
+    known: Option<u32>,
+    cursor: u64,
+) -> Result<Option<Taxonomy>, StorageError> {
+    let known = match known {
+        Some(known) => known,
+        None if cursor == 0 => 0,
+        None => return Ok(None),
+    };
     // Most rounds: the device is up to date, and only the version is read.
-    if storage.county_taxonomy_version()?.is_none_or(|version| version <= known) {
+    let version = storage.county_taxonomy_version()?.unwrap_or(shipped.version);
+    if version <= known {
         return Ok(None);
     }
-    Ok(storage.county_taxonomy()?.filter(|t| t.version > known))
+    Ok(Some(in_force(storage, shipped)?).filter(|t| t.version > known))
 }
 
 #[cfg(test)]

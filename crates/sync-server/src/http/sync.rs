@@ -32,10 +32,15 @@ pub async fn handle_frame(
     let (reply, cursor) = match message {
         ClientMessage::Sync(request) => {
             let uploaded: usize = request.uploads.iter().map(|u| u.changes.len()).sum();
+            let shipped = state.dashboard.taxonomy.clone();
             let synced = blocking(move || -> Result<_, ApiError> {
                 let mut synced = storage.sync(&device, &request, &limits, now())?;
-                synced.reply.taxonomy =
-                    crate::dashboard::taxonomy::for_device(storage.as_ref(), request.taxonomy_version)?;
+                synced.reply.taxonomy = crate::dashboard::taxonomy::for_device(
+                    storage.as_ref(),
+                    &shipped,
+                    request.taxonomy_version,
+                    request.cursor,
+                )?;
                 Ok(synced)
             })
             .await??;
