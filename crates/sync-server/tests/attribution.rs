@@ -378,6 +378,7 @@ async fn a_handed_over_grid_is_out_of_reach_of_the_old_phone_whatever_it_reports
         panic!("answered");
     };
     assert!(reply.docs.is_empty(), "nothing of the grid is sent: {:?}", reply.docs.len());
+    assert!(reply.purge.contains(&wire_id(home)), "told again to purge what it asked for");
     // Repair: refused.
     let mut state = automerge::sync::State::new();
     let mut empty = AutoCommit::new();

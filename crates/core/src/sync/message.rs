@@ -113,7 +113,9 @@ pub struct SyncReply {
     /// The scope digest, if asked for and `more` is false.
     pub digest: Option<WireHash>,
     /// The county's taxonomy, sent when it is newer than the `taxonomy_version` the device
-    /// reported; the device stores it and offers its categories from then on.
+    /// reported; the device stores it and offers its categories from then on. Left out of the
+    /// frame when there is none (most rounds), so an idle reply costs nothing for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub taxonomy: Option<Taxonomy>,
 }
 

@@ -609,8 +609,15 @@ fn catch_up(
                 break;
             }
         }
-        // Documents the device holds that are no longer in scope: purge.
+        // Documents the device holds that are no longer in scope: purge. So are documents it
+        // asked for (`missing`) that are not in its scope: step 0 made them "not held", so the
+        // comparison above would not find them.
         out.purge.extend(tx.held_outside(&rule, device.id, None)?);
+        if !resend.is_empty() {
+            let in_scope: HashSet<DocumentId> =
+                tx.snapshots(&rule, resend)?.into_iter().map(|s| s.doc).collect();
+            out.purge.extend(resend.iter().filter(|id| !in_scope.contains(id)));
+        }
     } else {
         // The scope itself is as the device last saw it whole: only documents whose facts moved
         // since the cursor can have left it.
