@@ -1438,3 +1438,136 @@ async fn an_unknown_login_gets_byte_identical_answers_to_a_known_one_in_every_st
         assert_eq!(known, unknown, "attempt {attempt}: the answers tell the logins apart");
     }
 }
+
+/// A session cookie for `login`, or `None` when signing in fails.
+async fn session_of(base: &str, login: &str, password: &str) -> Option<String> {
+    set_cookie(&http_sign_in(base, login, password).await, "dsk_session")
+}
+
+/// A dashboard page with a session cookie: (status, body).
+async fn get_page(base: &str, path: &str, cookie: &str) -> (u16, String) {
+    let response = http()
+        .get(format!("{base}{path}"))
+        .header("cookie", format!("dsk_session={cookie}"))
+        .send()
+        .await
+        .expect("page");
+    (response.status().as_u16(), response.text().await.expect("body"))
+}
+
+/// Posts a dashboard form with a session cookie and the page's CSRF token: (status, body).
+async fn post_form(
+    base: &str,
+    path: &str,
+    cookie: &str,
+    csrf: &str,
+    fields: &[(&str, &str)],
+) -> (u16, String) {
+    let mut form: Vec<(&str, &str)> = vec![("csrf", csrf)];
+    form.extend_from_slice(fields);
+    let response = http()
+        .post(format!("{base}{path}"))
+        .header("cookie", format!("dsk_session={cookie}"))
+        .form(&form)
+        .send()
+        .await
+        .expect("post");
+    (response.status().as_u16(), response.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn a_user_changes_their_password_and_an_administrator_disables_accounts_and_members_at_once() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let base = server.url.clone();
+    let grid = storage.create_grid("第一网格", "幸福社区", "城关街道").expect("grid");
+    let (login, password) = supervisor_account(&*storage, &[grid]);
+    let boss = storage.staff_account(&login).expect("read").expect("account").member;
+    let admin = member(&*storage, "县管理员", Role::Admin, &[]);
+    let hash = doorstep_server::auth::hash_password("admin-password-1").expect("hash");
+    storage.create_staff_account(admin, "admin", &hash, doorstep_server::http::now()).expect("account");
+
+    // The supervisor changes their own password: the current one is required, the policy holds,
+    // and this session stays while the old password stops working.
+    let cookie = session_of(&base, &login, &password).await.expect("signed in");
+    let (status, page) = get_page(&base, "/dashboard/account", &cookie).await;
+    assert_eq!(status, 200);
+    let csrf = hidden_csrf(&page);
+    let change = [("old_password", "not-my-password"), ("new_password", "a-brand-new-password")];
+    assert_eq!(post_form(&base, "/dashboard/account/password", &cookie, &csrf, &change).await.0, 400);
+    let short = [("old_password", password.as_str()), ("new_password", "short")];
+    assert_eq!(post_form(&base, "/dashboard/account/password", &cookie, &csrf, &short).await.0, 400);
+    let good = [("old_password", password.as_str()), ("new_password", "a-brand-new-password")];
+    let (status, body) = post_form(&base, "/dashboard/account/password", &cookie, &csrf, &good).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("id=\"notice\""), "{body}");
+    assert_eq!(get_page(&base, "/dashboard/overview", &cookie).await.0, 200, "this session stays");
+    assert!(session_of(&base, &login, &password).await.is_none(), "the old password is refused");
+    let cookie = session_of(&base, &login, "a-brand-new-password").await.expect("the new one works");
+
+    // The administrator disables the account: its open session stops at once.
+    let admin_cookie = session_of(&base, "admin", "admin-password-1").await.expect("admin");
+    let (_, admin_page) = get_page(&base, "/dashboard/admin", &admin_cookie).await;
+    let admin_csrf = hidden_csrf(&admin_page);
+    let (status, _) = post_form(
+        &base,
+        "/dashboard/admin/disable-account",
+        &admin_cookie,
+        &admin_csrf,
+        &[("login", &login)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(get_page(&base, "/dashboard/overview", &cookie).await.0, 303, "signed out at once");
+    assert!(session_of(&base, &login, "a-brand-new-password").await.is_none());
+    let (status, _) =
+        post_form(&base, "/dashboard/admin/enable-account", &admin_cookie, &admin_csrf, &[("login", &login)])
+            .await;
+    assert_eq!(status, 200);
+    let cookie = session_of(&base, &login, "a-brand-new-password").await.expect("enabled again");
+
+    // Disabling the member: its session ends, its phone's open WebSocket is told at once, and
+    // the phone is refused over HTTP.
+    let dir = devices_dir();
+    let mut phone = device(&server, dir.path(), "phone", boss).await;
+    let mut live = server
+        .client()
+        .connect_live(&doorstep_client::Client::device_token(&phone).expect("token"))
+        .await
+        .expect("ws");
+    live.sync(&mut phone).await.expect("live sync");
+    let member_id = boss.to_string();
+    let (status, body) = post_form(
+        &base,
+        "/dashboard/admin/disable-member",
+        &admin_cookie,
+        &admin_csrf,
+        &[("member", &member_id)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get_page(&base, "/dashboard/overview", &cookie).await.0, 303, "signed out at once");
+    let err = live.next_push(&mut phone).await.expect_err("the socket is told");
+    assert!(
+        matches!(
+            err,
+            doorstep_client::ClientError::Refused {
+                code: doorstep_core::sync::message::ErrorCode::DeviceRevoked,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = server.client().sync(&mut phone).await.expect_err("refused");
+    assert!(
+        matches!(
+            err,
+            doorstep_client::ClientError::Refused {
+                code: doorstep_core::sync::message::ErrorCode::DeviceRevoked,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(session_of(&base, &login, "a-brand-new-password").await.is_none(), "cannot sign in");
+}
