@@ -421,3 +421,24 @@ async fn parallel_guesses_from_one_address_check_no_more_codes_than_its_limit() 
     }
     assert_eq!(checked, 3, "each attempt is counted before its code is looked at");
 }
+
+#[tokio::test]
+async fn the_client_waits_out_a_short_retry_after_and_its_sync_completes() {
+    let server =
+        start_with_config("metrics_token = \"m\"\nsync_round_burst = 1\nsync_rounds_per_minute = 600\n");
+    let storage = server.storage();
+    let g = grid(&*storage);
+    let dir = devices_dir();
+    let mut phone = device(&server, dir.path(), "a", member(&*storage, "甲", Role::GridWorker, &[g])).await;
+    for n in 0..3 {
+        phone.create_household(&household(g, &format!("10{n}"), "王秀英"), t(n)).expect("household");
+        let report = server.client().sync(&mut phone).await.expect("each sync completes");
+        assert_eq!(report.uploaded_changes, 1);
+    }
+    let text = metrics_text(&server, "m").await;
+    assert!(
+        metric(&text, "doorstep_errors_total").is_some_and(|n| n > 0),
+        "the budget of one round was hit and waited out: {text}"
+    );
+    assert_eq!(storage.document_heads().expect("heads").len(), 3);
+}
