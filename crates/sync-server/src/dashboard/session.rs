@@ -28,7 +28,6 @@ use crate::http::{AppState, blocking, now};
 use crate::scope::Scope;
 use crate::storage::accounts::{self, Reservation};
 use crate::storage::dashboard::NewSession;
-use doorstep_core::time::Timestamp;
 
 /// Consecutive failed sign-ins that lock an account.
 pub const MAX_FAILURES: u32 = 5;
@@ -184,8 +183,8 @@ enum Attempt {
     Check(Option<crate::storage::dashboard::StaffAccount>, bool),
 }
 
-/// The key an unknown login's failures are kept under (a long one as its hash, so memory stays
-/// bounded).
+/// The login as looked up and counted: a login longer than any account's (64 bytes) is
+/// replaced by its hash, so an unknown one's row stays small.
 fn unknown_login_key(login: &str) -> String {
     if login.len() <= 64 {
         login.to_owned()
@@ -201,7 +200,7 @@ fn unknown_login_key(login: &str) -> String {
 /// statement, before any password is checked, so parallel guesses cannot check more); the
 /// password checked outside the storage slots, at most two at a time ([`PasswordChecks`]);
 /// success resets the count. An unknown (or disabled) login is counted and locked the same way
-/// in memory and checked against a dummy hash, so every answer is byte for byte the answer a
+/// (`unknown_sign_ins`) and checked against a dummy hash, so every answer is byte for byte the answer a
 /// known login gets.
 ///
 /// [`PasswordChecks`]: crate::http::passwords::PasswordChecks
@@ -255,20 +254,14 @@ pub async fn sign_in(
     let at = now();
     let lock_ms = LOCK_MINUTES * 60_000;
     let storage = state.storage.clone();
-    let reserved = login.clone();
+    let reserved = unknown_login_key(&login);
     let reservation = turn
         .run(move || accounts::reserve_sign_in(storage.as_ref(), &reserved, at, MAX_FAILURES, lock_ms))
         .await
         .map_err(|e| DashboardError::Internal(e.to_string()))??;
     let attempt = match reservation {
-        Reservation::Unknown => {
-            let (failures, locked) =
-                state.abuse.reserve_unknown_login(&unknown_login_key(&login), at, MAX_FAILURES, lock_ms);
-            match accounts::decide(failures, locked, at, MAX_FAILURES) {
-                None => Attempt::Locked(locked.unwrap_or(Timestamp(at.millis() + lock_ms))),
-                Some(last) => Attempt::Check(None, last),
-            }
-        }
+        Reservation::Unknown { locked_until: Some(until), .. } => Attempt::Locked(until),
+        Reservation::Unknown { locked_until: None, last } => Attempt::Check(None, last),
         Reservation::Locked { until } => Attempt::Locked(until),
         Reservation::Check { account, last } => Attempt::Check(Some(account), last),
     };

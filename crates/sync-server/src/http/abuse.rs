@@ -1,6 +1,6 @@
 //! Abuse limits kept in memory (no migration, per node): failed enrolment attempts per client
 //! address and county-wide (past the county's budget attempts are slowed down, not refused),
-//! failed sign-ins per client address, failure counts of logins that do not exist, sync
+//! failed sign-ins per client address, sync
 //! budgets per device (rounds and reply bytes, token buckets), and live WebSocket connections
 //! per device. Each refusal is the protocol's `rate_limited` error, with a retry-after. The tables are bounded, so a flood of new addresses cannot
 //! grow memory without end.
@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use doorstep_core::ids::DeviceId;
-use doorstep_core::time::Timestamp;
 
 /// The limits, from [`crate::config::Config`].
 #[derive(Clone, Debug)]
@@ -69,7 +68,7 @@ impl Default for AbuseLimits {
     }
 }
 
-/// Most client addresses (and devices, and unknown logins) remembered at once; past this the
+/// Most client addresses (and devices) remembered at once; past this the
 /// oldest entries are dropped.
 const MAX_TRACKED_ADDRESSES: usize = 100_000;
 
@@ -137,9 +136,6 @@ pub struct Abuse {
     /// When the next enrolment attempt may pass once the county's failures are used up.
     enrol_next: Mutex<Option<Instant>>,
     sign_in_by_address: Mutex<HashMap<IpAddr, Window>>,
-    /// Failure counts and locks of logins that do not exist, kept like real accounts' so that
-    /// an unknown login answers exactly as a known one.
-    unknown_logins: Mutex<HashMap<String, (u32, Option<Timestamp>)>>,
     sync_budgets: Mutex<HashMap<DeviceId, SyncBudget>>,
     connections: Mutex<HashMap<DeviceId, usize>>,
     /// The password hasher, bounded.
@@ -199,7 +195,6 @@ impl Abuse {
             total: Mutex::new(Window::default()),
             enrol_next: Mutex::new(None),
             sign_in_by_address: Mutex::new(HashMap::new()),
-            unknown_logins: Mutex::new(HashMap::new()),
             sync_budgets: Mutex::new(HashMap::new()),
             connections: Mutex::new(HashMap::new()),
             passwords,
@@ -284,24 +279,6 @@ impl Abuse {
         let mut table = lock(&self.sign_in_by_address);
         bound(&mut table, &address, |w| w.started.is_none_or(|s| now.duration_since(s) >= window));
         *table.entry(address).or_default().current(now, window) += 1;
-    }
-
-    /// Reserves a sign-in attempt for a login that has no account, exactly as
-    /// [`crate::storage::accounts::reserve_sign_in`] does for one that has: the count and lock
-    /// after this attempt.
-    pub fn reserve_unknown_login(
-        &self,
-        login: &str,
-        now: Timestamp,
-        max: u32,
-        lock_ms: i64,
-    ) -> (u32, Option<Timestamp>) {
-        let mut table = lock(&self.unknown_logins);
-        let key = login.to_owned();
-        bound(&mut table, &key, |(_, locked)| locked.is_none_or(|t| t <= now));
-        let entry = table.entry(key).or_insert((0, None));
-        *entry = crate::storage::accounts::next_attempt(entry.0, entry.1, now, max, lock_ms);
-        *entry
     }
 
     /// Takes one sync round from `device`'s budget (refused while its byte budget is spent).
@@ -429,17 +406,6 @@ mod tests {
         abuse.sync_bytes(b, 1500);
         assert!(abuse.sync_round(b, t0).is_err(), "the byte budget is in debt");
         assert_eq!(abuse.sync_round(b, t0 + Duration::from_secs(600)), Ok(()), "paid back");
-    }
-
-    #[test]
-    fn unknown_logins_lock_like_accounts() {
-        let abuse = Abuse::new(limits());
-        let now = Timestamp(1_000);
-        let mut last = (0, None);
-        for _ in 0..6 {
-            last = abuse.reserve_unknown_login("nobody", now, 5, 60_000);
-        }
-        assert_eq!(last, (6, Some(Timestamp(61_000))));
     }
 
     #[test]

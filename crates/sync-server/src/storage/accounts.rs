@@ -81,8 +81,15 @@ fn audit(sql: &mut dyn AdminSql, action: &str, detail: &str, now: Timestamp) -> 
 /// What a sign-in attempt may do, decided before any password is checked.
 #[derive(Clone, Debug)]
 pub enum Reservation {
-    /// No enabled account has this login (unknown, disabled, or its member disabled).
-    Unknown,
+    /// No enabled account has this login (unknown, disabled, or its member disabled). It is
+    /// counted and locked all the same: check the password against a dummy hash (unless
+    /// locked) and answer exactly as for a known login.
+    Unknown {
+        /// Locked until then: refuse without checking.
+        locked_until: Option<Timestamp>,
+        /// This was the last attempt before the lock.
+        last: bool,
+    },
     /// Locked until then: refuse without checking the password.
     Locked {
         /// When the lock ends.
@@ -129,7 +136,8 @@ pub fn decide(failures: u32, locked_until: Option<Timestamp>, now: Timestamp, ma
 
 /// Reserves one sign-in attempt for `login` in one statement: the failure count goes up (and
 /// the lock is set when it reaches `max`) before the password is checked, so parallel guesses
-/// cannot check more than `max` passwords, and none of them is lost.
+/// cannot check more than `max` passwords, and none of them is lost. A login without an
+/// enabled account is counted the same way in `unknown_sign_ins`.
 pub fn reserve_sign_in<S: DashboardStorage + ?Sized>(
     storage: &S,
     login: &str,
@@ -140,34 +148,61 @@ pub fn reserve_sign_in<S: DashboardStorage + ?Sized>(
     let lock = now.millis().saturating_add(lock_ms);
     let login = login.to_owned();
     let rows = in_transaction(storage, |sql| {
+        let params = [
+            text(login.as_str()),
+            SqlValue::Int(now.millis()),
+            SqlValue::Int(i64::from(max)),
+            SqlValue::Int(lock),
+        ];
+        let known = sql.rows(
+            &format!(
+                "UPDATE staff_accounts SET {}
+                 WHERE login = $1 AND disabled_at IS NULL
+                   AND member_id IN (SELECT member_id FROM members WHERE disabled_at IS NULL)
+                 RETURNING failed_attempts, locked_until, account_id, member_id, password_hash",
+                count_attempt("staff_accounts")
+            ),
+            &params,
+        )?;
+        if !known.is_empty() {
+            return Ok(known);
+        }
+        // No such (enabled) account: the same count and lock in a table of their own, so the
+        // answers match a known login's on every node.
+        sql.exec(
+            "DELETE FROM unknown_sign_ins WHERE updated_at < CAST($1 AS BIGINT)",
+            &[SqlValue::Int(now.millis().saturating_sub(UNKNOWN_KEPT_MS))],
+        )?;
         sql.rows(
-            "UPDATE staff_accounts SET
-                failed_attempts = CASE
-                    WHEN locked_until IS NOT NULL AND locked_until <= CAST($2 AS BIGINT) THEN 1
-                    ELSE failed_attempts + 1 END,
-                locked_until = CASE
-                    WHEN locked_until IS NOT NULL AND locked_until <= CAST($2 AS BIGINT) THEN
-                        CASE WHEN CAST($3 AS BIGINT) <= 1 THEN CAST($4 AS BIGINT) ELSE NULL END
-                    WHEN locked_until IS NULL AND failed_attempts + 1 >= CAST($3 AS BIGINT)
-                        THEN CAST($4 AS BIGINT)
-                    ELSE locked_until END
-             WHERE login = $1 AND disabled_at IS NULL
-               AND member_id IN (SELECT member_id FROM members WHERE disabled_at IS NULL)
-             RETURNING account_id, member_id, password_hash, failed_attempts, locked_until",
-            &[
-                text(login.as_str()),
-                SqlValue::Int(now.millis()),
-                SqlValue::Int(i64::from(max)),
-                SqlValue::Int(lock),
-            ],
+            &format!(
+                "INSERT INTO unknown_sign_ins (login, failed_attempts, locked_until, updated_at)
+                 VALUES ($1, 1, CASE WHEN CAST($3 AS BIGINT) <= 1 THEN CAST($4 AS BIGINT) ELSE NULL END,
+                         CAST($2 AS BIGINT))
+                 ON CONFLICT (login) DO UPDATE SET {}, updated_at = CAST($2 AS BIGINT)
+                 RETURNING failed_attempts, locked_until",
+                count_attempt("unknown_sign_ins")
+            ),
+            &params,
         )
     })?;
-    let Some(row) = rows.into_iter().next() else { return Ok(Reservation::Unknown) };
-    let [id, member, hash, failures, locked] = <[SqlValue; 5]>::try_from(row)
-        .map_err(|_| StorageError::Damaged("sign-in reservation: wrong columns".into()))?;
-    let failures = u32::try_from(failures.int().unwrap_or(0)).unwrap_or(u32::MAX);
-    let locked_until = locked.int().map(Timestamp);
-    match decide(failures, locked_until, now, max) {
+    let Some(row) = rows.into_iter().next() else {
+        return Err(StorageError::Damaged("sign-in reservation returned nothing".into()));
+    };
+    let mut columns = row.into_iter();
+    let failures = columns.next().and_then(|v| v.int()).unwrap_or(0);
+    let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+    let locked_until = columns.next().and_then(|v| v.int()).map(Timestamp);
+    let decision = decide(failures, locked_until, now, max);
+    let (Some(id), Some(member), Some(hash)) = (columns.next(), columns.next(), columns.next()) else {
+        return Ok(Reservation::Unknown {
+            locked_until: match decision {
+                None => Some(locked_until.unwrap_or(Timestamp(lock))),
+                Some(_) => None,
+            },
+            last: decision.unwrap_or(true),
+        });
+    };
+    match decision {
         None => Ok(Reservation::Locked { until: locked_until.unwrap_or(Timestamp(lock)) }),
         Some(last) => Ok(Reservation::Check {
             account: StaffAccount {
@@ -181,6 +216,26 @@ pub fn reserve_sign_in<S: DashboardStorage + ?Sized>(
             last,
         }),
     }
+}
+
+/// How long an unknown login's failures are kept after its last attempt.
+const UNKNOWN_KEPT_MS: i64 = 24 * 3600 * 1000;
+
+/// One more attempt, as SQL over `table`'s `failed_attempts` and `locked_until` ($2 now, $3 the
+/// limit, $4 the lock's end): [`next_attempt`]'s rules. Columns are qualified, as an upsert's
+/// `DO UPDATE` needs on PostgreSQL.
+fn count_attempt(table: &str) -> String {
+    format!(
+        "failed_attempts = CASE
+            WHEN {table}.locked_until IS NOT NULL AND {table}.locked_until <= CAST($2 AS BIGINT) THEN 1
+            ELSE {table}.failed_attempts + 1 END,
+        locked_until = CASE
+            WHEN {table}.locked_until IS NOT NULL AND {table}.locked_until <= CAST($2 AS BIGINT) THEN
+                CASE WHEN CAST($3 AS BIGINT) <= 1 THEN CAST($4 AS BIGINT) ELSE NULL END
+            WHEN {table}.locked_until IS NULL AND {table}.failed_attempts + 1 >= CAST($3 AS BIGINT)
+                THEN CAST($4 AS BIGINT)
+            ELSE {table}.locked_until END"
+    )
 }
 
 /// The rules every staff password follows, on the command line and the dashboard alike.
