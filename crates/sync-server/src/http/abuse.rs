@@ -212,51 +212,38 @@ impl Abuse {
     /// `enrol_attempts_per_minute_over_limit`, so a flood from many addresses is slowed down
     /// but a real code still gets through. An address past its own limit is refused, even with
     /// a right code.
-    ///
-    /// An attempt let through is counted as a failure at once (so parallel guesses cannot all
-    /// pass the check before any is counted); [`Abuse::enrol_succeeded`] takes it back.
     pub fn may_enrol(&self, address: Option<IpAddr>, now: Instant) -> Result<Duration, Refusal> {
         let window = self.limits.enrol_window;
-        let mut table = lock(&self.by_address);
-        if let Some(address) = address
-            && let Some(w) = table.get_mut(&address)
-            && *w.current(now, window) >= self.limits.enrol_failures_per_address
-        {
-            return Err(Refusal::EnrolmentAttempts(w.left(now, window)));
-        }
-        let mut total = lock(&self.total);
-        let wait = if *total.current(now, window) < self.limits.enrol_failures_total {
-            Duration::ZERO
-        } else {
-            let interval = Duration::from_secs(60) / self.limits.enrol_attempts_per_minute_over_limit.max(1);
-            let mut next = lock(&self.enrol_next);
-            let turn = next.map_or(now, |n| n.max(now));
-            let wait = turn.duration_since(now);
-            if wait > MAX_ENROL_WAIT {
-                return Err(Refusal::EnrolmentAttempts(wait));
-            }
-            *next = Some(turn + interval);
-            wait
-        };
-        *total.current(now, window) += 1;
         if let Some(address) = address {
-            bound(&mut table, &address, |w| w.started.is_none_or(|s| now.duration_since(s) >= window));
-            *table.entry(address).or_default().current(now, window) += 1;
+            let mut table = lock(&self.by_address);
+            if let Some(w) = table.get_mut(&address)
+                && *w.current(now, window) >= self.limits.enrol_failures_per_address
+            {
+                return Err(Refusal::EnrolmentAttempts(w.left(now, window)));
+            }
         }
+        if *lock(&self.total).current(now, window) < self.limits.enrol_failures_total {
+            return Ok(Duration::ZERO);
+        }
+        let interval = Duration::from_secs(60) / self.limits.enrol_attempts_per_minute_over_limit.max(1);
+        let mut next = lock(&self.enrol_next);
+        let turn = next.map_or(now, |n| n.max(now));
+        let wait = turn.duration_since(now);
+        if wait > MAX_ENROL_WAIT {
+            return Err(Refusal::EnrolmentAttempts(wait));
+        }
+        *next = Some(turn + interval);
         Ok(wait)
     }
 
-    /// An attempt [`Abuse::may_enrol`] let through enrolled a device: it is not a failure.
-    pub fn enrol_succeeded(&self, address: Option<IpAddr>, now: Instant) {
+    /// Counts a failed enrolment attempt (a wrong, used or expired code).
+    pub fn enrol_failed(&self, address: Option<IpAddr>, now: Instant) {
         let window = self.limits.enrol_window;
+        *lock(&self.total).current(now, window) += 1;
+        let Some(address) = address else { return };
         let mut table = lock(&self.by_address);
-        let total = &mut *lock(&self.total);
-        let count = total.current(now, window);
-        *count = count.saturating_sub(1);
-        if let Some(w) = address.and_then(|a| table.get_mut(&a)) {
-            let count = w.current(now, window);
-            *count = count.saturating_sub(1);
-        }
+        bound(&mut table, &address, |w| w.started.is_none_or(|s| now.duration_since(s) >= window));
+        *table.entry(address).or_default().current(now, window) += 1;
     }
 
     /// May a sign-in from `address` go ahead (checked before anything else)?
@@ -370,18 +357,15 @@ mod tests {
         let abuse = Abuse::new(limits());
         let t0 = Instant::now();
         let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
-        // A success is taken back; parallel attempts are counted before their codes are checked.
-        assert_eq!(abuse.may_enrol(Some(a), t0), Ok(Duration::ZERO));
-        abuse.enrol_succeeded(Some(a), t0);
         for _ in 0..2 {
             assert_eq!(abuse.may_enrol(Some(a), t0), Ok(Duration::ZERO));
+            abuse.enrol_failed(Some(a), t0);
         }
         assert!(matches!(abuse.may_enrol(Some(a), t0), Err(Refusal::EnrolmentAttempts(_))));
-        for _ in 0..2 {
-            assert_eq!(abuse.may_enrol(Some(b), t0), Ok(Duration::ZERO), "another address is not blocked");
+        assert_eq!(abuse.may_enrol(Some(b), t0), Ok(Duration::ZERO), "another address is not blocked");
+        for _ in 0..3 {
+            abuse.enrol_failed(Some(b), t0);
         }
-        let c = IpAddr::from([10, 0, 0, 3]);
-        assert_eq!(abuse.may_enrol(Some(c), t0), Ok(Duration::ZERO), "the fifth failure county-wide");
         // County-wide past the budget: attempts take turns, 10 s apart, at most 30 s ahead.
         assert_eq!(abuse.may_enrol(None, t0), Ok(Duration::ZERO));
         assert_eq!(abuse.may_enrol(None, t0), Ok(Duration::from_secs(10)));

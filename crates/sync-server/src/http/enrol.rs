@@ -52,6 +52,7 @@ pub async fn enrol(
     }
     let code = crate::auth::normalize_code(&request.code);
     if code.is_empty() || code.len() > 32 {
+        state.abuse.enrol_failed(address, std::time::Instant::now());
         return Err(ApiError::BadRequest("enrolment code is missing or malformed".into()));
     }
     let code_hash = crate::auth::hash_secret(&code);
@@ -62,15 +63,17 @@ pub async fn enrol(
             .await?;
     match result {
         Ok(enrolled) => {
-            state.abuse.enrol_succeeded(address, std::time::Instant::now());
             tracing::info!(device = %enrolled.device_id, member = %enrolled.member_id, "device enrolled");
             Ok(Json(enrolled))
         }
-        Err(EnrolError::InvalidCode) => Err(ApiError::Protocol {
-            code: doorstep_core::sync::message::ErrorCode::Unauthorized,
-            message: "the enrolment code is not valid (unknown, used or expired)".into(),
-            doc: None,
-        }),
+        Err(EnrolError::InvalidCode) => {
+            state.abuse.enrol_failed(address, std::time::Instant::now());
+            Err(ApiError::Protocol {
+                code: doorstep_core::sync::message::ErrorCode::Unauthorized,
+                message: "the enrolment code is not valid (unknown, used or expired)".into(),
+                doc: None,
+            })
+        }
         Err(EnrolError::BadActor) => {
             Err(ApiError::BadRequest("the device's actor id is not acceptable".into()))
         }
