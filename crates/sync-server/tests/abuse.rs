@@ -409,3 +409,36 @@ async fn the_client_waits_out_a_short_retry_after_and_its_sync_completes() {
     );
     assert_eq!(storage.document_heads().expect("heads").len(), 3);
 }
+
+#[tokio::test]
+async fn parallel_guesses_from_one_address_check_no_more_codes_than_its_limit() {
+    let server = start_with_config("enrol_failures_per_address = 3\n");
+    let url = server.url.clone();
+    let guesses: Vec<_> = (0..20)
+        .map(|n| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .post(format!("{url}/v1/enrol"))
+                    .json(&serde_json::json!({
+                        "code": format!("AAAA-BBBB-F{n:03}"),
+                        "actor": automerge::ActorId::random().to_hex_string(),
+                        "device_name": "猜码机",
+                    }))
+                    .send()
+                    .await
+                    .expect("enrol")
+                    .status()
+            })
+        })
+        .collect();
+    let mut checked = 0;
+    for guess in guesses {
+        match guess.await.expect("task") {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(checked, 3, "one code at a time per address: each failure is counted before the next check");
+}

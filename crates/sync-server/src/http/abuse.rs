@@ -136,6 +136,9 @@ pub struct Abuse {
     /// When the next enrolment attempt may pass once the county's failures are used up.
     enrol_next: Mutex<Option<Instant>>,
     sign_in_by_address: Mutex<HashMap<IpAddr, Window>>,
+    /// One enrolment check at a time per client address, so its failures are counted before
+    /// its next code is looked at.
+    enrol_turns: Mutex<HashMap<IpAddr, Arc<tokio::sync::Mutex<()>>>>,
     sync_budgets: Mutex<HashMap<DeviceId, SyncBudget>>,
     connections: Mutex<HashMap<DeviceId, usize>>,
     /// The password hasher, bounded.
@@ -195,6 +198,7 @@ impl Abuse {
             total: Mutex::new(Window::default()),
             enrol_next: Mutex::new(None),
             sign_in_by_address: Mutex::new(HashMap::new()),
+            enrol_turns: Mutex::new(HashMap::new()),
             sync_budgets: Mutex::new(HashMap::new()),
             connections: Mutex::new(HashMap::new()),
             passwords,
@@ -234,6 +238,34 @@ impl Abuse {
         }
         *next = Some(turn + interval);
         Ok(wait)
+    }
+
+    /// Waits for `address`'s turn to have a code checked: one at a time per address, so
+    /// parallel guesses cannot all pass [`Abuse::may_enrol`] before the first is counted (call
+    /// `may_enrol` again in the turn). Other addresses do not wait; the turn ends when the
+    /// guard drops.
+    pub async fn enrol_turn(&self, address: Option<IpAddr>) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let address = address?;
+        let turn = {
+            let mut table = lock(&self.enrol_turns);
+            // Turns nobody holds or waits for are dropped once the table is large.
+            bound(&mut table, &address, |t| Arc::strong_count(t) == 1);
+            Arc::clone(table.entry(address).or_default())
+        };
+        Some(turn.lock_owned().await)
+    }
+
+    /// The per-address check of [`Abuse::may_enrol`] alone (in the address's turn).
+    pub fn recheck_enrol(&self, address: Option<IpAddr>, now: Instant) -> Result<(), Refusal> {
+        let window = self.limits.enrol_window;
+        let Some(address) = address else { return Ok(()) };
+        let mut table = lock(&self.by_address);
+        if let Some(w) = table.get_mut(&address)
+            && *w.current(now, window) >= self.limits.enrol_failures_per_address
+        {
+            return Err(Refusal::EnrolmentAttempts(w.left(now, window)));
+        }
+        Ok(())
     }
 
     /// Counts a failed enrolment attempt (a wrong, used or expired code).

@@ -39,16 +39,23 @@ pub async fn enrol(
     Json(request): Json<EnrolRequest>,
 ) -> Result<Json<Enrolled>, ApiError> {
     let address = crate::http::client_ip(&state, &extensions, &headers);
+    let refused = |refusal| {
+        tracing::warn!(?address, "enrolment refused: too many failed attempts");
+        ApiError::limited(
+            refusal,
+            "注册尝试失败次数过多，请稍后再试 / too many failed enrolment attempts; wait and retry",
+        )
+    };
     match state.abuse.may_enrol(address, std::time::Instant::now()) {
         Ok(wait) if wait.is_zero() => {}
         Ok(wait) => tokio::time::sleep(wait).await,
-        Err(refusal) => {
-            tracing::warn!(?address, "enrolment refused: too many failed attempts");
-            return Err(ApiError::limited(
-                refusal,
-                "注册尝试失败次数过多，请稍后再试 / too many failed enrolment attempts; wait and retry",
-            ));
-        }
+        Err(refusal) => return Err(refused(refusal)),
+    }
+    // One code at a time per address, checked again in the turn: parallel guesses from one
+    // address are counted one by one, while phones at other addresses do not wait.
+    let _turn = state.abuse.enrol_turn(address).await;
+    if let Err(refusal) = state.abuse.recheck_enrol(address, std::time::Instant::now()) {
+        return Err(refused(refusal));
     }
     let code = crate::auth::normalize_code(&request.code);
     if code.is_empty() || code.len() > 32 {
