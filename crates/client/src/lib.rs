@@ -371,6 +371,7 @@ impl Client {
     ) -> Result<Option<bool>, ClientError> {
         let limits = &self.limits;
         let mut digest_ok = None;
+        let mut rate_limit_waits = 0;
         for _ in 0..MAX_ROUNDS {
             if observer.cancelled() {
                 return Err(ClientError::Cancelled);
@@ -381,6 +382,17 @@ impl Client {
             let reply = self.post_frame(token, frame).await?;
             report.bytes_down += reply.len();
             report.round_trips += 1;
+            // Past this device's sync budget the server says when to retry: wait that long (a
+            // few times, briefly) and send the round again; a longer wait is reported plainly
+            // as `Refused { code: RateLimited }` with the server's message.
+            if let Some(wait) = rate_limit_wait(&reply)
+                && rate_limit_waits < MAX_RATE_LIMIT_WAITS
+                && wait <= MAX_RATE_LIMIT_WAIT
+            {
+                rate_limit_waits += 1;
+                tokio::time::sleep(wait).await;
+                continue;
+            }
             let outcome = match replica.with(|r| client::finish_round(r, round, &reply, limits)).await {
                 Ok(outcome) => outcome,
                 Err(CoreError::Rejected { code, doc: Some(doc), .. })
@@ -550,6 +562,22 @@ impl LiveConnection {
     pub async fn next_push(&mut self, replica: &mut Replica) -> Result<SyncReport, ClientError> {
         let frame = self.receive_push().await?;
         self.apply(replica, &frame)
+    }
+}
+
+/// The most times one sync waits out a `rate_limited` refusal before reporting it.
+const MAX_RATE_LIMIT_WAITS: u32 = 3;
+/// The longest one such wait; a server asking for longer is reported at once.
+const MAX_RATE_LIMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long the server asked to wait, when `reply` is a `rate_limited` error frame with a
+/// retry-after.
+fn rate_limit_wait(reply: &[u8]) -> Option<std::time::Duration> {
+    match decode_reply(reply) {
+        Ok(ServerMessage::Error(error)) if error.code == ErrorCode::RateLimited => {
+            error.retry_after_secs.map(|secs| std::time::Duration::from_secs(u64::from(secs)))
+        }
+        _ => None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Server configuration: one struct, filled from a TOML file, then environment variables and
 //! flags (which win). Every field has a default that works out of the box.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -49,6 +49,35 @@ pub struct Config {
     pub header_timeout_secs: u64,
     /// Seconds a client has to send a sync request's body.
     pub body_timeout_secs: u64,
+    /// Failed enrolment attempts let through per minute, county-wide, once
+    /// `enrol_failures_total` is used up in a window: attempts then wait their turn (at most
+    /// 30 seconds, else `rate_limited` with a retry-after) instead of being refused, so a
+    /// guessing flood is slowed down but a real code still enrols.
+    pub enrol_attempts_per_minute_over_limit: u32,
+    /// Failed dashboard sign-ins one client address may make per `sign_in_window_secs` before
+    /// its sign-ins are refused (429).
+    pub sign_in_failures_per_address: u32,
+    /// The window over which failed sign-ins per address are counted, in seconds.
+    pub sign_in_window_secs: u64,
+    /// Passwords hashed at once (argon2 is deliberately slow); hashing runs outside the
+    /// storage slots devices sync in.
+    pub password_checks_at_once: usize,
+    /// Sign-ins that may wait for a password check; past this, sign-ins get 429 (a county-wide
+    /// bound on anonymous work).
+    pub password_checks_waiting: usize,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` header is believed (the nginx of
+    /// DEPLOY.md: `["127.0.0.1"]`). Empty (the default): no header is believed and the peer
+    /// address is the client's.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Sync rounds (and manifest or repair requests) one device may make per minute, on
+    /// average.
+    pub sync_rounds_per_minute: u32,
+    /// Sync rounds one device may make in a burst, above the average.
+    pub sync_round_burst: u32,
+    /// Reply bytes one device may be sent per minute, on average.
+    pub sync_bytes_per_minute: u64,
+    /// Reply bytes one device may be sent in a burst (a first sync of a large scope).
+    pub sync_byte_burst: u64,
     /// SQLite only: the most bytes the database may grow to; past it writes fail cleanly as on
     /// a full disk (a quota below the disk's size). Unset: no cap.
     pub sqlite_max_bytes: Option<u64>,
@@ -76,6 +105,16 @@ impl Default for Config {
             header_timeout_secs: 30,
             body_timeout_secs: 60,
             sqlite_max_bytes: None,
+            enrol_attempts_per_minute_over_limit: 60,
+            sign_in_failures_per_address: 50,
+            sign_in_window_secs: 600,
+            password_checks_at_once: 2,
+            password_checks_waiting: 32,
+            trusted_proxies: Vec::new(),
+            sync_rounds_per_minute: 60,
+            sync_round_burst: 300,
+            sync_bytes_per_minute: 64 * 1024 * 1024,
+            sync_byte_burst: 512 * 1024 * 1024,
         }
     }
 }
@@ -97,6 +136,16 @@ impl Config {
             enrol_failures_total: self.enrol_failures_total,
             enrol_window: std::time::Duration::from_secs(self.enrol_window_secs),
             connections_per_device: self.connections_per_device.max(1),
+            enrol_attempts_per_minute_over_limit: self.enrol_attempts_per_minute_over_limit.max(1),
+            sign_in_failures_per_address: self.sign_in_failures_per_address,
+            sign_in_window: std::time::Duration::from_secs(self.sign_in_window_secs),
+            password_checks_at_once: self.password_checks_at_once.max(1),
+            password_checks_waiting: self.password_checks_waiting,
+            trusted_proxies: self.trusted_proxies.clone(),
+            sync_rounds_per_minute: self.sync_rounds_per_minute.max(1),
+            sync_round_burst: self.sync_round_burst.max(1),
+            sync_bytes_per_minute: self.sync_bytes_per_minute.max(1),
+            sync_byte_burst: self.sync_byte_burst.max(1),
         }
     }
 
@@ -146,6 +195,54 @@ impl Config {
     }
 }
 
+/// Whether `peer` (the address a connection came from) is one of the configured trusted
+/// proxies, whose forwarding headers are believed.
+pub fn from_trusted_proxy(peer: IpAddr, trusted: &[IpAddr]) -> bool {
+    trusted.contains(&normalize(peer))
+}
+
+/// An IPv4 address written as IPv6 (`::ffff:a.b.c.d`, as a dual-stack socket reports it) is
+/// the IPv4 address.
+fn normalize(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The client's address: the peer, or — when the peer is a trusted proxy — the right-most
+/// address of `X-Forwarded-For` that is not itself a trusted proxy (every proxy appends the
+/// address it got the request from, so anything left of that may be forged by the client).
+/// `forwarded_for` holds the header's values in order.
+pub fn client_address<'a>(
+    peer: IpAddr,
+    forwarded_for: impl DoubleEndedIterator<Item = &'a str>,
+    trusted: &[IpAddr],
+) -> IpAddr {
+    let peer = normalize(peer);
+    if !from_trusted_proxy(peer, trusted) {
+        return peer;
+    }
+    let mut client = peer;
+    for value in forwarded_for.rev() {
+        for hop in value.rsplit(',') {
+            let hop = hop.trim().trim_start_matches('[');
+            let parsed = hop
+                .parse::<IpAddr>()
+                .ok()
+                .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
+                .or_else(|| hop.split(']').next().and_then(|h| h.parse::<IpAddr>().ok()));
+            // A hop that is not an address: stop at the last one a trusted proxy vouched for.
+            let Some(address) = parsed.map(normalize) else { return client };
+            client = address;
+            if !trusted.contains(&address) {
+                return client;
+            }
+        }
+    }
+    client
+}
+
 /// A database URL with its password replaced by `***`, for logs and messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -162,7 +259,22 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::*;
+
+    #[test]
+    fn the_client_is_the_right_most_untrusted_forwarded_address_from_a_trusted_proxy() {
+        let proxy: IpAddr = "127.0.0.1".parse().expect("ip");
+        let trusted = [proxy, "10.1.1.1".parse().expect("ip")];
+        let phone: IpAddr = "10.0.0.7".parse().expect("ip");
+        assert_eq!(client_address(proxy, ["1.2.3.4, 10.0.0.7"].into_iter(), &trusted), phone);
+        assert_eq!(client_address(proxy, ["1.2.3.4", "10.0.0.7, 10.1.1.1"].into_iter(), &trusted), phone);
+        assert_eq!(client_address(proxy, std::iter::empty(), &trusted), proxy, "no header");
+        assert_eq!(client_address(proxy, ["garbage"].into_iter(), &trusted), proxy);
+        let stranger: IpAddr = "192.0.2.1".parse().expect("ip");
+        assert_eq!(client_address(stranger, ["10.0.0.7"].into_iter(), &trusted), stranger, "not believed");
+        assert_eq!(client_address(proxy, ["10.0.0.7"].into_iter(), &[]), proxy, "nothing trusted");
+        assert!(from_trusted_proxy("::ffff:127.0.0.1".parse().expect("ip"), &trusted));
+    }
 
     #[test]
     fn passwords_are_hidden_in_messages() {

@@ -21,6 +21,15 @@ pub enum ApiError {
         /// The document concerned.
         doc: Option<doorstep_core::ids::DocumentId>,
     },
+    /// Too many requests (`rate_limited`, 429), with when to retry (also sent as the
+    /// `Retry-After` header and, in error frames, `retry_after_secs`).
+    #[error("rate_limited: {message}")]
+    RateLimited {
+        /// Plain detail for the client, Chinese and English.
+        message: String,
+        /// Seconds to wait before retrying.
+        retry_after_secs: u32,
+    },
     /// A JSON endpoint's bad input.
     #[error("{0}")]
     BadRequest(String),
@@ -56,6 +65,7 @@ impl ApiError {
                 ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
                 ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Attachment { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -64,8 +74,10 @@ impl ApiError {
 
     /// The error as a protocol error frame.
     pub fn frame(&self) -> Vec<u8> {
+        let retry_after_secs = self.retry_after_secs();
         let (code, message, doc) = match self {
             ApiError::Protocol { code, message, doc } => (*code, message.clone(), *doc),
+            ApiError::RateLimited { message, .. } => (ErrorCode::RateLimited, message.clone(), None),
             ApiError::BadRequest(message) | ApiError::Attachment { message, .. } => {
                 (ErrorCode::MalformedFrame, message.clone(), None)
             }
@@ -75,7 +87,24 @@ impl ApiError {
             code,
             message,
             doc: doc.map(doorstep_core::sync::message::wire_id),
+            retry_after_secs,
         }))
+    }
+
+    /// Seconds to wait before retrying, for a rate limit.
+    pub fn retry_after_secs(&self) -> Option<u32> {
+        match self {
+            ApiError::RateLimited { retry_after_secs, .. } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+
+    /// A rate limit from an abuse refusal, with its bilingual message.
+    pub fn limited(refusal: crate::http::abuse::Refusal, message: impl Into<String>) -> Self {
+        ApiError::RateLimited {
+            message: message.into(),
+            retry_after_secs: refusal.retry_after_secs().unwrap_or(1),
+        }
     }
 
     /// A refused attachment transfer.
@@ -132,6 +161,11 @@ impl IntoResponse for FrameError {
         let status = self.0.status();
         let mut response =
             (status, [("content-type", crate::http::FRAME_CONTENT_TYPE)], self.0.frame()).into_response();
+        if let Some(secs) = self.0.retry_after_secs() {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
         if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was not read: the connection cannot carry another request.
             response.headers_mut().insert("connection", axum::http::HeaderValue::from_static("close"));
@@ -146,12 +180,27 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(%cause, "request failed");
         }
+        let retry_after = self.retry_after_secs();
         let (code, message) = match &self {
             ApiError::Protocol { code, message, .. } => (code.as_str().to_owned(), message.clone()),
+            ApiError::RateLimited { message, .. } => ("rate_limited".to_owned(), message.clone()),
             ApiError::BadRequest(message) => ("bad_request".to_owned(), message.clone()),
             ApiError::Attachment { code, message, .. } => ((*code).to_owned(), message.clone()),
             ApiError::Internal(_) => ("internal".to_owned(), "the server failed; retry later".to_owned()),
         };
-        (self.status(), axum::Json(serde_json::json!({ "error": code, "message": message }))).into_response()
+        let mut body = serde_json::json!({ "error": code, "message": message });
+        let mut response = match retry_after {
+            Some(secs) => {
+                body["retry_after_secs"] = secs.into();
+                (self.status(), axum::Json(body)).into_response()
+            }
+            None => (self.status(), axum::Json(body)).into_response(),
+        };
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        response
     }
 }

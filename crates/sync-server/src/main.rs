@@ -10,6 +10,7 @@ use doorstep_core::ids::{Code, DeviceId, GridId, MemberId};
 use doorstep_server::config::Config;
 use doorstep_server::scope::Role;
 use doorstep_server::storage::Storage;
+use doorstep_server::storage::accounts;
 use doorstep_server::storage::dashboard::AccountCreated;
 use doorstep_server::storage::sqlite::SqliteStorage;
 use doorstep_server::storage::transfer;
@@ -204,6 +205,25 @@ enum MemberCommand {
     },
     /// List members.
     List,
+    /// Give a member another role (their devices and dashboard sessions follow at once).
+    /// 修改人员角色。
+    SetRole {
+        #[arg(long)]
+        member: MemberId,
+        /// grid_worker, volunteer, department_staff, supervisor or admin.
+        #[arg(long)]
+        role: Role,
+        /// Department code (department staff).
+        #[arg(long)]
+        department: Option<Code>,
+    },
+    /// Disable a member at once: their devices are revoked (open connections close), their
+    /// dashboard accounts disabled and signed out, their unused enrolment codes deleted.
+    /// 停用人员（立即吊销其设备、停用其工作台账号）。
+    Disable {
+        #[arg(long)]
+        member: MemberId,
+    },
 }
 
 #[derive(Subcommand)]
@@ -220,6 +240,27 @@ enum AccountCommand {
     },
     /// List dashboard accounts.
     List,
+    /// Disable an account: it cannot sign in and its sessions end at once. 停用账号。
+    Disable {
+        #[arg(long)]
+        login: String,
+    },
+    /// Enable a disabled account again. 启用账号。
+    Enable {
+        #[arg(long)]
+        login: String,
+    },
+    /// Set a new password (read like `add`'s); the account's sessions end and its lock clears.
+    /// 重置密码。
+    ResetPassword {
+        #[arg(long)]
+        login: String,
+    },
+    /// Clear an account's failed sign-ins and lock. 解除锁定。
+    Unlock {
+        #[arg(long)]
+        login: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -325,10 +366,39 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         StorageCommand::Member(MemberCommand::List) => {
+            let disabled = accounts::disabled_members(storage.as_ref())?;
             for m in storage.members()? {
-                println!("{}  {}  {}  {} grid(s)", m.id, m.role, m.name, m.grids.len());
+                let off = if disabled.contains(&m.id) { "  disabled/已停用" } else { "" };
+                println!("{}  {}  {}  {} grid(s){off}", m.id, m.role, m.name, m.grids.len());
             }
             Ok(())
+        }
+        StorageCommand::Member(MemberCommand::SetRole { member, role, department }) => {
+            if role == Role::DepartmentStaff && department.is_none() {
+                bail!("部门工作人员需要 --department / department staff need --department");
+            }
+            let department = department.filter(|_| role == Role::DepartmentStaff);
+            if accounts::set_member_role(storage.as_ref(), member, role, department.as_ref(), now)? {
+                println!(
+                    "角色已修改，设备和工作台立即按新角色 / role changed, devices and dashboard follow at once: {member} → {} / {role}",
+                    role.label_zh()
+                );
+                Ok(())
+            } else {
+                bail!("未找到有效人员 / no enabled member: {member}")
+            }
+        }
+        StorageCommand::Member(MemberCommand::Disable { member }) => {
+            match accounts::disable_member(storage.as_ref(), member, now)? {
+                Some(devices) => {
+                    println!(
+                        "人员已停用：吊销 {n} 台设备，工作台账号已停用 / member disabled: {n} device(s) revoked, dashboard accounts disabled: {member}",
+                        n = devices.len()
+                    );
+                    Ok(())
+                }
+                None => bail!("未找到有效人员 / no enabled member: {member}"),
+            }
         }
         StorageCommand::EnrolCode { member, hours } => {
             let code = auth::new_enrolment_code()?;
@@ -373,24 +443,11 @@ fn main() -> anyhow::Result<()> {
             copy_and_verify(&source, storage.as_ref(), replace)
         }
         StorageCommand::Account(AccountCommand::Add { member, login }) => {
-            let password = match std::env::var("DOORSTEP_PASSWORD") {
-                Ok(p) => p,
-                Err(_) => {
-                    let mut line = String::new();
-                    std::io::stdin()
-                        .read_line(&mut line)
-                        .context("无法读取密码 / cannot read the password")?;
-                    line.trim_end_matches(['\r', '\n']).to_owned()
-                }
-            };
-            if password.chars().count() < 8 {
-                bail!("密码至少 8 个字符 / the password needs at least 8 characters");
-            }
             let login = login.trim();
             if login.is_empty() || login.len() > 64 {
                 bail!("账号需为 1–64 个字符 / the login needs 1–64 characters");
             }
-            let hash = auth::hash_password(&password)?;
+            let hash = new_password_hash(login)?;
             match storage.create_staff_account(member, login, &hash, now)? {
                 AccountCreated::Created(_) => {
                     println!("已创建工作台账号 / dashboard account created: {login} → {member}");
@@ -401,11 +458,50 @@ fn main() -> anyhow::Result<()> {
             }
         }
         StorageCommand::Account(AccountCommand::List) => {
+            let disabled = accounts::disabled_logins(storage.as_ref())?;
             for a in storage.staff_accounts()? {
                 let locked = if a.locked_until.is_some_and(|t| t > now) { "  locked/已锁定" } else { "" };
-                println!("{}  {}{locked}", a.login, a.member);
+                let off = if disabled.contains(&a.login) { "  disabled/已停用" } else { "" };
+                println!("{}  {}{locked}{off}", a.login, a.member);
             }
             Ok(())
+        }
+        StorageCommand::Account(AccountCommand::Disable { login }) => {
+            if accounts::set_account_disabled(storage.as_ref(), &login, true, now)? {
+                println!(
+                    "账号已停用，登录已立即失效 / account disabled, its sessions ended at once: {login}"
+                );
+                Ok(())
+            } else {
+                bail!("未找到有效账号 / no enabled account with that login: {login}")
+            }
+        }
+        StorageCommand::Account(AccountCommand::Enable { login }) => {
+            if accounts::set_account_disabled(storage.as_ref(), &login, false, now)? {
+                println!("账号已启用 / account enabled: {login}");
+                Ok(())
+            } else {
+                bail!("未找到已停用的账号 / no disabled account with that login: {login}")
+            }
+        }
+        StorageCommand::Account(AccountCommand::ResetPassword { login }) => {
+            let hash = new_password_hash(&login)?;
+            if accounts::set_password(storage.as_ref(), &login, &hash, None, now)? {
+                println!(
+                    "密码已重置，该账号的登录已全部退出 / password reset; every session of the account ended: {login}"
+                );
+                Ok(())
+            } else {
+                bail!("未找到该账号 / no account with that login: {login}")
+            }
+        }
+        StorageCommand::Account(AccountCommand::Unlock { login }) => {
+            if accounts::unlock_account(storage.as_ref(), &login, now)? {
+                println!("已解除锁定 / account unlocked: {login}");
+                Ok(())
+            } else {
+                bail!("未找到该账号 / no account with that login: {login}")
+            }
         }
         StorageCommand::ImportHouseholds { file } => {
             let text = std::fs::read_to_string(&file)
@@ -428,6 +524,23 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Reads a new password from DOORSTEP_PASSWORD or, if unset, the first line of standard input,
+/// checks it against the password policy the dashboard uses too, and hashes it.
+fn new_password_hash(login: &str) -> anyhow::Result<String> {
+    let password = match std::env::var("DOORSTEP_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).context("无法读取密码 / cannot read the password")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    if let Err(why) = accounts::check_password_policy(login, &password) {
+        bail!("{why}");
+    }
+    Ok(auth::hash_password(&password)?)
 }
 
 /// Opens a SQLite database file that must already exist.

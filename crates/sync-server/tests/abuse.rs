@@ -213,3 +213,232 @@ async fn a_document_over_the_size_limit_is_refused_not_stored_and_kept_on_the_de
     assert!(storage.document(small.into()).expect("read").is_some(), "the small one went through");
     assert!(replica.unsynced_change_count().expect("count") > 0, "the device keeps the big one");
 }
+
+/// A metric's value in `/metrics` text, if present.
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+async fn metrics_text(server: &TestServer, token: &str) -> String {
+    reqwest::Client::new()
+        .get(format!("{}/metrics", server.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// Posts a sign-in form (the double-submit token is the caller's own).
+async fn sign_in_status(url: &str, login: &str, password: &str) -> StatusCode {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .post(format!("{url}/dashboard/sign-in"))
+        .header("cookie", "dsk_pre=flood")
+        .form(&[("login", login), ("password", password), ("csrf", "flood")])
+        .send()
+        .await
+        .expect("sign in")
+        .status()
+}
+
+#[tokio::test]
+async fn a_sign_in_flood_hashes_outside_the_storage_slots_and_devices_keep_syncing() {
+    let server = start_with_config("metrics_token = \"m\"\n");
+    let storage = server.storage();
+    let dir = devices_dir();
+    let mut phone =
+        device(&server, dir.path(), "a", member(&*storage, "甲", Role::GridWorker, &[grid(&*storage)])).await;
+    // Anonymous sign-ins with logins that do not exist, all at once.
+    let flood: Vec<_> = (0..40)
+        .map(|n| {
+            let url = server.url.clone();
+            tokio::spawn(async move { sign_in_status(&url, &format!("nobody-{n}"), "guess").await })
+        })
+        .collect();
+    // Wait (bounded) until the flood is seen queueing for the password hasher.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let text = metrics_text(&server, "m").await;
+        let running = metric(&text, "doorstep_password_checks_running").expect("hashes running are shown");
+        let waiting = metric(&text, "doorstep_password_checks_waiting").expect("hashes waiting are shown");
+        let in_use = metric(&text, "doorstep_storage_calls_in_use").expect("storage slots in use are shown");
+        assert!(running <= 2, "at most two passwords are hashed at once: {running}");
+        if waiting > 0 {
+            // Sign-ins hold none of the 16 storage slots devices sync in (the revocation
+            // watcher's look, once a second, may hold one).
+            assert!(in_use <= 1, "sign-ins hold {in_use} storage slots: {text}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the flood never queued: {text}");
+    }
+    let report = server.client().sync(&mut phone).await.expect("the device syncs during the flood");
+    assert!(report.round_trips > 0);
+    for status in flood {
+        let status = status.await.expect("task");
+        assert!(
+            status == StatusCode::UNAUTHORIZED || status == StatusCode::TOO_MANY_REQUESTS,
+            "a sign-in is refused, or told to wait: {status}"
+        );
+    }
+}
+
+/// Posts an enrolment as if through a proxy that set `X-Forwarded-For`.
+async fn enrol_via(server: &TestServer, forwarded_for: &str, code: &str) -> (StatusCode, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/enrol", server.url))
+        .header("x-forwarded-for", forwarded_for)
+        .json(&serde_json::json!({
+            "code": code,
+            "actor": automerge::ActorId::random().to_hex_string(),
+            "device_name": "手机",
+        }))
+        .send()
+        .await
+        .expect("enrol");
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    (status, body["error"].as_str().unwrap_or("").to_owned())
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_phone_is_limited_alone_and_a_real_code_enrols_during_a_flood() {
+    let server = start_with_config(
+        "trusted_proxies = [\"127.0.0.1\"]\nenrol_failures_per_address = 3\nenrol_failures_total = 5\nenrol_attempts_per_minute_over_limit = 6000\n",
+    );
+    let storage = server.storage();
+    let worker = member(&*storage, "网格员", Role::GridWorker, &[grid(&*storage)]);
+    // A guesser at 10.0.0.1 (a spoofed address on the left is ignored: the proxy appended the
+    // real one on the right).
+    for n in 0..3 {
+        let guess = format!("AAAA-BBBB-CCC{n}");
+        assert_eq!(
+            enrol_via(&server, "203.0.113.9, 10.0.0.1", &guess).await,
+            (StatusCode::UNAUTHORIZED, "unauthorized".into())
+        );
+    }
+    assert_eq!(
+        enrol_via(&server, "203.0.113.7, 10.0.0.1", "AAAA-BBBB-CCCX").await,
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited".into()),
+        "the guesser's own address is limited"
+    );
+    // Guesses from other addresses take the county past its budget of failures.
+    for address in ["10.0.0.2", "10.0.0.3"] {
+        for n in 0..3 {
+            let (status, _) = enrol_via(&server, address, &format!("AAAA-BBBB-DDD{n}")).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{address} is not blocked by 10.0.0.1's guesses");
+        }
+    }
+    // Another phone behind the same proxy, with a real code, still enrols.
+    let good = code_for(&*storage, worker);
+    assert_eq!(enrol_via(&server, "10.0.0.50", &good).await.0, StatusCode::OK, "a real code enrols");
+    assert_eq!(storage.devices().expect("devices").len(), 1);
+}
+
+#[tokio::test]
+async fn without_a_trusted_proxy_a_forged_forwarded_for_header_changes_nothing() {
+    let server = start_with_config("enrol_failures_per_address = 3\n");
+    for n in 0..3 {
+        let forged = format!("10.9.9.{n}");
+        let (status, _) = enrol_via(&server, &forged, &format!("AAAA-BBBB-EEE{n}")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        enrol_via(&server, "10.9.9.200", "AAAA-BBBB-EEEX").await,
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited".into()),
+        "the header is not believed from an untrusted peer"
+    );
+}
+
+#[tokio::test]
+async fn a_device_looping_sync_rounds_is_rate_limited_while_another_device_syncs() {
+    use doorstep_core::sync::client::{self, ClientLimits};
+    use doorstep_core::sync::message::ServerMessage;
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&*storage);
+    let dir = devices_dir();
+    let mut looping = device(&server, dir.path(), "a", member(&*storage, "甲", Role::GridWorker, &[g])).await;
+    let mut other = device(&server, dir.path(), "b", member(&*storage, "乙", Role::GridWorker, &[g])).await;
+    looping.create_household(&household(g, "101", "王秀英"), t(0)).expect("household");
+    server.client().sync(&mut looping).await.expect("first sync");
+    let token = looping.enrolment().expect("e").expect("enrolled").token;
+    // The same full round from cursor 0, again and again (a stolen token or a runaway app).
+    let (frame, _) = client::begin_round(&mut looping, &ClientLimits::default(), false, &[]).expect("round");
+    let mut limited = None;
+    for round in 0..5_000 {
+        let reply = server.client().post_frame(&token, frame.clone()).await.expect("reply");
+        match doorstep_client::decode_reply(&reply).expect("frame") {
+            ServerMessage::Sync(_) => continue,
+            ServerMessage::Error(error) => {
+                assert_eq!(error.code, ErrorCode::RateLimited, "{error:?}");
+                limited = Some((round, error));
+                break;
+            }
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+    let (round, error) = limited.expect("the loop was never limited");
+    assert!(round > 100, "a real device's rounds are not limited: limited after {round}");
+    assert!(error.retry_after_secs.is_some_and(|s| s > 0), "the refusal says when to retry: {error:?}");
+    let report = server.client().sync(&mut other).await.expect("another device still syncs");
+    assert_eq!(report.received_docs, 1);
+}
+
+#[tokio::test]
+async fn the_client_waits_out_a_short_retry_after_and_its_sync_completes() {
+    let server =
+        start_with_config("metrics_token = \"m\"\nsync_round_burst = 1\nsync_rounds_per_minute = 600\n");
+    let storage = server.storage();
+    let g = grid(&*storage);
+    let dir = devices_dir();
+    let mut phone = device(&server, dir.path(), "a", member(&*storage, "甲", Role::GridWorker, &[g])).await;
+    for n in 0..3 {
+        phone.create_household(&household(g, &format!("10{n}"), "王秀英"), t(n)).expect("household");
+        let report = server.client().sync(&mut phone).await.expect("each sync completes");
+        assert_eq!(report.uploaded_changes, 1);
+    }
+    let text = metrics_text(&server, "m").await;
+    assert!(
+        metric(&text, "doorstep_errors_total").is_some_and(|n| n > 0),
+        "the budget of one round was hit and waited out: {text}"
+    );
+    assert_eq!(storage.document_heads().expect("heads").len(), 3);
+}
+
+#[tokio::test]
+async fn parallel_guesses_from_one_address_check_no_more_codes_than_its_limit() {
+    let server = start_with_config("enrol_failures_per_address = 3\n");
+    let url = server.url.clone();
+    let guesses: Vec<_> = (0..20)
+        .map(|n| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .post(format!("{url}/v1/enrol"))
+                    .json(&serde_json::json!({
+                        "code": format!("AAAA-BBBB-F{n:03}"),
+                        "actor": automerge::ActorId::random().to_hex_string(),
+                        "device_name": "猜码机",
+                    }))
+                    .send()
+                    .await
+                    .expect("enrol")
+                    .status()
+            })
+        })
+        .collect();
+    let mut checked = 0;
+    for guess in guesses {
+        match guess.await.expect("task") {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(checked, 3, "one code at a time per address: each failure is counted before the next check");
+}

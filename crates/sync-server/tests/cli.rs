@@ -116,3 +116,132 @@ async fn a_config_file_sets_the_metrics_token() {
     child.kill().expect("kill");
     child.wait().expect("wait");
 }
+
+/// Runs an admin command on the server's data with extra environment; returns (success,
+/// stdout, stderr).
+fn admin_with_env(server: &TestServer, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut command = std::process::Command::new(SERVER);
+    command.arg("--data-dir").arg(server.dir.path());
+    if let Some(db) = &server.database {
+        command.args(["--database", &db.url]);
+    }
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let out = command.args(args).output().expect("run admin command");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+/// Signs in over HTTP; returns the session cookie on success.
+async fn session_cookie(base: &str, login: &str, password: &str) -> Option<String> {
+    let response = no_redirects()
+        .post(format!("{base}/dashboard/sign-in"))
+        .header("cookie", "dsk_pre=cli-test")
+        .form(&[("login", login), ("password", password), ("csrf", "cli-test")])
+        .send()
+        .await
+        .expect("sign in");
+    response.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+        v.strip_prefix("dsk_session=").map(|rest| rest.split(';').next().unwrap_or("").to_owned())
+    })
+}
+
+/// Whether a session cookie still opens a dashboard page.
+async fn session_works(base: &str, cookie: &str) -> bool {
+    let response = no_redirects()
+        .get(format!("{base}/dashboard/overview"))
+        .header("cookie", format!("dsk_session={cookie}"))
+        .send()
+        .await
+        .expect("page");
+    response.status().as_u16() == 200
+}
+
+#[tokio::test]
+async fn an_administrator_disables_resets_and_unlocks_accounts_and_disables_a_member_at_once() {
+    use doorstep_client::ClientError;
+    use doorstep_core::sync::message::ErrorCode;
+    use doorstep_server::scope::Role;
+
+    let server = TestServer::start();
+    let storage = server.storage();
+    let base = server.url.clone();
+    let grid = storage.create_grid("第一网格", "幸福社区", "城关街道").expect("grid");
+    let boss = member(&*storage, "李主任", Role::Supervisor, &[grid]);
+    let member_id = boss.to_string();
+
+    // One password policy: too short is refused.
+    let (ok, _, err) = admin_with_env(
+        &server,
+        &["account", "add", "--member", &member_id, "--login", "li"],
+        &[("DOORSTEP_PASSWORD", "short")],
+    );
+    assert!(!ok && err.contains("8"), "{err}");
+    let (ok, _, err) = admin_with_env(
+        &server,
+        &["account", "add", "--member", &member_id, "--login", "li"],
+        &[("DOORSTEP_PASSWORD", "first-password-1")],
+    );
+    assert!(ok, "{err}");
+
+    // Disabling ends the open session at once and refuses the right password.
+    let cookie = session_cookie(&base, "li", "first-password-1").await.expect("signed in");
+    assert!(session_works(&base, &cookie).await);
+    let out = server.admin(&["account", "disable", "--login", "li"]);
+    assert!(out.contains("disabled"), "{out}");
+    assert!(!session_works(&base, &cookie).await, "the session stopped working at once");
+    assert!(session_cookie(&base, "li", "first-password-1").await.is_none(), "cannot sign in");
+    assert!(server.admin(&["account", "list"]).contains("disabled"));
+    server.admin(&["account", "enable", "--login", "li"]);
+    let cookie = session_cookie(&base, "li", "first-password-1").await.expect("enabled again");
+
+    // A reset password: the old one and the old session stop working.
+    let (ok, out, err) = admin_with_env(
+        &server,
+        &["account", "reset-password", "--login", "li"],
+        &[("DOORSTEP_PASSWORD", "second-password-2")],
+    );
+    assert!(ok && out.contains("reset"), "{out} {err}");
+    assert!(!session_works(&base, &cookie).await, "sessions end with a reset");
+    assert!(session_cookie(&base, "li", "first-password-1").await.is_none());
+    assert!(session_cookie(&base, "li", "second-password-2").await.is_some());
+
+    // Locked by wrong guesses, unlocked by the administrator.
+    for _ in 0..doorstep_server::dashboard::session::MAX_FAILURES {
+        assert!(session_cookie(&base, "li", "wrong-password").await.is_none());
+    }
+    assert!(session_cookie(&base, "li", "second-password-2").await.is_none(), "locked");
+    server.admin(&["account", "unlock", "--login", "li"]);
+    let cookie = session_cookie(&base, "li", "second-password-2").await.expect("unlocked");
+
+    // A role changed on the command line applies to the open session at once.
+    let out = server.admin(&["member", "set-role", "--member", &member_id, "--role", "grid_worker"]);
+    assert!(out.contains("grid_worker"), "{out}");
+    assert!(server.admin(&["member", "list"]).contains("grid_worker"));
+    let out = server.admin(&["member", "set-role", "--member", &member_id, "--role", "supervisor"]);
+    assert!(out.contains("supervisor"), "{out}");
+
+    // Disabling the member: its device is refused (its open WebSocket closes), its session ends.
+    let dir = devices_dir();
+    let mut phone = device(&server, dir.path(), "phone", boss).await;
+    let token = doorstep_client::Client::device_token(&phone).expect("token");
+    let mut live = server.client().connect_live(&token).await.expect("ws");
+    live.sync(&mut phone).await.expect("live sync");
+    let out = server.admin(&["member", "disable", "--member", &member_id]);
+    assert!(out.contains("disabled") && out.contains("1"), "{out}");
+    assert!(!session_works(&base, &cookie).await, "the member's session ended");
+    let err = live.next_push(&mut phone).await.unwrap_err();
+    assert!(matches!(err, ClientError::Refused { code: ErrorCode::DeviceRevoked, .. }), "{err:?}");
+    let err = server.client().sync(&mut phone).await.unwrap_err();
+    assert!(matches!(err, ClientError::Refused { code: ErrorCode::DeviceRevoked, .. }), "{err:?}");
+    assert!(session_cookie(&base, "li", "second-password-2").await.is_none(), "cannot sign in");
+    assert!(server.admin(&["member", "list"]).contains("disabled"));
+}

@@ -1341,3 +1341,233 @@ async fn an_administrator_hands_a_grid_and_a_household_over_and_the_phones_follo
     assert_eq!(c.household(home).expect("moved").address.grid, g2);
     browser.close().await;
 }
+
+/// A metric's value in `/metrics` text, if present.
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// A server whose config file holds `toml`.
+fn start_with_config(toml: &str) -> TestServer {
+    let config_dir = tempfile::tempdir().expect("tempdir");
+    let config = config_dir.path().join("server.toml");
+    std::fs::write(&config, toml).expect("config");
+    TestServer::start_with(
+        tempfile::tempdir().expect("tempdir"),
+        &["--config", config.to_str().expect("path")],
+    )
+}
+
+/// Posts the sign-in form with a fixed double-submit token, so two answers can be compared
+/// byte for byte: (status, `Set-Cookie` headers, body).
+async fn sign_in_answer(base: &str, login: &str, password: &str) -> (u16, Vec<String>, String) {
+    let response = http()
+        .post(format!("{base}/dashboard/sign-in?lang=en"))
+        .header("cookie", "dsk_pre=fixed-token-for-comparison")
+        .form(&[("login", login), ("password", password), ("csrf", "fixed-token-for-comparison")])
+        .send()
+        .await
+        .expect("sign in");
+    let status = response.status().as_u16();
+    let cookies = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap_or("").to_owned())
+        .collect();
+    (status, cookies, response.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn concurrent_wrong_passwords_are_all_counted_and_at_most_the_limit_are_checked() {
+    // Room for all 40 to wait their turn (past it sign-ins get 429 before anything is counted).
+    let server = start_with_config("metrics_token = \"m\"\npassword_checks_waiting = 64\n");
+    let storage = server.storage();
+    let grid = storage.create_grid("第一网格", "幸福社区", "城关街道").expect("grid");
+    let (login, password) = supervisor_account(&*storage, &[grid]);
+    let base = server.url.clone();
+    let metrics = || async {
+        let text = http()
+            .get(format!("{base}/metrics"))
+            .bearer_auth("m")
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        metric(&text, "doorstep_password_checks_total").expect("the password checks are counted")
+    };
+    let before = metrics().await;
+    let guesses: Vec<_> = (0..40)
+        .map(|n| {
+            let (base, login) = (base.clone(), login.clone());
+            tokio::spawn(async move { sign_in_answer(&base, &login, &format!("wrong-guess-{n}")).await.0 })
+        })
+        .collect();
+    for guess in guesses {
+        assert_eq!(guess.await.expect("task"), 401, "every guess is refused");
+    }
+    let account = storage.staff_account(&login).expect("read").expect("account");
+    assert_eq!(account.failed_attempts, 40, "every guess was counted, none lost to a race");
+    assert!(account.locked_until.is_some_and(|t| t > doorstep_server::http::now()), "locked");
+    let (status, _, body) = sign_in_answer(&base, &login, &password).await;
+    assert_eq!(status, 401, "the right password is refused while locked");
+    assert!(body.contains("locked"), "{body}");
+    let checked = metrics().await - before;
+    assert!(
+        checked <= u64::from(doorstep_server::dashboard::session::MAX_FAILURES),
+        "{checked} passwords were checked; the lock allows {}",
+        doorstep_server::dashboard::session::MAX_FAILURES
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_login_gets_byte_identical_answers_to_a_known_one_in_every_state() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let grid = storage.create_grid("第一网格", "幸福社区", "城关街道").expect("grid");
+    let (login, _) = supervisor_account(&*storage, &[grid]);
+    let base = server.url.clone();
+    // Wrong passwords up to the lock and past it: each answer to the existing login must be
+    // exactly the answer to a login that does not exist.
+    for attempt in 1..=doorstep_server::dashboard::session::MAX_FAILURES + 2 {
+        let known = sign_in_answer(&base, &login, "not-the-password").await;
+        let unknown = sign_in_answer(&base, "nobody-by-that-name", "not-the-password").await;
+        assert_eq!(known.0, 401);
+        assert_eq!(known, unknown, "attempt {attempt}: the answers tell the logins apart");
+    }
+}
+
+/// A session cookie for `login`, or `None` when signing in fails.
+async fn session_of(base: &str, login: &str, password: &str) -> Option<String> {
+    set_cookie(&http_sign_in(base, login, password).await, "dsk_session")
+}
+
+/// A dashboard page with a session cookie: (status, body).
+async fn get_page(base: &str, path: &str, cookie: &str) -> (u16, String) {
+    let response = http()
+        .get(format!("{base}{path}"))
+        .header("cookie", format!("dsk_session={cookie}"))
+        .send()
+        .await
+        .expect("page");
+    (response.status().as_u16(), response.text().await.expect("body"))
+}
+
+/// Posts a dashboard form with a session cookie and the page's CSRF token: (status, body).
+async fn post_form(
+    base: &str,
+    path: &str,
+    cookie: &str,
+    csrf: &str,
+    fields: &[(&str, &str)],
+) -> (u16, String) {
+    let mut form: Vec<(&str, &str)> = vec![("csrf", csrf)];
+    form.extend_from_slice(fields);
+    let response = http()
+        .post(format!("{base}{path}"))
+        .header("cookie", format!("dsk_session={cookie}"))
+        .form(&form)
+        .send()
+        .await
+        .expect("post");
+    (response.status().as_u16(), response.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn a_user_changes_their_password_and_an_administrator_disables_accounts_and_members_at_once() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let base = server.url.clone();
+    let grid = storage.create_grid("第一网格", "幸福社区", "城关街道").expect("grid");
+    let (login, password) = supervisor_account(&*storage, &[grid]);
+    let boss = storage.staff_account(&login).expect("read").expect("account").member;
+    let admin = member(&*storage, "县管理员", Role::Admin, &[]);
+    let hash = doorstep_server::auth::hash_password("admin-password-1").expect("hash");
+    storage.create_staff_account(admin, "admin", &hash, doorstep_server::http::now()).expect("account");
+
+    // The supervisor changes their own password: the current one is required, the policy holds,
+    // and this session stays while the old password stops working.
+    let cookie = session_of(&base, &login, &password).await.expect("signed in");
+    let (status, page) = get_page(&base, "/dashboard/account", &cookie).await;
+    assert_eq!(status, 200);
+    let csrf = hidden_csrf(&page);
+    let change = [("old_password", "not-my-password"), ("new_password", "a-brand-new-password")];
+    assert_eq!(post_form(&base, "/dashboard/account/password", &cookie, &csrf, &change).await.0, 400);
+    let short = [("old_password", password.as_str()), ("new_password", "short")];
+    assert_eq!(post_form(&base, "/dashboard/account/password", &cookie, &csrf, &short).await.0, 400);
+    let good = [("old_password", password.as_str()), ("new_password", "a-brand-new-password")];
+    let (status, body) = post_form(&base, "/dashboard/account/password", &cookie, &csrf, &good).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("id=\"notice\""), "{body}");
+    assert_eq!(get_page(&base, "/dashboard/overview", &cookie).await.0, 200, "this session stays");
+    assert!(session_of(&base, &login, &password).await.is_none(), "the old password is refused");
+    let cookie = session_of(&base, &login, "a-brand-new-password").await.expect("the new one works");
+
+    // The administrator disables the account: its open session stops at once.
+    let admin_cookie = session_of(&base, "admin", "admin-password-1").await.expect("admin");
+    let (_, admin_page) = get_page(&base, "/dashboard/admin", &admin_cookie).await;
+    let admin_csrf = hidden_csrf(&admin_page);
+    let (status, _) = post_form(
+        &base,
+        "/dashboard/admin/disable-account",
+        &admin_cookie,
+        &admin_csrf,
+        &[("login", &login)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(get_page(&base, "/dashboard/overview", &cookie).await.0, 303, "signed out at once");
+    assert!(session_of(&base, &login, "a-brand-new-password").await.is_none());
+    let (status, _) =
+        post_form(&base, "/dashboard/admin/enable-account", &admin_cookie, &admin_csrf, &[("login", &login)])
+            .await;
+    assert_eq!(status, 200);
+    let cookie = session_of(&base, &login, "a-brand-new-password").await.expect("enabled again");
+
+    // Disabling the member: its session ends, its phone's open WebSocket is told at once, and
+    // the phone is refused over HTTP.
+    let dir = devices_dir();
+    let mut phone = device(&server, dir.path(), "phone", boss).await;
+    let mut live = server
+        .client()
+        .connect_live(&doorstep_client::Client::device_token(&phone).expect("token"))
+        .await
+        .expect("ws");
+    live.sync(&mut phone).await.expect("live sync");
+    let member_id = boss.to_string();
+    let (status, body) = post_form(
+        &base,
+        "/dashboard/admin/disable-member",
+        &admin_cookie,
+        &admin_csrf,
+        &[("member", &member_id)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get_page(&base, "/dashboard/overview", &cookie).await.0, 303, "signed out at once");
+    let err = live.next_push(&mut phone).await.expect_err("the socket is told");
+    assert!(
+        matches!(
+            err,
+            doorstep_client::ClientError::Refused {
+                code: doorstep_core::sync::message::ErrorCode::DeviceRevoked,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = server.client().sync(&mut phone).await.expect_err("refused");
+    assert!(
+        matches!(
+            err,
+            doorstep_client::ClientError::Refused {
+                code: doorstep_core::sync::message::ErrorCode::DeviceRevoked,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(session_of(&base, &login, "a-brand-new-password").await.is_none(), "cannot sign in");
+}

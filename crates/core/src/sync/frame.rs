@@ -26,7 +26,7 @@ pub struct FrameError {
 impl FrameError {
     /// The error as a message body to send back.
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { code: self.code, message: self.message.clone(), doc: None }
+        ErrorBody { code: self.code, message: self.message.clone(), doc: None, retry_after_secs: None }
     }
 }
 

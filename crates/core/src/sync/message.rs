@@ -173,6 +173,10 @@ pub struct ErrorBody {
     pub message: String,
     /// The document concerned, if one.
     pub doc: Option<WireId>,
+    /// With `rate_limited`: seconds to wait before retrying. Absent from older servers'
+    /// frames (and ignored by older clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u32>,
 }
 
 /// Machine-readable protocol error codes (`docs/PROTOCOL.md` lists what each means).

@@ -19,6 +19,7 @@ use crate::dashboard::session::Staff;
 use crate::dashboard::taxonomy::{self, TaxonomyEdit, TaxonomyEditError};
 use crate::http::{AppState, blocking, now};
 use crate::scope::Role;
+use crate::storage::accounts;
 use crate::storage::{GridRow, MemberRow};
 
 fn require_admin(staff: &Staff) -> Result<(), DashboardError> {
@@ -38,16 +39,19 @@ async fn page_view(
     require_admin(staff)?;
     let storage = state.storage.clone();
     let shipped = state.dashboard.taxonomy.clone();
-    let (grids, members, devices, accounts, taxonomy) = blocking(move || {
-        Ok::<_, crate::storage::StorageError>((
-            storage.grids()?,
-            storage.members()?,
-            storage.devices()?,
-            storage.staff_accounts()?,
-            taxonomy::in_force(storage.as_ref(), &shipped)?,
-        ))
-    })
-    .await??;
+    let (grids, members, devices, accounts, taxonomy, disabled_logins, disabled_members) =
+        blocking(move || {
+            Ok::<_, crate::storage::StorageError>((
+                storage.grids()?,
+                storage.members()?,
+                storage.devices()?,
+                storage.staff_accounts()?,
+                taxonomy::in_force(storage.as_ref(), &shipped)?,
+                accounts::disabled_logins(storage.as_ref())?,
+                accounts::disabled_members(storage.as_ref())?,
+            ))
+        })
+        .await??;
     let lang = staff.lang;
     let taxonomy = &taxonomy;
     let csrf = esc(&staff.csrf);
@@ -71,15 +75,39 @@ async fn page_view(
     );
     for m in &members {
         let grid_names: Vec<String> = m.grids.iter().map(|g| esc(&grid_of(*g))).collect();
+        let actions = if disabled_members.contains(&m.id) {
+            lang.t("已停用", "disabled").to_owned()
+        } else {
+            let mut roles = String::new();
+            for role in Role::ALL {
+                let selected = if role == m.role { " selected" } else { "" };
+                let _ = write!(
+                    roles,
+                    "<option value=\"{}\"{selected}>{}</option>",
+                    role.as_str(),
+                    lang.role(role)
+                );
+            }
+            let mut departments =
+                format!("<option value=\"\">{}</option>", lang.t("（部门）", "(department)"));
+            department_options(&mut departments, taxonomy, lang);
+            format!(
+                "<form method=\"post\" action=\"/dashboard/admin/enrol-code\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"member\" value=\"{id}\"><button id=\"enrol-{id}\">{}</button></form>\
+                 <form method=\"post\" action=\"/dashboard/admin/set-role\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"member\" value=\"{id}\"><select name=\"role\" id=\"role-{id}\">{roles}</select><select name=\"department\">{departments}</select><button id=\"set-role-{id}\">{}</button></form>\
+                 <form method=\"post\" action=\"/dashboard/admin/disable-member\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"member\" value=\"{id}\"><button id=\"disable-member-{id}\">{}</button></form>",
+                lang.t("生成设备注册码", "Enrolment code"),
+                lang.t("修改角色", "Change role"),
+                lang.t("停用人员（吊销设备）", "Disable (revoke devices)"),
+                id = m.id,
+            )
+        };
         let _ = write!(
             b,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/dashboard/admin/enrol-code\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"member\" value=\"{id}\"><button id=\"enrol-{id}\">{}</button></form></td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{actions}</td></tr>",
             esc(&m.name),
             lang.role(m.role),
             esc(&m.department.as_deref().map(|d| lang.department(taxonomy, d)).unwrap_or_default()),
             grid_names.join("、"),
-            lang.t("生成设备注册码", "Enrolment code"),
-            id = m.id,
         );
     }
     let _ = write!(
@@ -183,7 +211,7 @@ async fn page_view(
     // Staff accounts.
     let _ = write!(
         b,
-        "</table></div><h2>{}</h2><p class=\"muted\">{}</p><div class=\"table\"><table id=\"accounts\"><tr><th>{}</th><th>{}</th><th>{}</th></tr>",
+        "</table></div><h2>{}</h2><p class=\"muted\">{}</p><div class=\"table\"><table id=\"accounts\"><tr><th>{}</th><th>{}</th><th>{}</th><th></th></tr>",
         lang.t("工作台账号", "Dashboard accounts"),
         lang.t(
             "用命令创建：doorstep-server account add --member <id> --login <账号>",
@@ -194,12 +222,40 @@ async fn page_view(
         lang.t("锁定至", "Locked until")
     );
     for a in &accounts {
+        let login = esc(&a.login);
+        let form = |op: &str, label: &str, extra: &str| {
+            format!(
+                "<form method=\"post\" action=\"/dashboard/admin/{op}\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"login\" value=\"{login}\">{extra}<button id=\"{op}-{login}\">{label}</button></form>"
+            )
+        };
+        let locked = a.locked_until.filter(|t| *t > now());
+        let actions = if disabled_logins.contains(&a.login) {
+            format!(
+                "{} {}",
+                lang.t("已停用", "disabled"),
+                form("enable-account", lang.t("启用", "Enable"), "")
+            )
+        } else {
+            let unlock = if locked.is_some() {
+                form("unlock-account", lang.t("解除锁定", "Unlock"), "")
+            } else {
+                String::new()
+            };
+            let password = format!(
+                "<input name=\"password\" type=\"password\" autocomplete=\"new-password\" minlength=\"8\" placeholder=\"{}\" required>",
+                lang.t("新密码", "new password")
+            );
+            format!(
+                "{unlock}{}{}",
+                form("reset-password", lang.t("重置密码", "Reset password"), &password),
+                form("disable-account", lang.t("停用", "Disable"), ""),
+            )
+        };
         let _ = write!(
             b,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&a.login),
+            "<tr><td>{login}</td><td>{}</td><td>{}</td><td>{actions}</td></tr>",
             esc(&name_of(a.member)),
-            a.locked_until.filter(|t| *t > now()).map(date_time).unwrap_or_default()
+            locked.map(date_time).unwrap_or_default()
         );
     }
     b.push_str("</table></div>");
@@ -422,13 +478,18 @@ pub struct AdminForm {
     due_hours: String,
     #[serde(default)]
     retired: String,
+    #[serde(default)]
+    login: String,
+    #[serde(default)]
+    password: String,
 }
 
 fn bad(what: &str) -> DashboardError {
     DashboardError::BadRequest(format!("无效输入 / invalid {what}"))
 }
 
-/// `POST /dashboard/admin/{enrol-code|revoke|add-member|add-grid|assign|hand-over|taxonomy}`.
+/// `POST /dashboard/admin/{enrol-code|revoke|add-member|add-grid|assign|hand-over|taxonomy|
+/// disable-account|enable-account|unlock-account|reset-password|set-role|disable-member}`.
 pub async fn act(
     State(state): State<Arc<AppState>>,
     staff: Staff,
@@ -465,6 +526,95 @@ pub async fn act(
             blocking(move || storage.revoke_device(device, at)).await??;
             let _ = state.revoked.send(device);
             lang.t("设备已吊销，立即生效。", "Device revoked, effective at once.").to_owned()
+        }
+        "disable-account" | "enable-account" => {
+            let disable = action == "disable-account";
+            if disable && form.login == staff.login {
+                return Err(DashboardError::BadRequest(
+                    "不能停用自己的账号 / you cannot disable your own account".into(),
+                ));
+            }
+            let login = form.login.clone();
+            let changed =
+                blocking(move || accounts::set_account_disabled(storage.as_ref(), &login, disable, at))
+                    .await??;
+            tracing::info!(login = %form.login, disable, changed, "dashboard account state changed on the dashboard");
+            match (changed, disable) {
+                (false, _) => lang.t("没有变化。", "Nothing changed.").to_owned(),
+                (true, true) => lang
+                    .t("账号已停用，其登录已立即失效。", "Account disabled; its sessions ended at once.")
+                    .to_owned(),
+                (true, false) => lang.t("账号已启用。", "Account enabled.").to_owned(),
+            }
+        }
+        "unlock-account" => {
+            let login = form.login.clone();
+            blocking(move || accounts::unlock_account(storage.as_ref(), &login, at)).await??;
+            lang.t("已解除锁定。", "Account unlocked.").to_owned()
+        }
+        "reset-password" => {
+            if let Err(why) = accounts::check_password_policy(&form.login, &form.password) {
+                return Err(DashboardError::BadRequest(why));
+            }
+            let hash = state
+                .abuse
+                .passwords
+                .hash(form.password.clone())
+                .await
+                .map_err(|e| DashboardError::NotAllowedNow(format!("请稍后再试 / {e}")))?
+                .map_err(|e| DashboardError::Internal(e.to_string()))?;
+            let login = form.login.clone();
+            if !blocking(move || accounts::set_password(storage.as_ref(), &login, &hash, None, at)).await?? {
+                return Err(DashboardError::NotFound);
+            }
+            tracing::info!(login = %form.login, "dashboard password reset by an administrator");
+            lang.t(
+                "密码已重置，该账号的登录已全部退出。",
+                "Password reset; every session of the account ended.",
+            )
+            .to_owned()
+        }
+        "set-role" => {
+            let member: MemberId = form.member.parse().map_err(|_| bad("member"))?;
+            let role: Role = form.role.parse().map_err(|_| bad("role"))?;
+            let department = match (role, form.department.as_str()) {
+                (Role::DepartmentStaff, "") => return Err(bad("department")),
+                (Role::DepartmentStaff, d) => Some(Code::new(d).map_err(|_| bad("department"))?),
+                _ => None,
+            };
+            let changed = blocking(move || {
+                accounts::set_member_role(storage.as_ref(), member, role, department.as_ref(), at)
+            })
+            .await??;
+            if !changed {
+                return Err(DashboardError::NotFound);
+            }
+            tracing::info!(%member, role = role.as_str(), "member role changed on the dashboard");
+            lang.t(
+                "角色已修改，设备和工作台立即按新角色。",
+                "Role changed; devices and the dashboard follow at once.",
+            )
+            .to_owned()
+        }
+        "disable-member" => {
+            let member: MemberId = form.member.parse().map_err(|_| bad("member"))?;
+            if member == staff.scope.member {
+                return Err(DashboardError::BadRequest("不能停用自己 / you cannot disable yourself".into()));
+            }
+            let revoked = blocking(move || accounts::disable_member(storage.as_ref(), member, at))
+                .await??
+                .ok_or(DashboardError::NotFound)?;
+            for device in &revoked {
+                let _ = state.revoked.send(*device);
+            }
+            tracing::info!(%member, devices = revoked.len(), "member disabled on the dashboard");
+            match lang {
+                Lang::Zh => format!("人员已停用：吊销 {} 台设备，工作台账号已停用。", revoked.len()),
+                Lang::En => format!(
+                    "Member disabled: {} device(s) revoked, dashboard accounts disabled.",
+                    revoked.len()
+                ),
+            }
         }
         "add-member" => {
             let name = form.name.trim().to_owned();

@@ -280,7 +280,7 @@ pub fn page(lang: Lang, title: &str, header: Option<&Header<'_>>, body: &str) ->
         }
         let _ = write!(
             out,
-            "</nav><span class=\"me\"><span id=\"me\">{} · {}</span>\
+            "</nav><span class=\"me\"><a href=\"/dashboard/account\" id=\"my-account\"><span id=\"me\">{} · {}</span></a>\
              <form method=\"post\" action=\"/dashboard/sign-out\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <button id=\"sign-out\">{}</button></form>",
             esc(h.name),

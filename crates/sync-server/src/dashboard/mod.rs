@@ -140,6 +140,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/dashboard", get(|| async { Redirect::to("/dashboard/overview") }))
         .route("/dashboard/sign-in", get(session::sign_in_form).post(session::sign_in))
         .route("/dashboard/sign-out", post(session::sign_out))
+        .route("/dashboard/account", get(session::account_page))
+        .route("/dashboard/account/password", post(session::change_password))
         .route("/dashboard/overview", get(pages::overview))
         .route("/dashboard/ledger", get(pages::ledger))
         .route("/dashboard/requests/{id}", get(pages::request))

@@ -1,8 +1,12 @@
 //! Staff sign-in, sessions and CSRF protection.
 //!
-//! - Passwords are checked against argon2id hashes; an unknown login costs the same work as a
-//!   wrong password, and both get the same answer.
-//! - After [`MAX_FAILURES`] consecutive failures an account is locked for [`LOCK_MINUTES`].
+//! - Passwords are checked against argon2id hashes, outside the storage slots and at most two
+//!   at a time; an unknown login costs the same work as a wrong password, is counted and
+//!   locked the same way, and gets byte for byte the same answers.
+//! - After [`MAX_FAILURES`] consecutive failures an account is locked for [`LOCK_MINUTES`];
+//!   each attempt is counted before its password is checked (one atomic statement), so
+//!   parallel guesses check at most [`MAX_FAILURES`] passwords. Failures are also limited per
+//!   client address.
 //! - The session cookie (`dsk_session`) is 256 random bits, stored only as its SHA-256, and sent
 //!   `HttpOnly; SameSite=Strict` (plus `Secure` over TLS).
 //! - Every form POST carries the session's CSRF token; the sign-in form, which has no session
@@ -22,6 +26,7 @@ use crate::dashboard::error::DashboardError;
 use crate::dashboard::html::{Header, Lang, cookie, esc, page};
 use crate::http::{AppState, blocking, now};
 use crate::scope::Scope;
+use crate::storage::accounts::{self, Reservation};
 use crate::storage::dashboard::NewSession;
 
 /// Consecutive failed sign-ins that lock an account.
@@ -170,10 +175,39 @@ pub struct SignInForm {
     csrf: String,
 }
 
+/// What a sign-in attempt does after its reservation.
+enum Attempt {
+    /// Refused unchecked: locked until then.
+    Locked(doorstep_core::time::Timestamp),
+    /// Check the password (against a dummy hash when `None`); `last` before the lock.
+    Check(Option<crate::storage::dashboard::StaffAccount>, bool),
+}
+
+/// The login as looked up and counted: a login longer than any account's (64 bytes) is
+/// replaced by its hash, so an unknown one's row stays small.
+fn unknown_login_key(login: &str) -> String {
+    if login.len() <= 64 {
+        login.to_owned()
+    } else {
+        auth::hash_secret(login).iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// `POST /dashboard/sign-in`.
+///
+/// In order: the client address's failures (429 past `sign_in_failures_per_address`); the
+/// attempt reserved (counted as a failure and the lock set at [`MAX_FAILURES`], in one
+/// statement, before any password is checked, so parallel guesses cannot check more); the
+/// password checked outside the storage slots, at most two at a time ([`PasswordChecks`]);
+/// success resets the count. An unknown (or disabled) login is counted and locked the same way
+/// (`unknown_sign_ins`) and checked against a dummy hash, so every answer is byte for byte the answer a
+/// known login gets.
+///
+/// [`PasswordChecks`]: crate::http::passwords::PasswordChecks
 pub async fn sign_in(
     State(state): State<Arc<AppState>>,
     PageLang(lang): PageLang,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Result<Response, DashboardError> {
@@ -181,56 +215,104 @@ pub async fn sign_in(
     if pre.is_empty() || !auth::same_secret(pre, &form.csrf) {
         return Err(DashboardError::Csrf);
     }
-    let refuse = |message: &str| {
+    let refuse = |status: StatusCode, message: &str, retry_after: Option<u32>| {
         let body = sign_in_page(lang, &form.csrf, Some(message));
-        (StatusCode::UNAUTHORIZED, page(lang, lang.t("登录", "Sign in"), None, &body)).into_response()
+        let mut response = (status, page(lang, lang.t("登录", "Sign in"), None, &body)).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     };
+    let address = crate::http::client_ip(&state, &extensions, &headers);
+    if let Err(refusal) = state.abuse.may_sign_in(address, std::time::Instant::now()) {
+        let retry = refusal.retry_after_secs();
+        let minutes = retry.unwrap_or(60) / 60 + 1;
+        tracing::warn!(?address, "dashboard sign-in refused: too many failures from this address");
+        return Ok(refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            &match lang {
+                Lang::Zh => format!("此地址登录失败次数过多，请 {minutes} 分钟后再试"),
+                Lang::En => {
+                    format!("Too many failed sign-ins from this address: try again in {minutes} minutes")
+                }
+            },
+            retry,
+        ));
+    }
+    let busy = || {
+        refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            lang.t("登录人数过多，请稍后再试", "Too many sign-ins at once: try again shortly"),
+            Some(1),
+        )
+    };
+    // Admitted (or refused at once), then in one of the few turns: the reservation, the hash
+    // and the session all run outside the storage slots devices sync in.
+    let Ok(admission) = state.abuse.passwords.admit() else { return Ok(busy()) };
+    let Ok(turn) = admission.turn().await else { return Ok(busy()) };
     let login = form.login.trim().to_owned();
-    let storage = state.storage.clone();
-    let account = blocking(move || storage.staff_account(&login)).await??;
     let at = now();
-    if let Some(until) = account.as_ref().and_then(|a| a.locked_until).filter(|until| *until > at) {
-        let minutes = (until.millis() - at.millis()) / 60_000 + 1;
-        return Ok(refuse(&match lang {
-            Lang::Zh => format!("登录失败次数过多，账号已锁定，请 {minutes} 分钟后再试"),
-            Lang::En => format!("Too many failed sign-ins: the account is locked for {minutes} more minutes"),
-        }));
-    }
-    // An unknown login does the same hashing work as a wrong password.
-    let stored = account.as_ref().map(|a| a.password_hash.clone());
-    let password = form.password;
-    let matches =
-        blocking(move || auth::verify_password(&password, stored.as_deref().unwrap_or_else(|| dummy_hash())))
-            .await?;
-    let Some(account) = account else {
-        return Ok(refuse(lang.t("账号或密码错误", "Wrong login or password")));
-    };
+    let lock_ms = LOCK_MINUTES * 60_000;
     let storage = state.storage.clone();
-    if !matches {
-        let failures = account.failed_attempts.saturating_add(1);
-        let (failures, locked) = if failures >= MAX_FAILURES {
-            (0, Some(doorstep_core::time::Timestamp(at.millis() + LOCK_MINUTES * 60_000)))
-        } else {
-            (failures, None)
-        };
-        tracing::warn!(login = %account.login, failures, locked = locked.is_some(), "dashboard sign-in failed");
-        let id = account.id.clone();
-        blocking(move || storage.record_sign_in(&id, failures, locked, None, at)).await??;
-        return Ok(refuse(if locked.is_some() {
-            lang.t(
-                "登录失败次数过多，账号已锁定 15 分钟",
-                "Too many failed sign-ins: the account is locked for 15 minutes",
-            )
-        } else {
-            lang.t("账号或密码错误", "Wrong login or password")
-        }));
-    }
+    let reserved = unknown_login_key(&login);
+    let reservation = turn
+        .run(move || accounts::reserve_sign_in(storage.as_ref(), &reserved, at, MAX_FAILURES, lock_ms))
+        .await
+        .map_err(|e| DashboardError::Internal(e.to_string()))??;
+    let attempt = match reservation {
+        Reservation::Unknown { locked_until: Some(until), .. } => Attempt::Locked(until),
+        Reservation::Unknown { locked_until: None, last } => Attempt::Check(None, last),
+        Reservation::Locked { until } => Attempt::Locked(until),
+        Reservation::Check { account, last } => Attempt::Check(Some(account), last),
+    };
+    let (account, last) = match attempt {
+        Attempt::Locked(until) => {
+            state.abuse.sign_in_failed(address, std::time::Instant::now());
+            let minutes = (until.millis() - at.millis()).max(0) / 60_000 + 1;
+            return Ok(refuse(
+                StatusCode::UNAUTHORIZED,
+                &match lang {
+                    Lang::Zh => format!("登录失败次数过多，账号已锁定，请 {minutes} 分钟后再试"),
+                    Lang::En => {
+                        format!("Too many failed sign-ins: the account is locked for {minutes} more minutes")
+                    }
+                },
+                None,
+            ));
+        }
+        Attempt::Check(account, last) => (account, last),
+    };
+    let stored = account.as_ref().map(|a| a.password_hash.clone());
+    let Ok(matches) = turn.verify(form.password.clone(), stored).await else { return Ok(busy()) };
+    let account = match account {
+        Some(account) if matches => account,
+        known => {
+            state.abuse.sign_in_failed(address, std::time::Instant::now());
+            tracing::warn!(login = %login, known = known.is_some(), locked = last, "dashboard sign-in failed");
+            return Ok(refuse(
+                StatusCode::UNAUTHORIZED,
+                if last {
+                    lang.t(
+                        "登录失败次数过多，账号已锁定 15 分钟",
+                        "Too many failed sign-ins: the account is locked for 15 minutes",
+                    )
+                } else {
+                    lang.t("账号或密码错误", "Wrong login or password")
+                },
+                None,
+            ));
+        }
+    };
     let token = auth::new_secret().map_err(|e| DashboardError::Internal(e.to_string()))?;
     let csrf = auth::new_secret().map_err(|e| DashboardError::Internal(e.to_string()))?;
     let session =
         NewSession { hash: auth::hash_secret(&token), csrf, expires_at: at.plus_hours(SESSION_HOURS) };
     let id = account.id.clone();
-    blocking(move || storage.record_sign_in(&id, 0, None, Some(&session), at)).await??;
+    let storage = state.storage.clone();
+    turn.run(move || storage.record_sign_in(&id, 0, None, Some(&session), at))
+        .await
+        .map_err(|e| DashboardError::Internal(e.to_string()))??;
+    drop(turn);
     tracing::info!(login = %account.login, "dashboard sign-in");
     let mut response = Redirect::to("/dashboard/overview").into_response();
     let headers = response.headers_mut();
@@ -246,6 +328,85 @@ pub async fn sign_in(
     headers
         .append(header::SET_COOKIE, cookie_header(state.dashboard.secure_cookies, PRE_SESSION_COOKIE, "", 0));
     Ok(response)
+}
+
+/// `GET /dashboard/account`: the signed-in user's own account (change the password).
+pub async fn account_page(staff: Staff) -> Result<Response, DashboardError> {
+    Ok(account_view(&staff, None).into_response())
+}
+
+fn account_view(staff: &Staff, notice: Option<(&str, bool)>) -> axum::response::Html<String> {
+    let lang = staff.lang;
+    let notice = notice
+        .map(|(text, ok)| {
+            let (class, id) = if ok { ("notice", "notice") } else { ("error", "error") };
+            format!("<p class=\"{class}\" id=\"{id}\">{}</p>", esc(text))
+        })
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>{}</h1>{notice}<p class=\"muted\">{}</p>\
+         <form class=\"signin\" method=\"post\" action=\"/dashboard/account/password\" id=\"change-password\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <label>{}<input id=\"old-password\" name=\"old_password\" type=\"password\" autocomplete=\"current-password\" required></label>\
+         <label>{}<input id=\"new-password\" name=\"new_password\" type=\"password\" autocomplete=\"new-password\" minlength=\"8\" required></label>\
+         <button class=\"primary\" id=\"change\">{}</button></form>",
+        lang.t("我的账号", "My account"),
+        esc(&staff.login),
+        esc(&staff.csrf),
+        lang.t("原密码", "Current password"),
+        lang.t("新密码（至少 8 个字符）", "New password (at least 8 characters)"),
+        lang.t("修改密码", "Change password"),
+    );
+    page(lang, lang.t("我的账号", "My account"), Some(&staff.header()), &body)
+}
+
+/// The change-password form's fields.
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    csrf: String,
+    old_password: String,
+    new_password: String,
+}
+
+/// `POST /dashboard/account/password`: a signed-in user changes their own password (the
+/// current one first). Their other sessions end; this one stays.
+pub async fn change_password(
+    State(state): State<Arc<AppState>>,
+    staff: Staff,
+    Form(form): Form<PasswordForm>,
+) -> Result<Response, DashboardError> {
+    staff.check_csrf(&form.csrf)?;
+    let lang = staff.lang;
+    let busy = || {
+        DashboardError::NotAllowedNow(
+            "登录人数过多，请稍后再试 / too many sign-ins at once; retry shortly".into(),
+        )
+    };
+    if let Err(why) = accounts::check_password_policy(&staff.login, &form.new_password) {
+        return Ok((StatusCode::BAD_REQUEST, account_view(&staff, Some((&why, false)))).into_response());
+    }
+    let storage = state.storage.clone();
+    let login = staff.login.clone();
+    let account = blocking(move || storage.staff_account(&login)).await??;
+    let stored = account.map(|a| a.password_hash);
+    if !state.abuse.passwords.verify(form.old_password, stored).await.map_err(|_| busy())? {
+        let message = lang.t("原密码不正确", "The current password is wrong");
+        return Ok((StatusCode::BAD_REQUEST, account_view(&staff, Some((message, false)))).into_response());
+    }
+    let hash = state
+        .abuse
+        .passwords
+        .hash(form.new_password)
+        .await
+        .map_err(|_| busy())?
+        .map_err(|e| DashboardError::Internal(e.to_string()))?;
+    let storage = state.storage.clone();
+    let (login, keep) = (staff.login.clone(), staff.session_hash);
+    blocking(move || accounts::set_password(storage.as_ref(), &login, &hash, Some(&keep), now())).await??;
+    tracing::info!(login = %staff.login, "dashboard password changed by its owner");
+    let message = lang
+        .t("密码已修改，其他设备上的登录已退出。", "Password changed; your other sessions were signed out.");
+    Ok(account_view(&staff, Some((message, true))).into_response())
 }
 
 /// A form that carries only the CSRF token.
@@ -270,15 +431,6 @@ pub async fn sign_out(
         .headers_mut()
         .append(header::SET_COOKIE, cookie_header(state.dashboard.secure_cookies, SESSION_COOKIE, "", 0));
     Ok(response)
-}
-
-/// An argon2id hash of a random password nobody knows, verified against when the login is
-/// unknown so that both failures take the same time.
-fn dummy_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| {
-        auth::new_secret().ok().and_then(|secret| auth::hash_password(&secret).ok()).unwrap_or_default()
-    })
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
-use axum::http::Extensions;
+use axum::extract::State;
+use axum::http::{Extensions, HeaderMap};
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -28,20 +28,34 @@ pub struct EnrolRequest {
 
 /// Enrols a device.
 ///
-/// Failed attempts are counted per client address and county-wide; past the configured number
-/// in a window every attempt is refused with `rate_limited`, so codes cannot be guessed.
+/// Failed attempts are counted per client address (behind a trusted proxy, the address it
+/// forwarded for) and county-wide. An address past its limit is refused with `rate_limited`
+/// (even a right code, so a guesser learns nothing); past the county's budget every attempt
+/// waits its turn, so guessing from many addresses is slowed down while real codes still enrol.
 pub async fn enrol(
     State(state): State<Arc<AppState>>,
     extensions: Extensions,
+    headers: HeaderMap,
     Json(request): Json<EnrolRequest>,
 ) -> Result<Json<Enrolled>, ApiError> {
-    let address = extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
-    if state.abuse.may_enrol(address, std::time::Instant::now()).is_err() {
+    let address = crate::http::client_ip(&state, &extensions, &headers);
+    let refused = |refusal| {
         tracing::warn!(?address, "enrolment refused: too many failed attempts");
-        return Err(ApiError::protocol(
-            doorstep_core::sync::message::ErrorCode::RateLimited,
+        ApiError::limited(
+            refusal,
             "注册尝试失败次数过多，请稍后再试 / too many failed enrolment attempts; wait and retry",
-        ));
+        )
+    };
+    match state.abuse.may_enrol(address, std::time::Instant::now()) {
+        Ok(wait) if wait.is_zero() => {}
+        Ok(wait) => tokio::time::sleep(wait).await,
+        Err(refusal) => return Err(refused(refusal)),
+    }
+    // One code at a time per address, checked again in the turn: parallel guesses from one
+    // address are counted one by one, while phones at other addresses do not wait.
+    let _turn = state.abuse.enrol_turn(address).await;
+    if let Err(refusal) = state.abuse.recheck_enrol(address, std::time::Instant::now()) {
+        return Err(refused(refusal));
     }
     let code = crate::auth::normalize_code(&request.code);
     if code.is_empty() || code.len() > 32 {

@@ -58,7 +58,7 @@ impl Metrics {
         }
     }
 
-    fn render(&self) -> String {
+    fn render(&self, passwords: &super::passwords::PasswordChecks) -> String {
         let line = |name: &str, kind: &str, help: &str, value: u64| {
             format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n")
         };
@@ -105,6 +105,25 @@ impl Metrics {
                 "Open WebSocket connections.",
                 self.websockets.load(Ordering::Relaxed),
             ),
+            line(
+                "doorstep_storage_calls_in_use",
+                "gauge",
+                "Storage slots (of 16) in use.",
+                super::storage_calls_in_use() as u64,
+            ),
+            line(
+                "doorstep_password_checks_running",
+                "gauge",
+                "Passwords being hashed now (outside the storage slots).",
+                passwords.running() as u64,
+            ),
+            line(
+                "doorstep_password_checks_waiting",
+                "gauge",
+                "Sign-ins waiting for a password check.",
+                passwords.waiting() as u64,
+            ),
+            line("doorstep_password_checks_total", "counter", "Passwords checked.", passwords.checked()),
         ]
         .concat()
     }
@@ -117,7 +136,8 @@ pub async fn serve(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
         (Some(expected), Some(given))
             if crate::auth::hash_secret(expected) == crate::auth::hash_secret(&given) =>
         {
-            ([("content-type", "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+            ([("content-type", "text/plain; version=0.0.4")], state.metrics.render(&state.abuse.passwords))
+                .into_response()
         }
         _ => (StatusCode::UNAUTHORIZED, "metrics token required").into_response(),
     }

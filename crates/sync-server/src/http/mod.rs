@@ -30,6 +30,7 @@ pub mod abuse;
 mod attachments;
 mod enrol;
 pub mod metrics;
+pub mod passwords;
 mod sync;
 mod ws;
 
@@ -159,6 +160,24 @@ pub fn now() -> Timestamp {
 pub const STORAGE_CALLS_AT_ONCE: usize = 16;
 
 static STORAGE_CALLS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(STORAGE_CALLS_AT_ONCE);
+
+/// Storage slots in use now (for `/metrics`).
+pub fn storage_calls_in_use() -> usize {
+    STORAGE_CALLS_AT_ONCE.saturating_sub(STORAGE_CALLS.available_permits())
+}
+
+/// The address a request came from: the peer, or behind a trusted proxy the address it
+/// forwarded for (see [`crate::config::client_address`]).
+pub fn client_ip(
+    state: &AppState,
+    extensions: &axum::http::Extensions,
+    headers: &HeaderMap,
+) -> Option<std::net::IpAddr> {
+    let peer = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?.0.ip();
+    let forwarded =
+        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>();
+    Some(crate::config::client_address(peer, forwarded.into_iter(), &state.abuse.limits().trusted_proxies))
+}
 
 /// Runs a blocking storage call on tokio's blocking pool, at most [`STORAGE_CALLS_AT_ONCE`] at
 /// a time.

@@ -27,6 +27,17 @@ pub async fn handle_frame(
         message: e.message,
         doc: None,
     })?;
+    // Every round, manifest and repair costs the device one of its budgeted rounds, and its
+    // replies' bytes; a device past its budget (a stolen token looping full syncs) is refused
+    // with a retry-after while every other device is served.
+    let device_id = device.id;
+    if let Err(refusal) = state.abuse.sync_round(device_id, std::time::Instant::now()) {
+        tracing::warn!(device = %device_id, %refusal, "sync refused: budget used up");
+        return Err(ApiError::limited(
+            refusal,
+            "同步过于频繁，请稍后再试 / too many sync rounds or bytes from this device; wait and retry",
+        ));
+    }
     let storage = state.storage.clone();
     let limits = state.limits.clone();
     let (reply, cursor) = match message {
@@ -66,6 +77,7 @@ pub async fn handle_frame(
     };
     let bytes = encode_server(&reply);
     state.metrics.add_bytes_out(bytes.len());
+    state.abuse.sync_bytes(device_id, bytes.len());
     Ok((bytes, cursor))
 }
 

@@ -116,6 +116,12 @@ pub trait DashboardStorage: Send + Sync + 'static {
     fn end_staff_session(&self, hash: &[u8; 32]) -> Result<(), StorageError>;
     /// Every staff account.
     fn staff_accounts(&self) -> Result<Vec<StaffAccountRow>, StorageError>;
+    /// Runs `work` in one transaction for the administration statements of
+    /// [`super::accounts`] (written once for both backends); commits if it succeeds.
+    fn admin_transaction(
+        &self,
+        work: &mut (dyn FnMut(&mut dyn super::accounts::AdminSql) -> Result<(), StorageError> + Send),
+    ) -> Result<(), StorageError>;
     /// Every document whose last change is after log position `seq`, in log order.
     fn documents_since(&self, seq: u64) -> Result<Vec<ChangedDocument>, StorageError>;
     /// The county's taxonomy as last edited on the dashboard; `None` until the first edit (the

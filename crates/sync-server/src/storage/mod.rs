@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::scope::{Role, Scope};
 
+pub mod accounts;
 pub mod attachment;
 pub mod dashboard;
 mod engine;

@@ -44,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0005_attachments.sql"),
     include_str!("../../migrations/postgres/0007_catch_up_by_scope.sql"),
     include_str!("../../migrations/postgres/0009_fact_moves.sql"),
+    include_str!("../../migrations/postgres/0011_disabled_staff.sql"),
 ];
 
 /// The channel nodes announce new changes on.
@@ -967,7 +968,7 @@ impl Storage for PostgresStorage {
         self.with_client(|conn| {
             let inserted = conn.execute(
                 "INSERT INTO enrolment_codes (code_hash, member_id, created_at, expires_at)
-                 SELECT $1, member_id, $3, $4 FROM members WHERE member_id = $2",
+                 SELECT $1, member_id, $3, $4 FROM members WHERE member_id = $2 AND disabled_at IS NULL",
                 &[&code_hash.as_slice(), &member.to_string(), &now.millis(), &expires_at.millis()],
             )?;
             Ok(inserted > 0)

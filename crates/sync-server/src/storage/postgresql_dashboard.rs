@@ -8,6 +8,7 @@ use doorstep_core::time::Timestamp;
 
 use crate::scope::Scope;
 use crate::storage::StorageError;
+use crate::storage::accounts::{AdminSql, SqlValue};
 use crate::storage::dashboard::{
     AccountCreated, ChangedDocument, DashboardStorage, NewSession, StaffAccount, StaffAccountRow,
     StaffSession, parse_taxonomy, taxonomy_json,
@@ -104,7 +105,8 @@ impl DashboardStorage for PostgresStorage {
                  FROM staff_sessions s
                  JOIN staff_accounts a ON a.account_id = s.account_id
                  JOIN members m ON m.member_id = a.member_id
-                 WHERE s.session_hash = $1 AND s.expires_at > $2",
+                 WHERE s.session_hash = $1 AND s.expires_at > $2
+                   AND a.disabled_at IS NULL AND m.disabled_at IS NULL",
                 &[&hash.as_slice(), &now.millis()],
             )?;
             let Some(row) = row else { return Ok(None) };
@@ -154,6 +156,18 @@ impl DashboardStorage for PostgresStorage {
                     })
                 })
                 .collect()
+        })
+    }
+
+    fn admin_transaction(
+        &self,
+        work: &mut (dyn FnMut(&mut dyn AdminSql) -> Result<(), StorageError> + Send),
+    ) -> Result<(), StorageError> {
+        self.with_client(|conn| {
+            let mut tx = conn.transaction()?;
+            work(&mut PostgresAdmin(&mut tx))?;
+            tx.commit()?;
+            Ok(())
         })
     }
 
@@ -225,5 +239,54 @@ impl DashboardStorage for PostgresStorage {
             tx.commit()?;
             Ok(true)
         })
+    }
+}
+
+/// [`AdminSql`] over one PostgreSQL transaction.
+struct PostgresAdmin<'a, 'b>(&'a mut ::postgres::Transaction<'b>);
+
+fn postgres_params(params: &[SqlValue]) -> Vec<Box<dyn ::postgres::types::ToSql + Sync>> {
+    params
+        .iter()
+        .map(|p| -> Box<dyn ::postgres::types::ToSql + Sync> {
+            match p {
+                SqlValue::Null => Box::new(Option::<i64>::None),
+                SqlValue::Int(v) => Box::new(*v),
+                SqlValue::Text(v) => Box::new(v.clone()),
+                SqlValue::Blob(v) => Box::new(v.clone()),
+            }
+        })
+        .collect()
+}
+
+impl AdminSql for PostgresAdmin<'_, '_> {
+    fn exec(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64, StorageError> {
+        let boxed = postgres_params(params);
+        let refs: Vec<&(dyn ::postgres::types::ToSql + Sync)> = boxed.iter().map(|b| b.as_ref()).collect();
+        Ok(self.0.execute(sql, &refs)?)
+    }
+
+    fn rows(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, StorageError> {
+        let boxed = postgres_params(params);
+        let refs: Vec<&(dyn ::postgres::types::ToSql + Sync)> = boxed.iter().map(|b| b.as_ref()).collect();
+        let rows = self.0.query(sql, &refs)?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|i| {
+                        if let Ok(v) = row.try_get::<_, Option<i64>>(i) {
+                            v.map_or(SqlValue::Null, SqlValue::Int)
+                        } else if let Ok(v) = row.try_get::<_, Option<String>>(i) {
+                            v.map_or(SqlValue::Null, SqlValue::Text)
+                        } else if let Ok(v) = row.try_get::<_, Option<Vec<u8>>>(i) {
+                            v.map_or(SqlValue::Null, SqlValue::Blob)
+                        } else {
+                            SqlValue::Null
+                        }
+                    })
+                    .collect()
+            })
+            .collect())
     }
 }

@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0006_attachments.sql"),
     include_str!("../../migrations/sqlite/0008_catch_up_by_scope.sql"),
     include_str!("../../migrations/sqlite/0009_fact_moves.sql"),
+    include_str!("../../migrations/sqlite/0011_disabled_staff.sql"),
 ];
 
 /// The database file's name inside the data directory.
@@ -891,7 +892,7 @@ impl Storage for SqliteStorage {
     ) -> Result<bool, StorageError> {
         let conn = self.lock();
         let exists: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM members WHERE member_id = ?1)",
+            "SELECT EXISTS (SELECT 1 FROM members WHERE member_id = ?1 AND disabled_at IS NULL)",
             [member.to_string()],
             |r| r.get(0),
         )?;

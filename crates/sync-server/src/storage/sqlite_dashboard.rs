@@ -9,6 +9,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use crate::scope::Scope;
 use crate::storage::StorageError;
+use crate::storage::accounts::{AdminSql, SqlValue};
 use crate::storage::dashboard::{
     AccountCreated, ChangedDocument, DashboardStorage, NewSession, StaffAccount, StaffAccountRow,
     StaffSession, parse_taxonomy, taxonomy_json,
@@ -124,7 +125,8 @@ impl DashboardStorage for SqliteStorage {
                  FROM staff_sessions s
                  JOIN staff_accounts a ON a.account_id = s.account_id
                  JOIN members m ON m.member_id = a.member_id
-                 WHERE s.session_hash = ?1 AND s.expires_at > ?2",
+                 WHERE s.session_hash = ?1 AND s.expires_at > ?2
+                   AND a.disabled_at IS NULL AND m.disabled_at IS NULL",
                 params![hash.as_slice(), now.millis()],
                 |r| {
                     Ok((
@@ -178,6 +180,17 @@ impl DashboardStorage for SqliteStorage {
             })
         })
         .collect()
+    }
+
+    fn admin_transaction(
+        &self,
+        work: &mut (dyn FnMut(&mut dyn AdminSql) -> Result<(), StorageError> + Send),
+    ) -> Result<(), StorageError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        work(&mut SqliteAdmin(&tx))?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn documents_since(&self, seq: u64) -> Result<Vec<ChangedDocument>, StorageError> {
@@ -247,5 +260,49 @@ impl DashboardStorage for SqliteStorage {
         )?;
         tx.commit()?;
         Ok(true)
+    }
+}
+
+/// [`AdminSql`] over one SQLite transaction (`$n` placeholders read as `?n`).
+struct SqliteAdmin<'a>(&'a rusqlite::Transaction<'a>);
+
+fn sqlite_params(params: &[SqlValue]) -> Vec<rusqlite::types::Value> {
+    use rusqlite::types::Value;
+    params
+        .iter()
+        .map(|p| match p {
+            SqlValue::Null => Value::Null,
+            SqlValue::Int(v) => Value::Integer(*v),
+            SqlValue::Text(v) => Value::Text(v.clone()),
+            SqlValue::Blob(v) => Value::Blob(v.clone()),
+        })
+        .collect()
+}
+
+impl AdminSql for SqliteAdmin<'_> {
+    fn exec(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64, StorageError> {
+        let changed =
+            self.0.execute(&sql.replace('$', "?"), rusqlite::params_from_iter(sqlite_params(params)))?;
+        Ok(changed as u64)
+    }
+
+    fn rows(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, StorageError> {
+        use rusqlite::types::ValueRef;
+        let mut stmt = self.0.prepare(&sql.replace('$', "?"))?;
+        let columns = stmt.column_count();
+        let rows = stmt.query_map(rusqlite::params_from_iter(sqlite_params(params)), |r| {
+            (0..columns)
+                .map(|i| {
+                    Ok(match r.get_ref(i)? {
+                        ValueRef::Null => SqlValue::Null,
+                        ValueRef::Integer(v) => SqlValue::Int(v),
+                        ValueRef::Real(v) => SqlValue::Int(v as i64),
+                        ValueRef::Text(v) => SqlValue::Text(String::from_utf8_lossy(v).into_owned()),
+                        ValueRef::Blob(v) => SqlValue::Blob(v.to_vec()),
+                    })
+                })
+                .collect::<Result<Vec<_>, rusqlite::Error>>()
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 }

@@ -53,7 +53,7 @@ pub const TABLES: &[Table] = &[
     Table { name: "grids", columns: &["grid_id", "name", "community", "street"], key: &["grid_id"] },
     Table {
         name: "members",
-        columns: &["member_id", "name", "role", "department", "scope_version", "created_at"],
+        columns: &["member_id", "name", "role", "department", "scope_version", "created_at", "disabled_at"],
         key: &["member_id"],
     },
     Table { name: "member_grids", columns: &["member_id", "grid_id"], key: &["member_id", "grid_id"] },
@@ -116,6 +116,7 @@ pub const TABLES: &[Table] = &[
             "failed_attempts",
             "locked_until",
             "created_at",
+            "disabled_at",
         ],
         key: &["account_id"],
     },
