@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub mod auth;
+pub mod check;
 pub mod config;
 pub mod dashboard;
 pub mod demo;

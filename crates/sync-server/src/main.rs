@@ -117,6 +117,10 @@ enum StorageCommand {
     /// Dashboard staff accounts. 工作台账号。
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Read every stored document with the field rules and readers uploads are checked with,
+    /// and list those that cannot be read in full (exit code 1 if any). Changes nothing.
+    /// 检查所有文档能否完整读取。
+    Check,
     /// Import households from a CSV file, with a per-row report. 从 CSV 导入住户。
     ImportHouseholds {
         /// The CSV file.
@@ -502,6 +506,18 @@ fn main() -> anyhow::Result<()> {
             } else {
                 bail!("未找到该账号 / no account with that login: {login}")
             }
+        }
+        StorageCommand::Check => {
+            let report = doorstep_server::check::check_all(storage.as_ref())?;
+            for bad in &report.unreadable {
+                println!("无法完整读取 / cannot be read in full: {}  {}", bad.id, bad.reason);
+            }
+            let (checked, bad) = (report.documents, report.unreadable.len());
+            if bad > 0 {
+                bail!("检查了 {checked} 份文档，{bad} 份无法完整读取 / checked {checked} documents, {bad} cannot be read in full");
+            }
+            println!("检查了 {checked} 份文档，全部可完整读取 / checked {checked} documents, all read in full");
+            Ok(())
         }
         StorageCommand::ImportHouseholds { file } => {
             let text = std::fs::read_to_string(&file)
