@@ -1,7 +1,7 @@
 //! Server configuration: one struct, filled from a TOML file, then environment variables and
 //! flags (which win). Every field has a default that works out of the box.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -52,6 +52,19 @@ pub struct Config {
     /// SQLite only: the most bytes the database may grow to; past it writes fail cleanly as on
     /// a full disk (a quota below the disk's size). Unset: no cap.
     pub sqlite_max_bytes: Option<u64>,
+    /// Addresses of reverse proxies whose forwarding headers (`X-Forwarded-Proto`, and for rate
+    /// limits `X-Forwarded-For`) are believed. Empty (the default): no such header is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// The address staff reach the dashboard at (`https://doorstep.county.example`), used for the
+    /// absolute links in exports. Unset: exports carry links relative to the server. Links never
+    /// follow the request's `Host` header.
+    pub public_url: Option<String>,
+    /// Requests on routes open to anyone (`POST /v1/enrol`, `POST /dashboard/sign-in`) served at
+    /// once; more are refused with 503 at once, so slow clients cannot hold every socket.
+    pub unauthenticated_requests_at_once: usize,
+    /// Attachment bytes one device may store on the server, in all (`quota_exceeded`, 413, past
+    /// it). Bytes the server already had, sent again to prove possession, do not count.
+    pub attachment_quota_bytes_per_device: u64,
 }
 
 impl Default for Config {
@@ -76,6 +89,10 @@ impl Default for Config {
             header_timeout_secs: 30,
             body_timeout_secs: 60,
             sqlite_max_bytes: None,
+            trusted_proxies: Vec::new(),
+            public_url: None,
+            unauthenticated_requests_at_once: 64,
+            attachment_quota_bytes_per_device: 4 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -146,6 +163,14 @@ impl Config {
     }
 }
 
+/// Whether a request whose TCP peer is `peer_ip` comes from one of the configured
+/// [`Config::trusted_proxies`], so that its forwarding headers may be believed. An IPv4 peer
+/// seen as an IPv4-mapped IPv6 address matches its IPv4 entry.
+pub fn from_trusted_proxy(config: &Config, peer_ip: IpAddr) -> bool {
+    let peer = peer_ip.to_canonical();
+    config.trusted_proxies.iter().any(|trusted| trusted.to_canonical() == peer)
+}
+
 /// A database URL with its password replaced by `***`, for logs and messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -162,7 +187,17 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::*;
+
+    #[test]
+    fn only_configured_proxies_are_trusted() {
+        let config: Config = toml::from_str("trusted_proxies = [\"127.0.0.1\", \"::1\"]").expect("toml");
+        assert!(from_trusted_proxy(&config, IpAddr::from([127, 0, 0, 1])));
+        assert!(from_trusted_proxy(&config, "::ffff:127.0.0.1".parse().expect("ip")));
+        assert!(from_trusted_proxy(&config, "::1".parse().expect("ip")));
+        assert!(!from_trusted_proxy(&config, IpAddr::from([10, 0, 0, 1])));
+        assert!(!from_trusted_proxy(&Config::default(), IpAddr::from([127, 0, 0, 1])), "none by default");
+    }
 
     #[test]
     fn passwords_are_hidden_in_messages() {

@@ -46,7 +46,8 @@ pub async fn serve(
         AppState::new(storage, limits, config.max_frame_bytes, config.metrics_token.clone())
             .with_secure_cookies(config.tls()?.is_some())
             .with_max_attachment_bytes(config.max_attachment_bytes)
-            .with_abuse(config.abuse_limits(), Duration::from_secs(config.body_timeout_secs.max(1))),
+            .with_abuse(config.abuse_limits(), Duration::from_secs(config.body_timeout_secs.max(1)))
+            .with_config(config),
     );
     tokio::spawn(watch_revocations(state.clone()));
     let changes = state.changes.clone();

@@ -73,13 +73,24 @@ async fn page_view(
         let grid_names: Vec<String> = m.grids.iter().map(|g| esc(&grid_of(*g))).collect();
         let _ = write!(
             b,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/dashboard/admin/enrol-code\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"member\" value=\"{id}\"><button id=\"enrol-{id}\">{}</button></form></td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/dashboard/admin/enrol-code\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"member\" value=\"{id}\">{password}<button id=\"enrol-{id}\">{}</button></form></td></tr>",
             esc(&m.name),
             lang.role(m.role),
             esc(&m.department.as_deref().map(|d| lang.department(taxonomy, d)).unwrap_or_default()),
             grid_names.join("、"),
             lang.t("生成设备注册码", "Enrolment code"),
             id = m.id,
+            // A code for a staff role acts with that role's reach: the administrator confirms
+            // it with their own password.
+            password = if staff_role(m.role) {
+                format!(
+                    "<input type=\"password\" name=\"password\" id=\"password-{}\" autocomplete=\"current-password\" placeholder=\"{}\" required>",
+                    m.id,
+                    lang.t("您的密码", "your password")
+                )
+            } else {
+                String::new()
+            },
         );
     }
     let _ = write!(
@@ -392,6 +403,9 @@ pub struct AdminForm {
     csrf: String,
     #[serde(default)]
     member: String,
+    /// The administrator's own password, to create a code for a staff role.
+    #[serde(default)]
+    password: String,
     #[serde(default)]
     device: String,
     #[serde(default)]
@@ -424,6 +438,39 @@ pub struct AdminForm {
     retired: String,
 }
 
+/// Roles whose enrolment codes need the administrator's password: supervisors and
+/// administrators, whose devices reach a whole county or many grids.
+fn staff_role(role: Role) -> bool {
+    matches!(role, Role::Supervisor | Role::Admin)
+}
+
+/// Checks the signed-in administrator's own password again (for codes of staff roles), with the
+/// same argon2 work as a sign-in; a wrong or missing one is refused with 403.
+async fn confirm_password(
+    state: &Arc<AppState>,
+    staff: &Staff,
+    password: &str,
+) -> Result<(), DashboardError> {
+    let refused = || {
+        DashboardError::Forbidden(
+            "为主管或管理员生成注册码须再次输入您的密码 / a code for a supervisor or administrator needs your password again"
+                .to_owned(),
+        )
+    };
+    if password.is_empty() {
+        return Err(refused());
+    }
+    let storage = state.storage.clone();
+    let login = staff.login.clone();
+    let account = blocking(move || storage.staff_account(&login)).await??.ok_or_else(refused)?;
+    let password = password.to_owned();
+    if blocking(move || auth::verify_password(&password, &account.password_hash)).await? {
+        Ok(())
+    } else {
+        Err(refused())
+    }
+}
+
 fn bad(what: &str) -> DashboardError {
     DashboardError::BadRequest(format!("无效输入 / invalid {what}"))
 }
@@ -443,6 +490,17 @@ pub async fn act(
     let notice = match action.as_str() {
         "enrol-code" => {
             let member: MemberId = form.member.parse().map_err(|_| bad("member"))?;
+            let role = {
+                let storage = storage.clone();
+                blocking(move || storage.members()).await??
+            }
+            .into_iter()
+            .find(|m| m.id == member)
+            .map(|m| m.role)
+            .ok_or(DashboardError::NotFound)?;
+            if staff_role(role) {
+                confirm_password(&state, &staff, &form.password).await?;
+            }
             let code = auth::new_enrolment_code().map_err(|e| DashboardError::Internal(e.to_string()))?;
             let hash = auth::hash_secret(&auth::normalize_code(&code));
             let created =

@@ -7,7 +7,6 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use doorstep_core::ids::DocumentId;
 use doorstep_core::model::attachment::{AttachmentRef, ContentHash, LocationFix};
@@ -70,10 +69,11 @@ pub fn links(base: &str, doc: DocumentId, attachments: impl IntoIterator<Item = 
     attachments.into_iter().map(|a| format!("{base}{}", path(doc, &a.hash))).collect::<Vec<_>>().join("\n")
 }
 
-/// The origin an export's links point at: this server as the browser reached it.
-pub fn base_url(headers: &HeaderMap, tls: bool) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    format!("{}://{host}", if tls { "https" } else { "http" })
+/// The origin an export's links start with: the configured public URL (without a trailing
+/// `/`), or nothing, for links relative to the server. Never the request's `Host` header, which
+/// the client chooses.
+pub fn base_url(public_url: Option<&str>) -> String {
+    public_url.map(|url| url.trim().trim_end_matches('/').to_owned()).unwrap_or_default()
 }
 
 /// Every attachment of a request's events.
@@ -125,10 +125,9 @@ pub async fn serve(
         }
     })
     .await??;
-    let (media_type, bytes) = found.ok_or(DashboardError::NotFound)?;
-    Ok((
-        [(header::CONTENT_TYPE, media_type), (header::CACHE_CONTROL, "private, max-age=86400".into())],
-        bytes,
-    )
-        .into_response())
+    let (_declared, bytes) = found.ok_or(DashboardError::NotFound)?;
+    // Served by what the bytes are, never by the type a phone declared, and sandboxed.
+    let mut headers = axum::http::HeaderMap::new();
+    crate::http::served::set_headers(&mut headers, &bytes);
+    Ok((headers, bytes).into_response())
 }

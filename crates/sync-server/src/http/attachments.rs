@@ -197,7 +197,10 @@ pub async fn download(
                 "此附件没有缩略图（尚未上传完成或不是图片）/ no thumbnail for this attachment (not uploaded yet, or not an image)",
             ));
         };
-        return Ok(([(header::CONTENT_TYPE, media_type)], bytes).into_response());
+        let _ = media_type;
+        let mut headers = HeaderMap::new();
+        crate::http::served::set_headers(&mut headers, &bytes);
+        return Ok((headers, bytes).into_response());
     }
     let size = reference.size;
     let range = match headers.get(header::RANGE) {
@@ -212,7 +215,18 @@ pub async fn download(
     };
     let (from, to) = range.unwrap_or((0, size));
     let key = reference.hash;
-    let Some(bytes) = blocking(move || storage.attachment_range(&key, from, to - from)).await?? else {
+    let found = blocking(move || -> Result<_, crate::storage::StorageError> {
+        let Some(bytes) = storage.attachment_range(&key, from, to - from)? else { return Ok(None) };
+        // The served type comes from the file's first bytes, never from what a phone declared.
+        let first = if from == 0 {
+            bytes.iter().take(crate::http::served::SNIFF_BYTES as usize).copied().collect()
+        } else {
+            storage.attachment_range(&key, 0, crate::http::served::SNIFF_BYTES)?.unwrap_or_default()
+        };
+        Ok(Some((bytes, first)))
+    })
+    .await??;
+    let Some((bytes, first)) = found else {
         return Err(ApiError::attachment(
             StatusCode::NOT_FOUND,
             "not_uploaded",
@@ -221,7 +235,7 @@ pub async fn download(
     };
     let mut response = bytes.into_response();
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, header_value(&reference.media_type));
+    crate::http::served::set_headers(h, &first);
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if range.is_some() {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
