@@ -116,6 +116,10 @@ pub async fn serve(
     let storage = state.storage.clone();
     let thumbnail = !query.thumbnail.is_empty();
     let found = blocking(move || {
+        // Only through a document the bytes were uploaded through (issue 16).
+        if !storage.attachment_servable(&reference.hash, doc)? {
+            return Ok(None);
+        }
         if thumbnail {
             storage.attachment_thumbnail(&reference.hash)
         } else {

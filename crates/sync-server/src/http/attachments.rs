@@ -13,7 +13,7 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use doorstep_core::ids::DocumentId;
+use doorstep_core::ids::{DeviceId, DocumentId};
 use doorstep_core::model::attachment::{AttachmentRef, ContentHash};
 use serde::Deserialize;
 
@@ -42,7 +42,7 @@ async fn access(
     headers: &HeaderMap,
     hash: &str,
     target: &Target,
-) -> Result<AttachmentRef, ApiError> {
+) -> Result<(AttachmentRef, DocumentId, DeviceId), ApiError> {
     let device = authenticate(state, bearer(headers)).await?;
     let hash: ContentHash = hash.parse().map_err(|_| {
         ApiError::attachment(
@@ -59,6 +59,7 @@ async fn access(
         )
     })?;
     let storage = state.storage.clone();
+    let device_id = device.id;
     let found = blocking(move || storage.attachment_in_scope(&device, doc, &hash)).await??;
     let reference = found.ok_or_else(|| {
         ApiError::attachment(
@@ -70,7 +71,7 @@ async fn access(
     if reference.size > state.max_attachment_bytes {
         return Err(too_large(state.max_attachment_bytes));
     }
-    Ok(reference)
+    Ok((reference, doc, device_id))
 }
 
 fn too_large(max: u64) -> ApiError {
@@ -95,11 +96,10 @@ pub async fn upload_status(
     Query(target): Query<Target>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let reference = access(&state, &headers, &hash, &target).await?;
+    let (reference, doc, device) = access(&state, &headers, &hash, &target).await?;
     let storage = state.storage.clone();
-    let key = reference.hash;
-    let stored = blocking(move || storage.attachment_status(&key)).await??;
-    Ok(status_json(stored.unwrap_or(BlobStatus { size: reference.size, received: 0, complete: false })))
+    let stored = blocking(move || storage.attachment_upload_status(&reference, doc, device)).await??;
+    Ok(status_json(stored))
 }
 
 /// `PUT /v1/attachments/{hash}/upload?doc=…&offset=N` with one chunk as the body and its
@@ -111,7 +111,7 @@ pub async fn upload_chunk(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let reference = access(&state, &headers, &hash, &target).await?;
+    let (reference, doc, device) = access(&state, &headers, &hash, &target).await?;
     let offset = target.offset.ok_or_else(|| {
         ApiError::attachment(
             StatusCode::BAD_REQUEST,
@@ -151,8 +151,9 @@ pub async fn upload_chunk(
         ));
     }
     let storage = state.storage.clone();
+    let quota = state.config.attachment_quota_bytes_per_device;
     let outcome = blocking(move || -> Result<_, ApiError> {
-        let outcome = storage.put_attachment_chunk(&reference, offset, &chunk, now())?;
+        let outcome = storage.put_attachment_chunk(&reference, doc, device, offset, &chunk, quota, now())?;
         if let ChunkOutcome::Completed(_) = outcome {
             crate::thumbnail::store_for(storage.as_ref(), &reference)?;
         }
@@ -167,6 +168,13 @@ pub async fn upload_chunk(
             format!(
                 "服务器已有 {0} 字节，请从该处续传 / the server holds {0} bytes; continue from there",
                 status.received
+            ),
+        )),
+        ChunkOutcome::QuotaExceeded(quota) => Err(ApiError::attachment(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "quota_exceeded",
+            format!(
+                "本设备的附件存储配额（{quota} 字节）已用完，请联系管理员 / this device's attachment quota of {quota} bytes is used up; ask the administrator"
             ),
         )),
         ChunkOutcome::Mismatch => Err(ApiError::attachment(
@@ -186,8 +194,25 @@ pub async fn download(
     Query(target): Query<Target>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let reference = access(&state, &headers, &hash, &target).await?;
+    let (reference, doc, _) = access(&state, &headers, &hash, &target).await?;
     let storage = state.storage.clone();
+    // Served only through a document its bytes were uploaded through: knowing the hash is not
+    // enough. Otherwise the answer is the same as for bytes not uploaded yet.
+    let not_uploaded = || {
+        ApiError::attachment(
+            StatusCode::NOT_FOUND,
+            "not_uploaded",
+            "附件尚未上传完成，请稍后再取 / the attachment has not been uploaded yet; fetch it later",
+        )
+    };
+    let key = reference.hash;
+    let servable = {
+        let storage = storage.clone();
+        blocking(move || storage.attachment_servable(&key, doc)).await??
+    };
+    if !servable {
+        return Err(not_uploaded());
+    }
     if target.thumbnail {
         let key = reference.hash;
         let Some((media_type, bytes)) = blocking(move || storage.attachment_thumbnail(&key)).await?? else {
