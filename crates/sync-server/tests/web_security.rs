@@ -438,3 +438,63 @@ async fn enrolment_codes_for_staff_roles_need_the_administrators_password_and_ar
     assert_eq!(response.status(), StatusCode::OK);
     assert!(has_code(&response.text().await.expect("body")));
 }
+
+#[tokio::test]
+async fn dashboard_files_are_served_outside_the_cookie_path_through_short_lived_signed_links() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&*storage, "第一网格");
+    let worker = member(&*storage, "王芳", Role::GridWorker, &[g]);
+    let boss = member(&*storage, "李主任", Role::Supervisor, &[g]);
+    let dir = devices_dir();
+    let mut phone = device(&server, dir.path(), "worker", worker).await;
+    let home = phone.create_household(&household(g, "301", "陈奶奶"), t(0)).expect("household");
+    let vid = phone
+        .record_visit(
+            home,
+            &NewVisit { at: t(1), kind: VisitKind::Routine, notes: "走访".into(), needs: vec![] },
+        )
+        .expect("visit");
+    let page = b"<html><script>alert(1)</script></html>".to_vec();
+    let file = NewAttachment { media_type: "text/html".into(), name: "a.jpg".into(), bytes: page.clone() };
+    let reference = phone.attach_to_visit(home, vid, &file, t(2)).expect("attach");
+    server.client().sync(&mut phone).await.expect("sync");
+    let mut access = &mut phone;
+    server
+        .client()
+        .transfer_attachments(
+            &mut access,
+            &doorstep_client::TransferOptions::default(),
+            &mut doorstep_client::NoTransferObserver,
+        )
+        .await
+        .expect("upload");
+    let cookie = session(&server, &account(&server, boss, "li")).await;
+    // The session cookie is scoped to the dashboard's pages.
+    let response = sign_in_with(&server, "li", &[]).await;
+    assert!(set_cookie_line(&response, "dsk_session").expect("cookie").contains("Path=/dashboard;"));
+
+    let answer = get(&server, &cookie, &format!("/dashboard/attachments/{home}/{}", reference.hash)).await;
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    let location = answer.headers()["location"].to_str().expect("ascii").to_owned();
+    assert!(location.starts_with(&format!("/files/{home}/{}?", reference.hash)), "{location}");
+    // The link needs no cookie, serves the bytes for download, sandboxed.
+    let file = http().get(format!("{}{location}", server.url)).send().await.expect("file");
+    assert_eq!(file.status(), StatusCode::OK);
+    let h = file.headers().clone();
+    assert_eq!(h["content-type"], "application/octet-stream");
+    assert!(h["content-disposition"].to_str().expect("ascii").starts_with("attachment"));
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert!(h["content-security-policy"].to_str().expect("ascii").contains("sandbox"));
+    assert_eq!(file.bytes().await.expect("body").to_vec(), page);
+    // A link altered to name another file, or with its life stretched, serves nothing.
+    let other = location.replace(&reference.hash.to_string(), &"0".repeat(64));
+    assert_eq!(http().get(format!("{}{other}", server.url)).send().await.expect("answer").status(), 404);
+    let (head, sig) = location.split_once("&sig=").expect("signed");
+    let expires: i64 = head.split("expires=").nth(1).expect("expires").parse().expect("number");
+    let stretched =
+        format!("{}expires={}&sig={sig}", head.split("expires=").next().expect("path"), expires + 86_400_000);
+    assert_eq!(http().get(format!("{}{stretched}", server.url)).send().await.expect("answer").status(), 404);
+    let unsigned = head.to_owned();
+    assert_eq!(http().get(format!("{}{unsigned}", server.url)).send().await.expect("answer").status(), 400);
+}

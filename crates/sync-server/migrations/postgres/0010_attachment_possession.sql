@@ -42,3 +42,11 @@ CREATE TABLE attachment_usage (
 -- document in scope, as before: nobody recorded who uploaded them.
 ALTER TABLE attachments ADD COLUMN open_to_referrers BIGINT NOT NULL DEFAULT 0;
 UPDATE attachments SET open_to_referrers = 1 WHERE complete = 1;
+
+-- Keys the server keeps for itself, shared by every node: `attachment_links` signs the
+-- short-lived links the dashboard serves photos from, outside the session cookie's path. Not
+-- carried by backups (a restored server makes a new one; links last minutes).
+CREATE TABLE server_secrets (
+    name   TEXT PRIMARY KEY,
+    secret BYTEA NOT NULL
+);

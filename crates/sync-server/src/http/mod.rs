@@ -11,6 +11,7 @@
 //! | `GET /v1/attachments/{hash}?doc=…` | an attachment's bytes (`Range` honoured; `&thumbnail=true`) |
 //! | `GET`/`PUT /v1/attachments/{hash}/upload?doc=…` | resumable chunked upload: status, one chunk |
 //! | `/dashboard/…` | the county web dashboard ([`crate::dashboard`]) |
+//! | `GET /files/{doc}/{hash}?expires=…&sig=…` | a photo for the dashboard, through a signed short-lived link ([`served`]) |
 
 use std::sync::Arc;
 
@@ -66,6 +67,8 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
     /// The configuration the server runs with (trusted proxies, public URL, quotas).
     pub config: crate::config::Config,
+    /// The key the nodes share for signing the dashboard's file links ([`served::signed_link`]).
+    pub link_key: Vec<u8>,
     /// Slots for requests on routes open to anyone ([`crate::config::Config::unauthenticated_requests_at_once`]).
     pub unauthenticated: Arc<tokio::sync::Semaphore>,
 }
@@ -92,10 +95,18 @@ impl AppState {
             abuse: Arc::new(abuse::Abuse::new(abuse::AbuseLimits::default())),
             body_timeout: std::time::Duration::from_secs(60),
             config: crate::config::Config::default(),
+            link_key: crate::auth::new_secret().unwrap_or_default().into_bytes(),
             unauthenticated: Arc::new(tokio::sync::Semaphore::new(
                 crate::config::Config::default().unauthenticated_requests_at_once,
             )),
         }
+    }
+
+    /// Sets the key file links are signed with (the one stored in the database, so every node
+    /// accepts every node's links).
+    pub fn with_link_key(mut self, key: Vec<u8>) -> Self {
+        self.link_key = key;
+        self
     }
 
     /// Keeps the configuration (trusted proxies, public URL, quotas, unauthenticated slots).
@@ -147,6 +158,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .layer(enrol_limit),
         )
         .route("/v1/attachments/{hash}", get(attachments::download))
+        .route("/files/{doc}/{hash}", get(crate::dashboard::attachments::serve_file))
         .route(
             "/v1/attachments/{hash}/upload",
             get(attachments::upload_status).put(attachments::upload_chunk),

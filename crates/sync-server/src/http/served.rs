@@ -5,6 +5,11 @@
 //! anything else as `application/octet-stream` for download. Every answer carries
 //! `X-Content-Type-Options: nosniff` and a `Content-Security-Policy` of `default-src 'none';
 //! sandbox`, so even a file a browser opens runs no script, loads nothing and has no origin.
+//!
+//! On the dashboard the bytes are not served under `/dashboard` (where the session cookie
+//! goes) but from [`FILES_PREFIX`], through a short-lived link signed with a key the nodes share
+//! ([`signed_link`]): `/dashboard/attachments/…` checks the session and scope and redirects
+//! there. A file opened in the browser so never even receives the session cookie.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 
@@ -48,11 +53,87 @@ pub fn set_headers(headers: &mut HeaderMap, first_bytes: &[u8]) {
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(ATTACHMENT_CSP));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+}
+
+/// Where the dashboard serves attachment bytes from: outside `/dashboard`, the session
+/// cookie's path.
+pub const FILES_PREFIX: &str = "/files";
+
+/// How long a signed file link works, in milliseconds.
+pub const LINK_LIFETIME_MS: i64 = 5 * 60_000;
+
+/// The name of the link-signing key among the server's secrets.
+pub const LINK_KEY_NAME: &str = "attachment_links";
+
+/// HMAC-SHA-256 of `message` under `key` (RFC 2104).
+fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&sha2::Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let inner = sha2::Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
+    sha2::Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().into()
+}
+
+fn signature(key: &[u8], doc: &str, hash: &str, thumbnail: bool, expires: i64) -> String {
+    let message = format!("{doc}/{hash}/{}/{expires}", u8::from(thumbnail));
+    hmac(key, message.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A link to an attachment's bytes (or thumbnail) through document `doc`, valid for
+/// [`LINK_LIFETIME_MS`] from `now`, for a member whose scope was just checked.
+pub fn signed_link(key: &[u8], doc: &str, hash: &str, thumbnail: bool, now: i64) -> String {
+    let expires = now.saturating_add(LINK_LIFETIME_MS);
+    let sig = signature(key, doc, hash, thumbnail, expires);
+    let thumb = if thumbnail { "&thumbnail=1" } else { "" };
+    format!("{FILES_PREFIX}/{doc}/{hash}?expires={expires}&sig={sig}{thumb}")
+}
+
+/// Whether a file link's signature is right and it has not expired at `now`.
+pub fn link_is_valid(
+    key: &[u8],
+    doc: &str,
+    hash: &str,
+    thumbnail: bool,
+    expires: i64,
+    sig: &str,
+    now: i64,
+) -> bool {
+    expires >= now && crate::auth::same_secret(&signature(key, doc, hash, thumbnail, expires), sig)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // Test case 2 of RFC 4231.
+        let mac = hmac(b"Jefe", b"what do ya want for nothing?");
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
+
+    #[test]
+    fn file_links_are_bound_to_their_file_and_expire() {
+        let key = b"a key the nodes share";
+        let link = signed_link(key, "d", "h", false, 1_000);
+        let sig = link.split("sig=").nth(1).expect("sig");
+        let expires = 1_000 + LINK_LIFETIME_MS;
+        assert!(link.starts_with("/files/d/h?expires="));
+        assert!(link_is_valid(key, "d", "h", false, expires, sig, 1_000));
+        assert!(!link_is_valid(key, "d", "h", false, expires, sig, expires + 1), "expired");
+        assert!(!link_is_valid(key, "d", "other", false, expires, sig, 1_000), "another file");
+        assert!(!link_is_valid(key, "d", "h", true, expires, sig, 1_000), "the thumbnail's is apart");
+        assert!(!link_is_valid(b"another key", "d", "h", false, expires, sig, 1_000));
+        assert!(!link_is_valid(key, "d", "h", false, expires + 1, sig, 1_000), "a longer life");
+    }
 
     #[test]
     fn only_images_and_pdf_are_served_as_themselves() {

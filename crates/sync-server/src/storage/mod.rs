@@ -287,6 +287,9 @@ pub trait Storage: DashboardStorage + Send + Sync + 'static {
     fn devices(&self) -> Result<Vec<DeviceRow>, StorageError>;
     /// The highest change sequence number stored.
     fn latest_seq(&self) -> Result<u64, StorageError>;
+    /// The server's secret named `name`, shared by every node: the stored one, or `fresh`
+    /// (random bytes the caller made) stored now if there is none yet.
+    fn server_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StorageError>;
     /// Whether the storage holds no county yet (no grids, members or documents).
     fn is_empty(&self) -> Result<bool, StorageError>;
     /// Reads every table of [`transfer::TABLES`] from one consistent snapshot, in batches.

@@ -1365,6 +1365,17 @@ impl Storage for PostgresStorage {
         })
     }
 
+    fn server_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StorageError> {
+        self.in_tx(false, |tx| {
+            tx.tx.execute(
+                "INSERT INTO server_secrets (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&name, &fresh],
+            )?;
+            let row = tx.tx.query_one("SELECT secret FROM server_secrets WHERE name = $1", &[&name])?;
+            Ok(row.get(0))
+        })
+    }
+
     fn latest_seq(&self) -> Result<u64, StorageError> {
         self.with_client(|conn| {
             let seq: i64 = conn.query_one("SELECT seq FROM log_head WHERE id = 1", &[])?.get(0);

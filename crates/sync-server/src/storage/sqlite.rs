@@ -1292,6 +1292,15 @@ impl Storage for SqliteStorage {
         .collect()
     }
 
+    fn server_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StorageError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO server_secrets (name, secret) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+            params![name, fresh],
+        )?;
+        Ok(conn.query_row("SELECT secret FROM server_secrets WHERE name = ?1", [name], |r| r.get(0))?)
+    }
+
     fn latest_seq(&self) -> Result<u64, StorageError> {
         let seq: i64 =
             self.lock().query_row("SELECT COALESCE(max(seq), 0) FROM changes", [], |r| r.get(0))?;
