@@ -765,3 +765,40 @@ async fn a_device_over_its_attachment_quota_is_refused_with_a_clear_code() {
     server.client().sync(&mut other).await.expect("records");
     assert!(transfer(&server.client(), &mut other).await.expect("pass").failed.is_empty());
 }
+
+#[tokio::test]
+async fn a_photo_in_two_records_is_uploaded_once_and_served_through_both() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&*storage, "第一网格");
+    let dir = devices_dir();
+    let mut phone = device(&server, dir.path(), "a", member(&*storage, "甲", Role::GridWorker, &[g])).await;
+    let home = phone.create_household(&household(g, "101", "陈奶奶"), t(0)).expect("household");
+    let vid = phone.record_visit(home, &visit(1)).expect("visit");
+    let picture = photo(41);
+    let first = phone.attach_to_visit(home, vid, &picture, t(2)).expect("attach");
+    let req = phone
+        .raise_request(&NewRequest {
+            household: Some(home),
+            grid: None,
+            category: "elderly_care".into(),
+            description: "漏水".into(),
+            urgency: Urgency::Normal,
+            at: t(3),
+        })
+        .expect("request");
+    let raised = phone.request(req).expect("request").events[0].id;
+    let second = phone.attach_to_event(req, raised, &picture, t(4)).expect("attach");
+    assert_eq!(first.hash, second.hash);
+    server.client().sync(&mut phone).await.expect("records");
+    let report = transfer(&server.client(), &mut phone).await.expect("upload");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.bytes_up, PHOTO_BYTES as u64, "the bytes went up once");
+    for doc in [DocumentId::from(home), DocumentId::from(req)] {
+        assert_eq!(
+            raw_download(&server, &phone, doc, &first.hash).await,
+            (200, picture.bytes.clone()),
+            "{doc}"
+        );
+    }
+}

@@ -32,6 +32,15 @@ CREATE TABLE attachment_holders (
     PRIMARY KEY (hash, doc_id)
 );
 
+-- The devices that uploaded an attachment's whole bytes. A document that a device of these
+-- uploaded changes to also serves it: a phone that attached one photo to two records uploads
+-- the bytes once.
+CREATE TABLE attachment_possessors (
+    hash      TEXT NOT NULL REFERENCES attachments (hash),
+    device_id TEXT NOT NULL,
+    PRIMARY KEY (hash, device_id)
+);
+
 -- Attachment bytes each device stored (attachment_quota_bytes_per_device).
 CREATE TABLE attachment_usage (
     device_id TEXT PRIMARY KEY,

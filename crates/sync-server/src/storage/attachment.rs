@@ -9,8 +9,10 @@
 //! the whole matches the hash does it count:
 //! - the first complete upload becomes the attachment's bytes (so a wrong size declared by
 //!   another reference, or someone's half-finished upload, never blocks the real one);
-//! - the document it came through is recorded as a *holder*: the attachment is served through a
-//!   document only if bytes were uploaded through it ([`servable`]). A device that has the bytes
+//! - the document it came through is recorded as a *holder*, and the device as a *possessor*:
+//!   the attachment is served through a document only if bytes were uploaded through it, or a
+//!   possessor uploaded changes to it (a phone that put one photo into two records sends it
+//!   once) ([`servable`]). A device that has the bytes
 //!   proves it by uploading them again even when the server has them (those bytes are checked,
 //!   then dropped, and do not count against its quota);
 //! - attachments completed before holders were recorded (migration 0010) stay served through
@@ -66,7 +68,8 @@ pub(crate) trait BlobTx {
     /// transaction where the backend can.
     fn blob(&mut self, hash: &str) -> Result<Option<(i64, i64, bool)>, StorageError>;
     /// Whether the attachment is complete and may be served through document `doc`: bytes were
-    /// uploaded through it, or the attachment predates holders.
+    /// uploaded through it, or a device that uploaded them whole uploaded changes to `doc`, or
+    /// the attachment predates holders.
     fn servable(&mut self, hash: &str, doc: &str) -> Result<bool, StorageError>;
     /// The chunks overlapping bytes `[from, to)` of a complete attachment, in order, with their
     /// start.
@@ -110,7 +113,8 @@ pub(crate) trait BlobTx {
     ) -> Result<(), StorageError>;
     /// Drops a staged upload and its chunks.
     fn drop_upload(&mut self, hash: &str, doc: &str, device: &str) -> Result<(), StorageError>;
-    /// Records that the attachment's bytes were uploaded through `doc` by `device`.
+    /// Records that the attachment's bytes were uploaded through `doc` by `device` (and that
+    /// `device` has them).
     fn add_holder(&mut self, hash: &str, doc: &str, device: &str, now: Timestamp)
     -> Result<(), StorageError>;
     /// Attachment bytes `device` has stored.

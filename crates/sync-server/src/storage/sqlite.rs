@@ -528,7 +528,9 @@ impl BlobTx for Sql<'_> {
             .0
             .query_row(
                 "SELECT 1 FROM attachments a WHERE a.hash = ?1 AND a.complete = 1 AND (a.open_to_referrers = 1
-                 OR EXISTS (SELECT 1 FROM attachment_holders h WHERE h.hash = a.hash AND h.doc_id = ?2))",
+                 OR EXISTS (SELECT 1 FROM attachment_holders h WHERE h.hash = a.hash AND h.doc_id = ?2)
+                 OR EXISTS (SELECT 1 FROM changes c JOIN attachment_possessors p ON p.device_id = c.origin_device
+                            WHERE c.doc_id = ?2 AND p.hash = a.hash))",
                 [hash, doc],
                 |_| Ok(()),
             )
@@ -660,6 +662,10 @@ impl BlobTx for Sql<'_> {
             "INSERT INTO attachment_holders (hash, doc_id, device_id, proved_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (hash, doc_id) DO NOTHING",
             params![hash, doc, device, now.millis()],
+        )?;
+        self.0.execute(
+            "INSERT INTO attachment_possessors (hash, device_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            [hash, device],
         )?;
         Ok(())
     }

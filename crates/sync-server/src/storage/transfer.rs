@@ -141,6 +141,7 @@ pub const TABLES: &[Table] = &[
         columns: &["hash", "doc_id", "device_id", "proved_at"],
         key: &["hash", "doc_id"],
     },
+    Table { name: "attachment_possessors", columns: &["hash", "device_id"], key: &["hash", "device_id"] },
     Table { name: "attachment_usage", columns: &["device_id", "bytes"], key: &["device_id"] },
     // Staged uploads are not carried: a device whose upload was cut resumes it from 0.
 ];
