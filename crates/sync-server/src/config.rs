@@ -65,9 +65,10 @@ pub struct Config {
     /// Sign-ins that may wait for a password check; past this, sign-ins get 429 (a county-wide
     /// bound on anonymous work).
     pub password_checks_waiting: usize,
-    /// Addresses of reverse proxies whose `X-Forwarded-For` header is believed (the nginx of
-    /// DEPLOY.md: `["127.0.0.1"]`). Empty (the default): no header is believed and the peer
-    /// address is the client's.
+    /// Addresses of reverse proxies whose forwarding headers are believed: `X-Forwarded-For`
+    /// (the client's address, for rate limits) and `X-Forwarded-Proto` (`Secure` cookies) — the
+    /// nginx of DEPLOY.md: `["127.0.0.1"]`. Empty (the default): no such header is believed and
+    /// the peer address is the client's.
     pub trusted_proxies: Vec<IpAddr>,
     /// Sync rounds (and manifest or repair requests) one device may make per minute, on
     /// average.
@@ -81,6 +82,16 @@ pub struct Config {
     /// SQLite only: the most bytes the database may grow to; past it writes fail cleanly as on
     /// a full disk (a quota below the disk's size). Unset: no cap.
     pub sqlite_max_bytes: Option<u64>,
+    /// The address staff reach the dashboard at (`https://doorstep.county.example`), used for the
+    /// absolute links in exports. Unset: exports carry links relative to the server. Links never
+    /// follow the request's `Host` header.
+    pub public_url: Option<String>,
+    /// Requests on routes open to anyone (`POST /v1/enrol`, `POST /dashboard/sign-in`) served at
+    /// once; more are refused with 503 at once, so slow clients cannot hold every socket.
+    pub unauthenticated_requests_at_once: usize,
+    /// Attachment bytes one device may store on the server, in all (`quota_exceeded`, 413, past
+    /// it). Bytes the server already had, sent again to prove possession, do not count.
+    pub attachment_quota_bytes_per_device: u64,
 }
 
 impl Default for Config {
@@ -115,6 +126,9 @@ impl Default for Config {
             sync_round_burst: 300,
             sync_bytes_per_minute: 64 * 1024 * 1024,
             sync_byte_burst: 512 * 1024 * 1024,
+            public_url: None,
+            unauthenticated_requests_at_once: 64,
+            attachment_quota_bytes_per_device: 4 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -274,6 +288,20 @@ mod tests {
         assert_eq!(client_address(stranger, ["10.0.0.7"].into_iter(), &trusted), stranger, "not believed");
         assert_eq!(client_address(proxy, ["10.0.0.7"].into_iter(), &[]), proxy, "nothing trusted");
         assert!(from_trusted_proxy("::ffff:127.0.0.1".parse().expect("ip"), &trusted));
+    }
+
+    #[test]
+    fn only_configured_proxies_are_trusted() {
+        let config: Config = toml::from_str("trusted_proxies = [\"127.0.0.1\", \"::1\"]").expect("toml");
+        let trusted = &config.trusted_proxies;
+        assert!(from_trusted_proxy(IpAddr::from([127, 0, 0, 1]), trusted));
+        assert!(from_trusted_proxy("::ffff:127.0.0.1".parse().expect("ip"), trusted));
+        assert!(from_trusted_proxy("::1".parse().expect("ip"), trusted));
+        assert!(!from_trusted_proxy(IpAddr::from([10, 0, 0, 1]), trusted));
+        assert!(
+            !from_trusted_proxy(IpAddr::from([127, 0, 0, 1]), &Config::default().trusted_proxies),
+            "none by default"
+        );
     }
 
     #[test]

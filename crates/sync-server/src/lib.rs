@@ -43,11 +43,16 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let limits = SyncLimits { max_document_bytes: config.max_document_bytes, page_bytes: config.page_bytes };
+    // The key file links are signed with, shared by every node through the database.
+    let fresh = auth::new_secret().map_err(|e| anyhow::anyhow!("no randomness for the link key: {e}"))?;
+    let link_key = storage.server_secret(http::served::LINK_KEY_NAME, fresh.as_bytes())?;
     let state = Arc::new(
         AppState::new(storage, limits, config.max_frame_bytes, config.metrics_token.clone())
+            .with_link_key(link_key)
             .with_secure_cookies(config.tls()?.is_some())
             .with_max_attachment_bytes(config.max_attachment_bytes)
-            .with_abuse(config.abuse_limits(), Duration::from_secs(config.body_timeout_secs.max(1))),
+            .with_abuse(config.abuse_limits(), Duration::from_secs(config.body_timeout_secs.max(1)))
+            .with_config(config),
     );
     tokio::spawn(watch_revocations(state.clone()));
     let changes = state.changes.clone();

@@ -514,9 +514,13 @@ fn main() -> anyhow::Result<()> {
             }
             let (checked, bad) = (report.documents, report.unreadable.len());
             if bad > 0 {
-                bail!("检查了 {checked} 份文档，{bad} 份无法完整读取 / checked {checked} documents, {bad} cannot be read in full");
+                bail!(
+                    "检查了 {checked} 份文档，{bad} 份无法完整读取 / checked {checked} documents, {bad} cannot be read in full"
+                );
             }
-            println!("检查了 {checked} 份文档，全部可完整读取 / checked {checked} documents, all read in full");
+            println!(
+                "检查了 {checked} 份文档，全部可完整读取 / checked {checked} documents, all read in full"
+            );
             Ok(())
         }
         StorageCommand::ImportHouseholds { file } => {

@@ -442,3 +442,132 @@ async fn parallel_guesses_from_one_address_check_no_more_codes_than_its_limit() 
     }
     assert_eq!(checked, 3, "one code at a time per address: each failure is counted before the next check");
 }
+
+/// Sends a request's headers and the first two bytes of a body that never comes whole.
+async fn start_slow_body(server: &TestServer, path: &str, content_type: &str) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(host_port(server)).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: doorstep\r\nContent-Type: {content_type}\r\nContent-Length: 1000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("headers");
+    stream.write_all(b"{\"").await.expect("two bytes of the body");
+    stream
+}
+
+#[tokio::test]
+async fn slow_bodies_on_unauthenticated_routes_are_cut_off() {
+    let server = start_with_config("body_timeout_secs = 1\n");
+    for (path, content_type) in
+        [("/v1/enrol", "application/json"), ("/dashboard/sign-in", "application/x-www-form-urlencoded")]
+    {
+        let mut stream = start_slow_body(&server, path, content_type).await;
+        let (bytes, closed) = read_until_closed(&mut stream).await;
+        assert!(closed, "{path}: the slow body was never cut off");
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.starts_with("HTTP/1.1 408"), "{path}: a clear refusal: {text}");
+    }
+}
+
+#[tokio::test]
+async fn unauthenticated_requests_in_flight_are_capped_and_others_are_served() {
+    let server = start_with_config(
+        "body_timeout_secs = 1\nunauthenticated_requests_at_once = 2\nenrol_failures_per_address = 100000\nenrol_failures_total = 100000\n",
+    );
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        slow.push(start_slow_body(&server, "/v1/enrol", "application/json").await);
+    }
+    // The two slow requests may still be on their way through the server: a refusal, once
+    // seen, stays until they end.
+    let mut refused = false;
+    for _ in 0..1000 {
+        let (status, _) = enrol_status(&server, "AAAA-BBBB-CC").await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            refused = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(refused, "a third unauthenticated request was let in beside two slow ones");
+    let health = reqwest::get(format!("{}/healthz", server.url)).await.expect("healthz");
+    assert_eq!(health.status(), StatusCode::OK, "others are served meanwhile");
+    for mut stream in slow {
+        let (_, closed) = read_until_closed(&mut stream).await;
+        assert!(closed, "the slow body was cut off");
+    }
+    let (status, _) = enrol_status(&server, "AAAA-BBBB-CC").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "once they are gone, requests are let in again");
+}
+
+#[tokio::test]
+async fn a_huge_declared_body_is_refused_before_it_is_read() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let admin = member(&*storage, "管理员", Role::Admin, &[]);
+    let hash = doorstep_server::auth::hash_password("correct horse battery staple").expect("hash");
+    storage.create_staff_account(admin, "admin", &hash, doorstep_server::http::now()).expect("account");
+    let http =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let form = http.get(format!("{}/dashboard/sign-in", server.url)).send().await.expect("form");
+    let pre = form
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("dsk_pre="))
+        .and_then(|v| v.split(';').next())
+        .expect("pre-session")
+        .to_owned();
+    let signed_in = http
+        .post(format!("{}/dashboard/sign-in", server.url))
+        .header("cookie", format!("dsk_pre={pre}"))
+        .form(&[("login", "admin"), ("password", "correct horse battery staple"), ("csrf", pre.as_str())])
+        .send()
+        .await
+        .expect("sign in");
+    let session = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("dsk_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("session")
+        .to_owned();
+    let dir = devices_dir();
+    let phone =
+        device(&server, dir.path(), "a", member(&*storage, "甲", Role::GridWorker, &[grid(&*storage)])).await;
+    let token = phone.enrolment().expect("e").expect("enrolled").token;
+    let probes = [
+        ("POST", "/v1/enrol".to_owned(), "Content-Type: application/json\r\n".to_owned()),
+        ("POST", "/dashboard/sign-in".into(), "Content-Type: application/x-www-form-urlencoded\r\n".into()),
+        (
+            "POST",
+            "/dashboard/import".into(),
+            format!("Cookie: dsk_session={session}\r\nContent-Type: multipart/form-data; boundary=x\r\n"),
+        ),
+        (
+            "POST",
+            "/v1/sync".into(),
+            format!("Authorization: Bearer {token}\r\nContent-Type: application/vnd.doorstep.v1+cbor\r\n"),
+        ),
+    ];
+    for (method, path, extra) in probes {
+        let mut stream = tokio::net::TcpStream::connect(host_port(&server)).await.expect("connect");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: doorstep\r\n{extra}Content-Length: 1000000000\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.expect("headers");
+        // No byte of the body is sent: the answer must come from the declared length alone.
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 413"), "{path}: no early 413: {text:?}");
+    }
+}

@@ -510,13 +510,30 @@ async fn every_role_reaches_exactly_its_scope_through_every_way_in() {
             assert!(status.is_client_error(), "{ctx}: the photo of a household out of scope: {status}");
             assert_ne!(body.as_ref(), bytes.as_slice(), "{ctx}: no bytes leak");
         }
-        let (status, _) = get(&base, &format!("/dashboard/attachments/{photo_home}/{hash}"), s).await;
-        let want = match (signed_in, photo_inside) {
-            (false, _) => StatusCode::SEE_OTHER,
-            (true, true) => StatusCode::OK,
-            (true, false) => StatusCode::NOT_FOUND,
-        };
-        assert_eq!(status, want, "{ctx}: the photo on the dashboard");
+        // In scope: a redirect to a signed link outside the cookie's path, which serves the bytes.
+        let mut request = http().get(format!("{base}/dashboard/attachments/{photo_home}/{hash}"));
+        if !s.cookie.is_empty() {
+            request = request.header("cookie", format!("dsk_session={}", s.cookie));
+        }
+        if !s.token.is_empty() {
+            request = request.bearer_auth(&s.token);
+        }
+        let answer = request.send().await.expect("request");
+        let location =
+            answer.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        match (signed_in, photo_inside) {
+            (false, _) => assert!(location.starts_with("/dashboard/sign-in"), "{ctx}: {location}"),
+            (true, true) => {
+                assert_eq!(answer.status(), StatusCode::SEE_OTHER, "{ctx}: the photo on the dashboard");
+                assert!(location.starts_with("/files/"), "{ctx}: {location}");
+                let file = http().get(format!("{base}{location}")).send().await.expect("file");
+                assert_eq!(file.status(), StatusCode::OK, "{ctx}: the signed link");
+                assert_eq!(file.bytes().await.expect("body").as_ref(), bytes.as_slice(), "{ctx}: its bytes");
+            }
+            (true, false) => {
+                assert_eq!(answer.status(), StatusCode::NOT_FOUND, "{ctx}: the photo on the dashboard")
+            }
+        }
 
         // A grid page of a grid outside the scope shows none of its households.
         if let Some(target) = outside_household {

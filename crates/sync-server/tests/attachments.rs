@@ -566,15 +566,14 @@ async fn the_dashboard_shows_photos_and_places_and_exports_link_them() {
     assert_eq!(status, 200);
     assert!(image::load_from_memory(&thumb).expect("thumbnail").width() <= 160);
 
-    // Exports carry absolute links and the place.
+    // Exports carry the links (relative: no public URL is configured, and the request's `Host`
+    // is never used) and the place.
     let (_, csv) = get(supervisor.clone(), "/dashboard/export/visits.csv".into()).await;
     let csv = String::from_utf8(csv).expect("utf-8");
-    assert!(
-        csv.contains(&format!("{}{visit_link}", server.url)) && csv.contains("30.592800,114.305500 ±8m"),
-        "{csv}"
-    );
+    assert!(csv.contains(&visit_link) && csv.contains("30.592800,114.305500 ±8m"), "{csv}");
+    assert!(!csv.contains(&server.url), "{csv}");
     let (_, ledger) = get(supervisor.clone(), "/dashboard/export/ledger.csv".into()).await;
-    assert!(String::from_utf8(ledger).expect("utf-8").contains(&format!("{}{request_link}", server.url)));
+    assert!(String::from_utf8(ledger).expect("utf-8").contains(&request_link));
 
     // Department staff: not before dispatch, and never the household's visit photo.
     let bureau = staff_session(&server, staff, "liu").await;
@@ -592,4 +591,214 @@ async fn the_dashboard_shows_photos_and_places_and_exports_link_them() {
     server.client().sync(&mut phone).await.expect("records");
     assert_eq!(get(bureau.clone(), request_link).await.0, 200);
     assert_eq!(get(bureau, visit_link).await.0, 404);
+}
+/// Writes, as the server would, a reference to `reference` into a visit of household `home`
+/// (what a device that only knows a file's hash can put into its own document).
+fn reference_by_hash(
+    storage: &dyn Storage,
+    home: doorstep_core::ids::HouseholdId,
+    vid: doorstep_core::ids::VisitId,
+    reference: &doorstep_core::model::AttachmentRef,
+) {
+    let mut doc = storage.document(home.into()).expect("read").expect("stored");
+    doorstep_core::doc::household::attach_to_visit(&mut doc, home, vid, reference).expect("reference");
+    storage.write_server_documents(&mut [(home.into(), doc)], doorstep_server::http::now()).expect("write");
+}
+
+/// `GET /v1/attachments/{hash}?doc=…` with a device's token: status and body.
+async fn raw_download(
+    server: &TestServer,
+    phone: &Replica,
+    doc: DocumentId,
+    hash: &ContentHash,
+) -> (u16, Vec<u8>) {
+    let token = phone.enrolment().expect("e").expect("enrolled").token;
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/attachments/{hash}?doc={doc}", server.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("answer");
+    (response.status().as_u16(), response.bytes().await.expect("body").to_vec())
+}
+
+#[tokio::test]
+async fn knowing_a_files_hash_from_another_grid_gives_no_access_to_it() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let (a, b) = (grid(&*storage, "甲网格"), grid(&*storage, "乙网格"));
+    let dir = devices_dir();
+    let mut alice = device(&server, dir.path(), "a", member(&*storage, "甲", Role::GridWorker, &[a])).await;
+    let mut bob = device(&server, dir.path(), "b", member(&*storage, "乙", Role::GridWorker, &[b])).await;
+    let boss_b = member(&*storage, "乙主任", Role::Supervisor, &[b]);
+    let home_a = alice.create_household(&household(a, "101", "陈奶奶"), t(0)).expect("household");
+    let visit_a = alice.record_visit(home_a, &visit(1)).expect("visit");
+    let secret = photo(21);
+    let reference = alice.attach_to_visit(home_a, visit_a, &secret, t(2)).expect("attach");
+    server.client().sync(&mut alice).await.expect("records");
+    transfer(&server.client(), &mut alice).await.expect("photo");
+
+    // Grid B names A's photo by its hash from B's own household.
+    let home_b = bob.create_household(&household(b, "201", "赵大爷"), t(0)).expect("household");
+    let visit_b = bob.record_visit(home_b, &visit(1)).expect("visit");
+    server.client().sync(&mut bob).await.expect("records");
+    reference_by_hash(&*storage, home_b, visit_b, &reference);
+    server.client().sync(&mut bob).await.expect("the reference arrives");
+    let (status, body) = raw_download(&server, &bob, home_b.into(), &reference.hash).await;
+    // The answer is the one for bytes nobody uploaded yet: it does not even tell they exist.
+    assert_eq!(status, 404, "B downloaded A's photo by naming its hash");
+    assert_ne!(body, secret.bytes);
+    // Nor through the dashboard, for B's supervisor.
+    let cookie = staff_session(&server, boss_b, "zhao").await;
+    let response = reqwest::Client::new()
+        .get(format!("{}/dashboard/attachments/{home_b}/{}", server.url, reference.hash))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 404, "B's supervisor saw A's photo");
+    // A still gets its own photo.
+    assert_eq!(
+        raw_download(&server, &alice, home_a.into(), &reference.hash).await,
+        (200, secret.bytes.clone())
+    );
+
+    // A device of B that really holds the bytes proves it by sending them (the server already
+    // has them), and from then on B's household serves them.
+    let mut carol = device(&server, dir.path(), "c", member(&*storage, "丙", Role::GridWorker, &[b])).await;
+    server.client().sync(&mut carol).await.expect("records");
+    let visit_c = carol.record_visit(home_b, &visit(3)).expect("visit");
+    let same = carol.attach_to_visit(home_b, visit_c, &secret, t(4)).expect("attach");
+    assert_eq!(same.hash, reference.hash);
+    server.client().sync(&mut carol).await.expect("records");
+    let report = transfer(&server.client(), &mut carol).await.expect("upload");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(
+        raw_download(&server, &bob, home_b.into(), &reference.hash).await,
+        (200, secret.bytes.clone())
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_declared_size_never_blocks_the_real_bytes() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let (a, b) = (grid(&*storage, "甲网格"), grid(&*storage, "乙网格"));
+    let dir = devices_dir();
+    let mut alice = device(&server, dir.path(), "a", member(&*storage, "甲", Role::GridWorker, &[a])).await;
+    let mut mallory = device(&server, dir.path(), "m", member(&*storage, "乙", Role::GridWorker, &[b])).await;
+    let real = photo(22);
+    let hash = ContentHash::of(&real.bytes);
+
+    // Mallory references the hash first, with a wrong size, and starts an upload of it.
+    let home_m = mallory.create_household(&household(b, "201", "赵大爷"), t(0)).expect("household");
+    let visit_m = mallory.record_visit(home_m, &visit(1)).expect("visit");
+    server.client().sync(&mut mallory).await.expect("records");
+    let wrong = doorstep_core::model::AttachmentRef {
+        hash,
+        size: 10,
+        media_type: "image/jpeg".into(),
+        name: "x.jpg".into(),
+        added_at: t(1),
+    };
+    reference_by_hash(&*storage, home_m, visit_m, &wrong);
+    let token = mallory.enrolment().expect("e").expect("enrolled").token;
+    let chunk = vec![0x42u8];
+    let response = reqwest::Client::new()
+        .put(format!("{}/v1/attachments/{hash}/upload?doc={home_m}&offset=0", server.url))
+        .bearer_auth(&token)
+        .header("x-chunk-sha256", ContentHash::of(&chunk).to_string())
+        .body(chunk)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 200, "a first chunk under the wrong size is stored");
+
+    // The real photo still goes up whole and is served.
+    let home_a = alice.create_household(&household(a, "101", "陈奶奶"), t(0)).expect("household");
+    let visit_a = alice.record_visit(home_a, &visit(1)).expect("visit");
+    let reference = alice.attach_to_visit(home_a, visit_a, &real, t(2)).expect("attach");
+    assert_eq!(reference.hash, hash);
+    server.client().sync(&mut alice).await.expect("records");
+    let report = transfer(&server.client(), &mut alice).await.expect("upload");
+    assert!(report.failed.is_empty(), "the real upload was blocked: {:?}", report.failed);
+    assert_eq!(state_of(&alice, home_a.into(), &hash), AttachmentState::Synced);
+    assert_eq!(raw_download(&server, &alice, home_a.into(), &hash).await, (200, real.bytes.clone()));
+}
+
+#[tokio::test]
+async fn a_device_over_its_attachment_quota_is_refused_with_a_clear_code() {
+    let config_dir = tempfile::tempdir().expect("tempdir");
+    let config = config_dir.path().join("quota.toml");
+    std::fs::write(&config, "attachment_quota_bytes_per_device = 500000\n").expect("config");
+    let server = TestServer::start_with(
+        tempfile::tempdir().expect("tempdir"),
+        &["--config", config.to_str().expect("path")],
+    );
+    let storage = server.storage();
+    let g = grid(&*storage, "第一网格");
+    let dir = devices_dir();
+    let mut phone = device(&server, dir.path(), "a", member(&*storage, "甲", Role::GridWorker, &[g])).await;
+    let home = phone.create_household(&household(g, "101", "陈奶奶"), t(0)).expect("household");
+    let vid = phone.record_visit(home, &visit(1)).expect("visit");
+    let first = phone.attach_to_visit(home, vid, &photo(31), t(2)).expect("attach");
+    server.client().sync(&mut phone).await.expect("records");
+    assert!(transfer(&server.client(), &mut phone).await.expect("pass").failed.is_empty());
+    let second = phone.attach_to_visit(home, vid, &photo(32), t(3)).expect("attach");
+    server.client().sync(&mut phone).await.expect("records");
+    let report = transfer(&server.client(), &mut phone).await.expect("pass");
+    assert_eq!(report.failed, vec![(second.hash, "quota_exceeded".to_owned())]);
+    let mut access = &mut phone;
+    let refused = phone_upload(&server, &mut access).await;
+    let Err(ClientError::AttachmentRefused { status, message, .. }) = refused else { panic!("{refused:?}") };
+    assert_eq!(status, 413);
+    assert!(message.contains("配额") && message.contains("quota"), "{message}");
+    assert_eq!(state_of(&phone, home.into(), &first.hash), AttachmentState::Synced);
+    assert_eq!(state_of(&phone, home.into(), &second.hash), AttachmentState::LocalOnly);
+    // Another device (in another grid, so it does not wait for the refused photo) has a quota
+    // of its own.
+    let g2 = grid(&*storage, "第二网格");
+    let mut other = device(&server, dir.path(), "b", member(&*storage, "乙", Role::GridWorker, &[g2])).await;
+    let home2 = other.create_household(&household(g2, "102", "李大爷"), t(0)).expect("household");
+    let vid2 = other.record_visit(home2, &visit(1)).expect("visit");
+    other.attach_to_visit(home2, vid2, &photo(33), t(2)).expect("attach");
+    server.client().sync(&mut other).await.expect("records");
+    assert!(transfer(&server.client(), &mut other).await.expect("pass").failed.is_empty());
+}
+
+#[tokio::test]
+async fn a_photo_in_two_records_is_uploaded_once_and_served_through_both() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let g = grid(&*storage, "第一网格");
+    let dir = devices_dir();
+    let mut phone = device(&server, dir.path(), "a", member(&*storage, "甲", Role::GridWorker, &[g])).await;
+    let home = phone.create_household(&household(g, "101", "陈奶奶"), t(0)).expect("household");
+    let vid = phone.record_visit(home, &visit(1)).expect("visit");
+    let picture = photo(41);
+    let first = phone.attach_to_visit(home, vid, &picture, t(2)).expect("attach");
+    let req = phone
+        .raise_request(&NewRequest {
+            household: Some(home),
+            grid: None,
+            category: "elderly_care".into(),
+            description: "漏水".into(),
+            urgency: Urgency::Normal,
+            at: t(3),
+        })
+        .expect("request");
+    let raised = phone.request(req).expect("request").events[0].id;
+    let second = phone.attach_to_event(req, raised, &picture, t(4)).expect("attach");
+    assert_eq!(first.hash, second.hash);
+    server.client().sync(&mut phone).await.expect("records");
+    let report = transfer(&server.client(), &mut phone).await.expect("upload");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.bytes_up, PHOTO_BYTES as u64, "the bytes went up once");
+    for doc in [DocumentId::from(home), DocumentId::from(req)] {
+        assert_eq!(
+            raw_download(&server, &phone, doc, &first.hash).await,
+            (200, picture.bytes.clone()),
+            "{doc}"
+        );
+    }
 }

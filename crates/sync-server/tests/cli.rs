@@ -253,7 +253,9 @@ async fn check_reads_every_stored_document_and_names_one_that_cannot_be_read_in_
     let data = dir.path();
     {
         let storage = doorstep_server::storage::sqlite::SqliteStorage::open(data).expect("storage");
-        doorstep_server::demo::seed_sized(&storage, doorstep_server::http::now(), 3).expect("seed").expect("empty");
+        doorstep_server::demo::seed_sized(&storage, doorstep_server::http::now(), 3)
+            .expect("seed")
+            .expect("empty");
     }
     let out = admin(data, &["check"]);
     assert!(out.contains("checked 636 documents, all read in full"), "{out}");
@@ -265,7 +267,13 @@ async fn check_reads_every_stored_document_and_names_one_that_cannot_be_read_in_
         .document_heads()
         .expect("heads")
         .into_iter()
-        .find(|(id, _)| doorstep_core::doc::household::read(&storage.document(*id).expect("r").expect("s"), id.as_household()).is_ok())
+        .find(|(id, _)| {
+            doorstep_core::doc::household::read(
+                &storage.document(*id).expect("r").expect("s"),
+                id.as_household(),
+            )
+            .is_ok()
+        })
         .expect("a household");
     let mut doc = storage.document(id).expect("read").expect("stored");
     {
@@ -280,7 +288,8 @@ async fn check_reads_every_stored_document_and_names_one_that_cannot_be_read_in_
     storage.write_server_documents(&mut [(id, doc)], doorstep_server::http::now()).expect("write");
     drop(storage);
 
-    let out = std::process::Command::new(SERVER).arg("--data-dir").arg(data).arg("check").output().expect("run");
+    let out =
+        std::process::Command::new(SERVER).arg("--data-dir").arg(data).arg("check").output().expect("run");
     assert!(!out.status.success(), "exit code 1 when a document cannot be read");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

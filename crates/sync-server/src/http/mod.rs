@@ -11,6 +11,7 @@
 //! | `GET /v1/attachments/{hash}?doc=…` | an attachment's bytes (`Range` honoured; `&thumbnail=true`) |
 //! | `GET`/`PUT /v1/attachments/{hash}/upload?doc=…` | resumable chunked upload: status, one chunk |
 //! | `/dashboard/…` | the county web dashboard ([`crate::dashboard`]) |
+//! | `GET /files/{doc}/{hash}?expires=…&sig=…` | a photo for the dashboard, through a signed short-lived link ([`served`]) |
 
 use std::sync::Arc;
 
@@ -29,8 +30,10 @@ use crate::storage::{Authenticated, Device, Storage, SyncLimits};
 pub mod abuse;
 mod attachments;
 mod enrol;
+pub mod limits;
 pub mod metrics;
 pub mod passwords;
+pub mod served;
 mod sync;
 mod ws;
 
@@ -61,8 +64,14 @@ pub struct AppState {
     pub max_attachment_bytes: u64,
     /// Enrolment attempts and live connections, limited.
     pub abuse: Arc<abuse::Abuse>,
-    /// How long a sync request's body may take to arrive.
+    /// How long a request's body may take to arrive (every route).
     pub body_timeout: std::time::Duration,
+    /// The configuration the server runs with (trusted proxies, public URL, quotas).
+    pub config: crate::config::Config,
+    /// The key the nodes share for signing the dashboard's file links ([`served::signed_link`]).
+    pub link_key: Vec<u8>,
+    /// Slots for requests on routes open to anyone ([`crate::config::Config::unauthenticated_requests_at_once`]).
+    pub unauthenticated: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -86,7 +95,27 @@ impl AppState {
             max_attachment_bytes: doorstep_core::model::attachment::MAX_ATTACHMENT_BYTES,
             abuse: Arc::new(abuse::Abuse::new(abuse::AbuseLimits::default())),
             body_timeout: std::time::Duration::from_secs(60),
+            config: crate::config::Config::default(),
+            link_key: crate::auth::new_secret().unwrap_or_default().into_bytes(),
+            unauthenticated: Arc::new(tokio::sync::Semaphore::new(
+                crate::config::Config::default().unauthenticated_requests_at_once,
+            )),
         }
+    }
+
+    /// Sets the key file links are signed with (the one stored in the database, so every node
+    /// accepts every node's links).
+    pub fn with_link_key(mut self, key: Vec<u8>) -> Self {
+        self.link_key = key;
+        self
+    }
+
+    /// Keeps the configuration (trusted proxies, public URL, quotas, unauthenticated slots).
+    pub fn with_config(mut self, config: &crate::config::Config) -> Self {
+        self.unauthenticated =
+            Arc::new(tokio::sync::Semaphore::new(config.unauthenticated_requests_at_once.max(1)));
+        self.config = config.clone();
+        self
     }
 
     /// Sets the largest attachment accepted.
@@ -109,22 +138,40 @@ impl AppState {
     }
 }
 
-/// The router over shared state.
+/// The router over shared state. Every route but `/v1/sync` (which answers a slow body with
+/// an error frame of its own) and the WebSocket gets the body deadline; routes with a body
+/// limit refuse a larger declared length before reading; routes open to anyone are capped.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    use axum::middleware::{from_fn, from_fn_with_state};
+    let open_to_anyone = from_fn_with_state(state.clone(), limits::unauthenticated_slot);
+    let enrol_limit =
+        from_fn(|request, next| limits::refuse_declared_over(enrol::MAX_BODY_BYTES, request, next));
+    let deadline = from_fn_with_state(state.clone(), limits::body_deadline);
+    let timed = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics::serve))
-        .route("/v1/enrol", post(enrol::enrol).layer(DefaultBodyLimit::max(enrol::MAX_BODY_BYTES)))
-        .route("/v1/sync", post(sync::sync))
-        .route("/v1/ws", get(ws::upgrade))
+        .route(
+            "/v1/enrol",
+            post(enrol::enrol)
+                .layer(DefaultBodyLimit::max(enrol::MAX_BODY_BYTES))
+                .layer(open_to_anyone.clone())
+                .layer(enrol_limit),
+        )
         .route("/v1/attachments/{hash}", get(attachments::download))
+        .route("/files/{doc}/{hash}", get(crate::dashboard::attachments::serve_file))
         .route(
             "/v1/attachments/{hash}/upload",
             get(attachments::upload_status).put(attachments::upload_chunk),
         )
         .layer(DefaultBodyLimit::disable())
-        .merge(crate::dashboard::routes())
+        .merge(crate::dashboard::routes(&state))
+        .layer(deadline);
+    Router::new()
+        .route("/v1/sync", post(sync::sync))
+        .route("/v1/ws", get(ws::upgrade))
+        .layer(DefaultBodyLimit::disable())
+        .merge(timed)
         .with_state(state)
 }
 

@@ -85,6 +85,16 @@ pub async fn handle_frame(
 pub async fn sync(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         let device = authenticate(&state, bearer(&headers)).await?;
+        // A body declared larger than a frame may be is refused before a byte of it is read.
+        let declared = headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+        if declared.is_some_and(|len| len > state.max_frame_bytes as u64) {
+            return Err(ApiError::protocol(
+                ErrorCode::FrameTooLarge,
+                format!("the request is larger than {} bytes", state.max_frame_bytes),
+            ));
+        }
         // A body trickled in byte by byte (a slow client) is cut off after the body timeout.
         let frame = tokio::time::timeout(state.body_timeout, to_bytes(body, state.max_frame_bytes))
             .await

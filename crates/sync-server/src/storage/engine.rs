@@ -846,6 +846,12 @@ pub(crate) fn manifest(tx: &mut dyn LogTx, device: &Device) -> Result<Vec<Manife
 }
 
 /// Answers Automerge sync messages for documents whose heads differ.
+/// The refusal of a repair for a document the device may not have: the same words whether the
+/// document does not exist or lies outside the scope, so ids cannot be probed.
+fn not_available(id: DocumentId) -> SyncFailure {
+    refused(ErrorCode::OutOfScope, format!("document {id} is not available to this device"), Some(id))
+}
+
 pub(crate) fn repair(
     tx: &mut dyn LogTx,
     device: &Device,
@@ -864,11 +870,7 @@ pub(crate) fn repair(
             match load_document(tx, id)? {
                 Some(doc) => doc,
                 None => {
-                    return Err(refused(
-                        ErrorCode::OutOfScope,
-                        format!("document {id} is not available"),
-                        Some(id),
-                    ));
+                    return Err(not_available(id));
                 }
             }
         } else {
@@ -884,11 +886,7 @@ pub(crate) fn repair(
         let facts = validate::facts(&doc, id).map_err(|r| refused(r.code, r.message, Some(id)))?;
         let helps_household = helps(tx, device.scope.member, facts.household)?;
         if !device.scope.may_hold(&facts, helps_household) {
-            return Err(refused(
-                ErrorCode::OutOfScope,
-                format!("document {id} is outside this device's scope"),
-                Some(id),
-            ));
+            return Err(not_available(id));
         }
         let mut state = automerge::sync::State::new();
         doc.sync().receive_sync_message(&mut state, message).map_err(|_| {

@@ -288,6 +288,9 @@ pub trait Storage: DashboardStorage + Send + Sync + 'static {
     fn devices(&self) -> Result<Vec<DeviceRow>, StorageError>;
     /// The highest change sequence number stored.
     fn latest_seq(&self) -> Result<u64, StorageError>;
+    /// The server's secret named `name`, shared by every node: the stored one, or `fresh`
+    /// (random bytes the caller made) stored now if there is none yet.
+    fn server_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StorageError>;
     /// Whether the storage holds no county yet (no grids, members or documents).
     fn is_empty(&self) -> Result<bool, StorageError>;
     /// Reads every table of [`transfer::TABLES`] from one consistent snapshot, in batches.
@@ -307,17 +310,33 @@ pub trait Storage: DashboardStorage + Send + Sync + 'static {
         doc: DocumentId,
         hash: &ContentHash,
     ) -> Result<Option<AttachmentRef>, StorageError>;
-    /// How much of an attachment is stored.
+    /// How much of an attachment is stored: complete, or the staged upload that got furthest.
     fn attachment_status(&self, hash: &ContentHash) -> Result<Option<attachment::BlobStatus>, StorageError>;
-    /// Stores one chunk of an upload (its own hash already checked); see
-    /// [`attachment::ChunkOutcome`].
+    /// The status of `device`'s upload of `reference` through `doc`: complete once the
+    /// attachment is served through `doc`, else how much of this upload the server holds.
+    fn attachment_upload_status(
+        &self,
+        reference: &AttachmentRef,
+        doc: DocumentId,
+        device: DeviceId,
+    ) -> Result<attachment::BlobStatus, StorageError>;
+    /// Stores one chunk of `device`'s upload through `doc` (its own hash already checked), the
+    /// device holding at most `quota` attachment bytes; see [`attachment::ChunkOutcome`].
+    #[allow(clippy::too_many_arguments)]
     fn put_attachment_chunk(
         &self,
         reference: &AttachmentRef,
+        doc: DocumentId,
+        device: DeviceId,
         offset: u64,
         chunk: &[u8],
+        quota: u64,
         now: Timestamp,
     ) -> Result<attachment::ChunkOutcome, StorageError>;
+    /// Whether the complete attachment may be served through document `doc`: its bytes were
+    /// uploaded through that document (the caller has checked the document is in scope and
+    /// references it).
+    fn attachment_servable(&self, hash: &ContentHash, doc: DocumentId) -> Result<bool, StorageError>;
     /// Bytes `[offset, offset + len)` of a complete attachment; `None` if not complete.
     fn attachment_range(
         &self,

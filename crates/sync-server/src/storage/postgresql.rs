@@ -44,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0005_attachments.sql"),
     include_str!("../../migrations/postgres/0007_catch_up_by_scope.sql"),
     include_str!("../../migrations/postgres/0009_fact_moves.sql"),
+    include_str!("../../migrations/postgres/0010_attachment_possession.sql"),
     include_str!("../../migrations/postgres/0011_disabled_staff.sql"),
 ];
 
@@ -716,37 +717,6 @@ impl BlobTx for Pg<'_, '_> {
         Ok(row.map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) != 0)))
     }
 
-    fn create_blob(
-        &mut self,
-        hash: &str,
-        size: i64,
-        media_type: &str,
-        now: Timestamp,
-    ) -> Result<(), StorageError> {
-        self.tx.execute(
-            "INSERT INTO attachments (hash, size, media_type, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (hash) DO NOTHING",
-            &[&hash, &size, &media_type, &now.millis()],
-        )?;
-        Ok(())
-    }
-
-    fn add_chunk(&mut self, hash: &str, start: i64, bytes: &[u8]) -> Result<(), StorageError> {
-        self.tx.execute(
-            "INSERT INTO attachment_chunks (hash, start_byte, bytes) VALUES ($1, $2, $3)",
-            &[&hash, &start, &bytes],
-        )?;
-        Ok(())
-    }
-
-    fn set_blob(&mut self, hash: &str, received: i64, complete: bool) -> Result<(), StorageError> {
-        self.tx.execute(
-            "UPDATE attachments SET received = $2, complete = $3 WHERE hash = $1",
-            &[&hash, &received, &i64::from(complete)],
-        )?;
-        Ok(())
-    }
-
     fn chunks(&mut self, hash: &str, from: i64, to: i64) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
         let rows = self.tx.query(
             "SELECT start_byte, bytes FROM attachment_chunks
@@ -756,8 +726,159 @@ impl BlobTx for Pg<'_, '_> {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    fn drop_chunks(&mut self, hash: &str) -> Result<(), StorageError> {
+    fn servable(&mut self, hash: &str, doc: &str) -> Result<bool, StorageError> {
+        Ok(self
+            .tx
+            .query_opt(
+                "SELECT 1 FROM attachments a WHERE a.hash = $1 AND a.complete = 1 AND (a.open_to_referrers = 1
+                 OR EXISTS (SELECT 1 FROM attachment_holders h WHERE h.hash = a.hash AND h.doc_id = $2)
+                 OR EXISTS (SELECT 1 FROM changes c JOIN attachment_possessors p ON p.device_id = c.origin_device
+                            WHERE c.doc_id = $2 AND p.hash = a.hash))",
+                &[&hash, &doc],
+            )?
+            .is_some())
+    }
+
+    fn upload(&mut self, hash: &str, doc: &str, device: &str) -> Result<Option<(i64, i64)>, StorageError> {
+        let row = self.tx.query_opt(
+            "SELECT size, received FROM attachment_uploads WHERE hash = $1 AND doc_id = $2 AND device_id = $3
+             FOR UPDATE",
+            &[&hash, &doc, &device],
+        )?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    fn furthest_upload(&mut self, hash: &str) -> Result<Option<(i64, i64)>, StorageError> {
+        let row = self.tx.query_opt(
+            "SELECT size, received FROM attachment_uploads WHERE hash = $1 ORDER BY received DESC LIMIT 1",
+            &[&hash],
+        )?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    fn reset_upload(
+        &mut self,
+        hash: &str,
+        doc: &str,
+        device: &str,
+        size: i64,
+        media_type: &str,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.tx.execute(
+            "DELETE FROM attachment_upload_chunks WHERE hash = $1 AND doc_id = $2 AND device_id = $3",
+            &[&hash, &doc, &device],
+        )?;
+        self.tx.execute(
+            "INSERT INTO attachment_uploads (hash, doc_id, device_id, size, media_type, received, created_at)
+             VALUES ($1, $2, $3, $4, $5, 0, $6)
+             ON CONFLICT (hash, doc_id, device_id) DO UPDATE SET size = excluded.size, received = 0,
+                 media_type = excluded.media_type",
+            &[&hash, &doc, &device, &size, &media_type, &now.millis()],
+        )?;
+        Ok(())
+    }
+
+    fn add_upload_chunk(
+        &mut self,
+        hash: &str,
+        doc: &str,
+        device: &str,
+        start: i64,
+        bytes: &[u8],
+    ) -> Result<(), StorageError> {
+        self.tx.execute(
+            "INSERT INTO attachment_upload_chunks (hash, doc_id, device_id, start_byte, bytes)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&hash, &doc, &device, &start, &bytes],
+        )?;
+        let end = start + i64::try_from(bytes.len()).unwrap_or(i64::MAX);
+        self.tx.execute(
+            "UPDATE attachment_uploads SET received = $4 WHERE hash = $1 AND doc_id = $2 AND device_id = $3",
+            &[&hash, &doc, &device, &end],
+        )?;
+        Ok(())
+    }
+
+    fn upload_chunks(&mut self, hash: &str, doc: &str, device: &str) -> Result<Vec<Vec<u8>>, StorageError> {
+        let rows = self.tx.query(
+            "SELECT bytes FROM attachment_upload_chunks WHERE hash = $1 AND doc_id = $2 AND device_id = $3
+             ORDER BY start_byte",
+            &[&hash, &doc, &device],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn promote_upload(
+        &mut self,
+        hash: &str,
+        doc: &str,
+        device: &str,
+        size: i64,
+        media_type: &str,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
         self.tx.execute("DELETE FROM attachment_chunks WHERE hash = $1", &[&hash])?;
+        self.tx.execute(
+            "INSERT INTO attachments (hash, size, media_type, received, complete, created_at)
+             VALUES ($1, $2, $3, $2, 1, $4)
+             ON CONFLICT (hash) DO UPDATE SET size = excluded.size, media_type = excluded.media_type,
+                 received = excluded.received, complete = 1",
+            &[&hash, &size, &media_type, &now.millis()],
+        )?;
+        self.tx.execute(
+            "INSERT INTO attachment_chunks (hash, start_byte, bytes)
+             SELECT hash, start_byte, bytes FROM attachment_upload_chunks
+             WHERE hash = $1 AND doc_id = $2 AND device_id = $3",
+            &[&hash, &doc, &device],
+        )?;
+        self.drop_upload(hash, doc, device)
+    }
+
+    fn drop_upload(&mut self, hash: &str, doc: &str, device: &str) -> Result<(), StorageError> {
+        self.tx.execute(
+            "DELETE FROM attachment_upload_chunks WHERE hash = $1 AND doc_id = $2 AND device_id = $3",
+            &[&hash, &doc, &device],
+        )?;
+        self.tx.execute(
+            "DELETE FROM attachment_uploads WHERE hash = $1 AND doc_id = $2 AND device_id = $3",
+            &[&hash, &doc, &device],
+        )?;
+        Ok(())
+    }
+
+    fn add_holder(
+        &mut self,
+        hash: &str,
+        doc: &str,
+        device: &str,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.tx.execute(
+            "INSERT INTO attachment_holders (hash, doc_id, device_id, proved_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (hash, doc_id) DO NOTHING",
+            &[&hash, &doc, &device, &now.millis()],
+        )?;
+        self.tx.execute(
+            "INSERT INTO attachment_possessors (hash, device_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&hash, &device],
+        )?;
+        Ok(())
+    }
+
+    fn usage(&mut self, device: &str) -> Result<i64, StorageError> {
+        let row = self
+            .tx
+            .query_opt("SELECT bytes FROM attachment_usage WHERE device_id = $1 FOR UPDATE", &[&device])?;
+        Ok(row.map_or(0, |r| r.get(0)))
+    }
+
+    fn add_usage(&mut self, device: &str, delta: i64) -> Result<(), StorageError> {
+        self.tx.execute(
+            "INSERT INTO attachment_usage (device_id, bytes) VALUES ($1, GREATEST($2::BIGINT, 0))
+             ON CONFLICT (device_id) DO UPDATE SET bytes = GREATEST(attachment_usage.bytes + $2::BIGINT, 0)",
+            &[&device, &delta],
+        )?;
         Ok(())
     }
 
@@ -1196,14 +1317,30 @@ impl Storage for PostgresStorage {
         self.in_tx(false, |tx| attachment::blob_status(tx, hash))
     }
 
+    fn attachment_upload_status(
+        &self,
+        reference: &AttachmentRef,
+        doc: DocumentId,
+        device: DeviceId,
+    ) -> Result<BlobStatus, StorageError> {
+        self.in_tx(false, |tx| attachment::upload_status(tx, reference, doc, device))
+    }
+
+    fn attachment_servable(&self, hash: &ContentHash, doc: DocumentId) -> Result<bool, StorageError> {
+        self.in_tx(false, |tx| attachment::servable(tx, hash, doc))
+    }
+
     fn put_attachment_chunk(
         &self,
         reference: &AttachmentRef,
+        doc: DocumentId,
+        device: DeviceId,
         offset: u64,
         chunk: &[u8],
+        quota: u64,
         now: Timestamp,
     ) -> Result<ChunkOutcome, StorageError> {
-        self.in_tx(false, |tx| attachment::put_chunk(tx, reference, offset, chunk, now))
+        self.in_tx(false, |tx| attachment::put_chunk(tx, reference, doc, device, offset, chunk, quota, now))
     }
 
     fn attachment_range(
@@ -1232,6 +1369,17 @@ impl Storage for PostgresStorage {
         self.with_client(|conn| {
             let rows = conn.query("SELECT doc_id, heads FROM documents ORDER BY doc_id", &[])?;
             rows.iter().map(|r| Ok((parse(r.get(0), "document id")?, r.get(1)))).collect()
+        })
+    }
+
+    fn server_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StorageError> {
+        self.in_tx(false, |tx| {
+            tx.tx.execute(
+                "INSERT INTO server_secrets (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&name, &fresh],
+            )?;
+            let row = tx.tx.query_one("SELECT secret FROM server_secrets WHERE name = $1", &[&name])?;
+            Ok(row.get(0))
         })
     }
 

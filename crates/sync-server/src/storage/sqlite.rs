@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0006_attachments.sql"),
     include_str!("../../migrations/sqlite/0008_catch_up_by_scope.sql"),
     include_str!("../../migrations/sqlite/0009_fact_moves.sql"),
+    include_str!("../../migrations/sqlite/0010_attachment_possession.sql"),
     include_str!("../../migrations/sqlite/0011_disabled_staff.sql"),
 ];
 
@@ -514,37 +515,6 @@ impl BlobTx for Sql<'_> {
             .optional()?)
     }
 
-    fn create_blob(
-        &mut self,
-        hash: &str,
-        size: i64,
-        media_type: &str,
-        now: Timestamp,
-    ) -> Result<(), StorageError> {
-        self.0.execute(
-            "INSERT INTO attachments (hash, size, media_type, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (hash) DO NOTHING",
-            params![hash, size, media_type, now.millis()],
-        )?;
-        Ok(())
-    }
-
-    fn add_chunk(&mut self, hash: &str, start: i64, bytes: &[u8]) -> Result<(), StorageError> {
-        self.0.execute(
-            "INSERT INTO attachment_chunks (hash, start_byte, bytes) VALUES (?1, ?2, ?3)",
-            params![hash, start, bytes],
-        )?;
-        Ok(())
-    }
-
-    fn set_blob(&mut self, hash: &str, received: i64, complete: bool) -> Result<(), StorageError> {
-        self.0.execute(
-            "UPDATE attachments SET received = ?2, complete = ?3 WHERE hash = ?1",
-            params![hash, received, i64::from(complete)],
-        )?;
-        Ok(())
-    }
-
     fn chunks(&mut self, hash: &str, from: i64, to: i64) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
         let mut stmt = self.0.prepare_cached(
             "SELECT start_byte, bytes FROM attachment_chunks
@@ -554,8 +524,167 @@ impl BlobTx for Sql<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn drop_chunks(&mut self, hash: &str) -> Result<(), StorageError> {
+    fn servable(&mut self, hash: &str, doc: &str) -> Result<bool, StorageError> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT 1 FROM attachments a WHERE a.hash = ?1 AND a.complete = 1 AND (a.open_to_referrers = 1
+                 OR EXISTS (SELECT 1 FROM attachment_holders h WHERE h.hash = a.hash AND h.doc_id = ?2)
+                 OR EXISTS (SELECT 1 FROM changes c JOIN attachment_possessors p ON p.device_id = c.origin_device
+                            WHERE c.doc_id = ?2 AND p.hash = a.hash))",
+                [hash, doc],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    fn upload(&mut self, hash: &str, doc: &str, device: &str) -> Result<Option<(i64, i64)>, StorageError> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT size, received FROM attachment_uploads WHERE hash = ?1 AND doc_id = ?2 AND device_id = ?3",
+                [hash, doc, device],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    fn furthest_upload(&mut self, hash: &str) -> Result<Option<(i64, i64)>, StorageError> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT size, received FROM attachment_uploads WHERE hash = ?1 ORDER BY received DESC LIMIT 1",
+                [hash],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    fn reset_upload(
+        &mut self,
+        hash: &str,
+        doc: &str,
+        device: &str,
+        size: i64,
+        media_type: &str,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.0.execute(
+            "DELETE FROM attachment_upload_chunks WHERE hash = ?1 AND doc_id = ?2 AND device_id = ?3",
+            [hash, doc, device],
+        )?;
+        self.0.execute(
+            "INSERT INTO attachment_uploads (hash, doc_id, device_id, size, media_type, received, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)
+             ON CONFLICT (hash, doc_id, device_id) DO UPDATE SET size = excluded.size, received = 0,
+                 media_type = excluded.media_type",
+            params![hash, doc, device, size, media_type, now.millis()],
+        )?;
+        Ok(())
+    }
+
+    fn add_upload_chunk(
+        &mut self,
+        hash: &str,
+        doc: &str,
+        device: &str,
+        start: i64,
+        bytes: &[u8],
+    ) -> Result<(), StorageError> {
+        self.0.execute(
+            "INSERT INTO attachment_upload_chunks (hash, doc_id, device_id, start_byte, bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![hash, doc, device, start, bytes],
+        )?;
+        let end = start + i64::try_from(bytes.len()).unwrap_or(i64::MAX);
+        self.0.execute(
+            "UPDATE attachment_uploads SET received = ?4 WHERE hash = ?1 AND doc_id = ?2 AND device_id = ?3",
+            params![hash, doc, device, end],
+        )?;
+        Ok(())
+    }
+
+    fn upload_chunks(&mut self, hash: &str, doc: &str, device: &str) -> Result<Vec<Vec<u8>>, StorageError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT bytes FROM attachment_upload_chunks WHERE hash = ?1 AND doc_id = ?2 AND device_id = ?3
+             ORDER BY start_byte",
+        )?;
+        let rows = stmt.query_map([hash, doc, device], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn promote_upload(
+        &mut self,
+        hash: &str,
+        doc: &str,
+        device: &str,
+        size: i64,
+        media_type: &str,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
         self.0.execute("DELETE FROM attachment_chunks WHERE hash = ?1", [hash])?;
+        self.0.execute(
+            "INSERT INTO attachments (hash, size, media_type, received, complete, created_at)
+             VALUES (?1, ?2, ?3, ?2, 1, ?4)
+             ON CONFLICT (hash) DO UPDATE SET size = excluded.size, media_type = excluded.media_type,
+                 received = excluded.received, complete = 1",
+            params![hash, size, media_type, now.millis()],
+        )?;
+        self.0.execute(
+            "INSERT INTO attachment_chunks (hash, start_byte, bytes)
+             SELECT hash, start_byte, bytes FROM attachment_upload_chunks
+             WHERE hash = ?1 AND doc_id = ?2 AND device_id = ?3",
+            [hash, doc, device],
+        )?;
+        self.drop_upload(hash, doc, device)
+    }
+
+    fn drop_upload(&mut self, hash: &str, doc: &str, device: &str) -> Result<(), StorageError> {
+        self.0.execute(
+            "DELETE FROM attachment_upload_chunks WHERE hash = ?1 AND doc_id = ?2 AND device_id = ?3",
+            [hash, doc, device],
+        )?;
+        self.0.execute(
+            "DELETE FROM attachment_uploads WHERE hash = ?1 AND doc_id = ?2 AND device_id = ?3",
+            [hash, doc, device],
+        )?;
+        Ok(())
+    }
+
+    fn add_holder(
+        &mut self,
+        hash: &str,
+        doc: &str,
+        device: &str,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.0.execute(
+            "INSERT INTO attachment_holders (hash, doc_id, device_id, proved_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (hash, doc_id) DO NOTHING",
+            params![hash, doc, device, now.millis()],
+        )?;
+        self.0.execute(
+            "INSERT INTO attachment_possessors (hash, device_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            [hash, device],
+        )?;
+        Ok(())
+    }
+
+    fn usage(&mut self, device: &str) -> Result<i64, StorageError> {
+        Ok(self
+            .0
+            .query_row("SELECT bytes FROM attachment_usage WHERE device_id = ?1", [device], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    fn add_usage(&mut self, device: &str, delta: i64) -> Result<(), StorageError> {
+        self.0.execute(
+            "INSERT INTO attachment_usage (device_id, bytes) VALUES (?1, max(?2, 0))
+             ON CONFLICT (device_id) DO UPDATE SET bytes = max(attachment_usage.bytes + ?2, 0)",
+            params![device, delta],
+        )?;
         Ok(())
     }
 
@@ -1104,16 +1233,33 @@ impl Storage for SqliteStorage {
         attachment::blob_status(&mut Sql(&self.lock()), hash)
     }
 
+    fn attachment_upload_status(
+        &self,
+        reference: &AttachmentRef,
+        doc: DocumentId,
+        device: DeviceId,
+    ) -> Result<BlobStatus, StorageError> {
+        attachment::upload_status(&mut Sql(&self.lock()), reference, doc, device)
+    }
+
+    fn attachment_servable(&self, hash: &ContentHash, doc: DocumentId) -> Result<bool, StorageError> {
+        attachment::servable(&mut Sql(&self.lock()), hash, doc)
+    }
+
     fn put_attachment_chunk(
         &self,
         reference: &AttachmentRef,
+        doc: DocumentId,
+        device: DeviceId,
         offset: u64,
         chunk: &[u8],
+        quota: u64,
         now: Timestamp,
     ) -> Result<ChunkOutcome, StorageError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let outcome = attachment::put_chunk(&mut Sql(&tx), reference, offset, chunk, now)?;
+        let outcome =
+            attachment::put_chunk(&mut Sql(&tx), reference, doc, device, offset, chunk, quota, now)?;
         tx.commit()?;
         Ok(outcome)
     }
@@ -1151,6 +1297,15 @@ impl Storage for SqliteStorage {
             Ok((parse(&id, "document id")?, heads))
         })
         .collect()
+    }
+
+    fn server_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StorageError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO server_secrets (name, secret) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+            params![name, fresh],
+        )?;
+        Ok(conn.query_row("SELECT secret FROM server_secrets WHERE name = ?1", [name], |r| r.get(0))?)
     }
 
     fn latest_seq(&self) -> Result<u64, StorageError> {

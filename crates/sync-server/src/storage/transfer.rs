@@ -128,7 +128,7 @@ pub const TABLES: &[Table] = &[
     Table { name: "county_taxonomy", columns: &["id", "version", "body", "updated_at"], key: &["id"] },
     Table {
         name: "attachments",
-        columns: &["hash", "size", "media_type", "received", "complete", "created_at"],
+        columns: &["hash", "size", "media_type", "received", "complete", "created_at", "open_to_referrers"],
         key: &["hash"],
     },
     Table {
@@ -137,6 +137,14 @@ pub const TABLES: &[Table] = &[
         key: &["hash", "start_byte"],
     },
     Table { name: "attachment_thumbnails", columns: &["hash", "media_type", "bytes"], key: &["hash"] },
+    Table {
+        name: "attachment_holders",
+        columns: &["hash", "doc_id", "device_id", "proved_at"],
+        key: &["hash", "doc_id"],
+    },
+    Table { name: "attachment_possessors", columns: &["hash", "device_id"], key: &["hash", "device_id"] },
+    Table { name: "attachment_usage", columns: &["device_id", "bytes"], key: &["device_id"] },
+    // Staged uploads are not carried: a device whose upload was cut resumes it from 0.
 ];
 
 /// Rows read or written per batch.
