@@ -45,7 +45,14 @@ pub async fn serve(
     let limits = SyncLimits { max_document_bytes: config.max_document_bytes, page_bytes: config.page_bytes };
     // The key file links are signed with, shared by every node through the database.
     let fresh = auth::new_secret().map_err(|e| anyhow::anyhow!("no randomness for the link key: {e}"))?;
-    let link_key = storage.server_secret(http::served::LINK_KEY_NAME, fresh.as_bytes())?;
+    let link_key = match storage.server_secret(http::served::LINK_KEY_NAME, fresh.as_bytes()) {
+        Ok(key) => key,
+        // A database that cannot be written yet has no key: this node's own serves until it can.
+        Err(e) => {
+            tracing::warn!(error = %e, "no shared link key could be stored; file links work on this node only");
+            fresh.as_bytes().to_vec()
+        }
+    };
     let state = Arc::new(
         AppState::new(storage, limits, config.max_frame_bytes, config.metrics_token.clone())
             .with_link_key(link_key)

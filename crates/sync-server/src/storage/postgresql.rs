@@ -1374,6 +1374,12 @@ impl Storage for PostgresStorage {
 
     fn server_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StorageError> {
         self.in_tx(false, |tx| {
+            // Read first: a node on a read-only database (which still serves reads) must start.
+            if let Some(row) =
+                tx.tx.query_opt("SELECT secret FROM server_secrets WHERE name = $1", &[&name])?
+            {
+                return Ok(row.get(0));
+            }
             tx.tx.execute(
                 "INSERT INTO server_secrets (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
                 &[&name, &fresh],

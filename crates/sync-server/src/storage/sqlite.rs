@@ -1301,11 +1301,16 @@ impl Storage for SqliteStorage {
 
     fn server_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StorageError> {
         let conn = self.lock();
+        let select = "SELECT secret FROM server_secrets WHERE name = ?1";
+        // Read first: a server on a read-only database (which still serves reads) must start.
+        if let Some(secret) = conn.query_row(select, [name], |r| r.get(0)).optional()? {
+            return Ok(secret);
+        }
         conn.execute(
             "INSERT INTO server_secrets (name, secret) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
             params![name, fresh],
         )?;
-        Ok(conn.query_row("SELECT secret FROM server_secrets WHERE name = ?1", [name], |r| r.get(0))?)
+        Ok(conn.query_row(select, [name], |r| r.get(0))?)
     }
 
     fn latest_seq(&self) -> Result<u64, StorageError> {
