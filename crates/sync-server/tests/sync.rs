@@ -747,13 +747,17 @@ async fn bad_frames_get_their_documented_errors_over_http_and_websocket() {
     ];
     let http = reqwest::Client::new();
     for (name, body, code) in &cases {
-        let response = http
-            .post(format!("{}/v1/sync", server.url))
-            .bearer_auth(&token)
-            .body(body.clone())
-            .send()
-            .await
-            .expect("answered");
+        let sent =
+            http.post(format!("{}/v1/sync", server.url)).bearer_auth(&token).body(body.clone()).send().await;
+        let response = match sent {
+            Ok(response) => response,
+            // A body declared over the limit is refused before it is read, and the connection
+            // closed: the client may still be writing when the answer comes. The early answer
+            // itself is checked byte by byte on a raw socket in `abuse.rs`
+            // (`a_huge_declared_body_is_refused_before_it_is_read`).
+            Err(e) if *name == "oversized" && e.is_request() => continue,
+            Err(e) => panic!("{name}: not answered: {e}"),
+        };
         let status = response.status().as_u16();
         let frame = response.bytes().await.expect("body");
         match doorstep_client::decode_reply(&frame).expect("an error frame") {
