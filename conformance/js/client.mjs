@@ -1,7 +1,8 @@
 // A Doorstep device written in JavaScript from docs/PROTOCOL.md and docs/SCHEMA.md only, as an
-// outside implementer would: enrolment (§2.5), sync rounds over HTTP (§2.3, §3, §4, §5.2), the
-// scope digest (§5.6.1), the taxonomy (§5.9), and documents written the idiomatic Automerge JS
-// way (strings as Text, times as Dates, ids from crypto.randomUUID()).
+// outside implementer would, with @automerge/automerge and cborg from npm: enrolment (§2.5),
+// sync rounds over HTTP (§2.3, §3, §4, §5.2), the scope digest (§5.6.1), the taxonomy (§5.9),
+// and documents written the idiomatic Automerge JS way (strings as Text, times as Dates, ids
+// from crypto.randomUUID()).
 //
 //   node client.mjs STATE write --server URL --code CODE   enrol, first sync, write, upload
 //   node client.mjs STATE read                             sync again, show what it holds
@@ -11,13 +12,11 @@
 // check exits non-zero with the reason on stderr.
 
 import * as A from "@automerge/automerge";
-import { Encoder, decode } from "cbor-x";
+import { decode, encode } from "cborg";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 
 const CONTENT_TYPE = "application/vnd.doorstep.v1+cbor";
-// §3.2: definite-length maps with text keys, Uint8Array as byte strings, no cbor-x records.
-const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false, variableMapSize: true });
 // §5.2.4: codes that hold a document back instead of stopping the sync.
 const HOLD_BACK = new Set(["out_of_scope", "forged_actor", "document_too_large", "invalid_document",
   "malformed_change", "missing_dependencies"]);
@@ -100,7 +99,7 @@ async function enrol(state, server, code) {
 // ---- one sync round (§5.2.1, §5.2.4) --------------------------------------------------------
 
 async function post(state, message) {
-  const frame = Buffer.concat([Buffer.from([1]), cbor.encode(message)]);
+  const frame = Buffer.concat([Buffer.from([1]), encode(message)]);
   const res = await fetch(`${state.server}/v1/sync`, {
     method: "POST",
     headers: { authorization: `Bearer ${state.token}`, "content-type": CONTENT_TYPE },

@@ -1,6 +1,6 @@
 //! The protocol and the document schema from the outside (issue 18, item 3): a device written in
 //! JavaScript from `docs/PROTOCOL.md` and `docs/SCHEMA.md` only (`conformance/js/client.mjs`,
-//! `@automerge/automerge` and `cbor-x` from npm) runs against a real server process. What it
+//! `@automerge/automerge` and `cborg` from npm) runs against a real server process. What it
 //! writes the idiomatic JS way (Text strings, `Date` times, `crypto.randomUUID()` ids) must read
 //! exactly the same on the server, on the dashboard and on a Rust phone; what a Rust phone writes
 //! must read right in JS; and the server must refuse a visit the JS device credits to someone
