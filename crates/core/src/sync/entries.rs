@@ -82,24 +82,48 @@ impl At<'_> {
         }
     }
 
+    /// A value as a string, if it is one: a scalar string or a Text object's content (what
+    /// Automerge JS writes by default), read at these heads, as [`doc`]'s readers read it.
+    fn text(&self, value: &Value<'_>, id: &ObjId) -> Option<String> {
+        match value {
+            Value::Scalar(s) => s.as_str().map(str::to_owned),
+            Value::Object(ObjType::Text) => match self.heads {
+                Some(heads) => self.doc.text_at(id, heads).ok(),
+                None => self.doc.text(id).ok(),
+            },
+            Value::Object(_) => None,
+        }
+    }
+
+    /// One value as comparable text. A Text object compares by its content, exactly as the
+    /// scalar string with that content (readers read both the same), so rewriting a Text
+    /// in place or replacing it is seen.
+    fn value_print(&self, value: &Value<'_>, id: &ObjId) -> String {
+        match value {
+            Value::Object(ObjType::Text) => {
+                format!("{:?}", Value::from(self.text(value, id).unwrap_or_default()))
+            }
+            other => format!("{other:?}"),
+        }
+    }
+
     /// A field's value(s) as comparable text: every concurrent value, lists item by item.
     fn fingerprint(&self, obj: &ObjId, key: &str) -> String {
         let mut parts: Vec<String> = self
             .get_all(obj, key)
             .into_iter()
             .map(|(value, id)| match value {
-                Value::Scalar(s) => format!("{s:?}"),
                 Value::Object(ObjType::List) => {
                     let items: Vec<String> = match self.heads {
                         Some(heads) => self
                             .doc
                             .list_range_at(&id, .., heads)
-                            .map(|i| format!("{:?}", Value::from(i.value)))
+                            .map(|i| self.value_print(&Value::from(i.value.clone()), &i.id()))
                             .collect(),
                         None => self
                             .doc
                             .list_range(&id, ..)
-                            .map(|i| format!("{:?}", Value::from(i.value)))
+                            .map(|i| self.value_print(&Value::from(i.value.clone()), &i.id()))
                             .collect(),
                     };
                     format!("[{}]", items.join(","))
@@ -109,7 +133,7 @@ impl At<'_> {
                     keys.sort();
                     format!("{{{}}}", keys.join(","))
                 }
-                Value::Object(other) => format!("{other:?}"),
+                other => self.value_print(&other, &id),
             })
             .collect();
         parts.sort();
@@ -176,12 +200,10 @@ pub fn check(
     }
 }
 
-/// The member id an entry (or the root) names in `field`.
+/// The member id an entry (or the root) names in `field`: a scalar string or a Text.
 fn author(at: At<'_>, obj: &ObjId, field: &str) -> Option<MemberId> {
-    match at.get(obj, field)? {
-        (Value::Scalar(s), _) => s.as_str()?.parse().ok(),
-        _ => None,
-    }
+    let (value, id) = at.get(obj, field)?;
+    at.text(&value, &id)?.parse().ok()
 }
 
 /// Entries of `key` present before must be present now with `fields` unchanged; entries present
@@ -338,8 +360,8 @@ fn check_household(
     for (entry, obj) in &marks.added {
         own(now, id, obj, "by", &format!("mark {entry}"), uploader)?;
         for end in ["a", "b"] {
-            if let Some((Value::Scalar(s), _)) = now.get(obj, end)
-                && let Some(other) = s.as_str().and_then(|t| t.parse::<HouseholdId>().ok())
+            if let Some((value, end_id)) = now.get(obj, end)
+                && let Some(other) = now.text(&value, &end_id).and_then(|t| t.parse::<HouseholdId>().ok())
                 && other != own_id
             {
                 links.push(other);
@@ -365,8 +387,9 @@ fn check_request(
     let mut links = Vec::new();
     if then.is_none() {
         own(now, id, &ROOT, "raised_by", "the request", uploader)?;
-        if let Some((Value::Scalar(s), _)) = now.get(&ROOT, "household")
-            && let Some(household) = s.as_str().and_then(|t| t.parse::<HouseholdId>().ok())
+        if let Some((value, household_id)) = now.get(&ROOT, "household")
+            && let Some(household) =
+                now.text(&value, &household_id).and_then(|t| t.parse::<HouseholdId>().ok())
         {
             links.push(household);
         }
