@@ -428,3 +428,35 @@ fn the_schema_lists_every_field_the_edit_functions_write() {
         }
     }
 }
+
+#[test]
+fn a_value_outside_a_fields_list_is_refused_never_read_as_a_default() {
+    // What readers would otherwise coerce without a word: an unknown visit kind read as routine,
+    // an unknown urgency as normal, an unknown event kind shown as "other".
+    for (kind, (sample, id)) in [(DocumentKind::Household, household()), (DocumentKind::Request, request())] {
+        let listed = FIELDS
+            .iter()
+            .filter(|f| f.kind == kind && matches!(f.ty, FieldType::OneOf(_) | FieldType::Exactly(_)));
+        let mut seen = 0;
+        for field in listed {
+            let segments: Vec<&str> = field.path.split('.').collect();
+            let mut doc = sample.clone();
+            let (parent, key) = locate(&doc, &ROOT, &segments).expect("located");
+            doc.put(&parent, key.as_str(), "escalated_to_mars").expect("put");
+            doc.commit();
+            let error =
+                check::document(&doc, id, kind).expect_err(&format!("{} with an unknown value", field.path));
+            assert!(error.path.ends_with(&key), "{error}");
+            seen += 1;
+        }
+        assert!(seen >= 2, "{kind:?}");
+    }
+    // An attachment keyed by something that is not a SHA-256 (read as "no attachment").
+    let (mut doc, id) = household();
+    let (parent, _) =
+        locate(&doc, &ROOT, &["visits", "<visit id>", "attachments", "<sha-256>"]).expect("an attachment");
+    let entry = doc.put_object(&parent, "not-a-hash", ObjType::Map).expect("entry");
+    doc.put(&entry, "size", 3).expect("put");
+    doc.commit();
+    assert!(check::document(&doc, id, DocumentKind::Household).is_err());
+}
