@@ -36,8 +36,22 @@ pub enum ErrorKind {
     Refused,
     /// The sync was cancelled; nothing was lost.
     Cancelled,
-    /// The device's storage failed (disk full, file locked…).
+    /// The device's storage failed otherwise (a read-only file system…).
     Storage,
+    /// The replica file is already open, in this app or in another process: share the one
+    /// open `Replica` (a second handle would damage the file).
+    AlreadyOpen,
+    /// The replica file itself is damaged (the key is right, or the damage hides it): run
+    /// `check_integrity()`, then recover by enrolling again and downloading (§4.1).
+    DamagedFile,
+    /// The file is not a Doorstep replica at all (a plain database, another file): most likely
+    /// a wrong path. Nothing was changed.
+    NotAReplica,
+    /// The phone's storage is full; nothing of the failed change was saved. Free space, retry.
+    DiskFull,
+    /// Local changes have not reached the server yet, so the call (sign-out, enrolling with
+    /// another server) would lose them: sync first, or force it.
+    UnsyncedWork,
 }
 
 /// A failed call.
@@ -100,6 +114,11 @@ fn field_zh(field: &str) -> &str {
     }
 }
 
+/// Whether a text holds a word in Latin letters (an internal English word, not for the screen).
+fn has_ascii_word(text: &str) -> bool {
+    text.split(|c: char| !c.is_ascii_alphabetic()).any(|w| w.len() >= 3)
+}
+
 impl From<CoreError> for DoorstepError {
     fn from(e: CoreError) -> Self {
         let en = e.to_string();
@@ -109,9 +128,14 @@ impl From<CoreError> for DoorstepError {
             CoreError::TextTooLong { field, max } => {
                 Self::invalid(en, format!("{}不能超过 {max} 个字", field_zh(field)))
             }
-            CoreError::InvalidValue { field, reason } => {
+            CoreError::InvalidValue { field: "key", .. } => {
+                Self::invalid(en, format!("密钥必须是 {} 字节的随机数据", doorstep_core::store::KEY_BYTES))
+            }
+            // The reason is shown only when it is written in Chinese.
+            CoreError::InvalidValue { field, reason } if !has_ascii_word(&reason) => {
                 Self::invalid(en, format!("{}无效：{reason}", field_zh(field)))
             }
+            CoreError::InvalidValue { field, .. } => Self::invalid(en, format!("{}无效", field_zh(field))),
             CoreError::UnknownCategory(c) => Self::invalid(en, format!("没有这个诉求类别：{c}")),
             CoreError::UnknownHousehold(_) => Self::new(ErrorKind::NotFound, en, "找不到该住户"),
             CoreError::UnknownRequest(_) => Self::new(ErrorKind::NotFound, en, "找不到该诉求"),
@@ -130,6 +154,25 @@ impl From<CoreError> for DoorstepError {
                 Self::new(ErrorKind::Damaged, en, "该记录的数据已损坏，其他记录不受影响")
             }
             CoreError::WrongKey => Self::new(ErrorKind::WrongKey, en, "密钥无法打开本机数据，数据未被改动"),
+            CoreError::DamagedFile { .. } => Self::new(
+                ErrorKind::DamagedFile,
+                en,
+                "本机数据文件已损坏。请先导出未同步的记录，再重新注册本机，从服务器重新下载数据",
+            ),
+            CoreError::NotAReplica { .. } => {
+                Self::new(ErrorKind::NotAReplica, en, "该文件不是本应用的数据文件，请检查文件位置")
+            }
+            CoreError::AlreadyOpen { .. } => Self::new(
+                ErrorKind::AlreadyOpen,
+                en,
+                "本机数据文件已经打开，不能同时打开两次；请使用已打开的那一个",
+            ),
+            CoreError::UnsyncedWork { changes } => Self::new(
+                ErrorKind::UnsyncedWork,
+                en,
+                format!("本机还有 {changes} 条修改没有同步到服务器，请先同步"),
+            ),
+            CoreError::File(_) => Self::new(ErrorKind::Storage, en, "本机存储出错，无法读写数据文件"),
             CoreError::EncryptionUnavailable => Self::new(ErrorKind::Storage, en, "此版本不支持数据加密"),
             CoreError::UnsyncedChanges(_) => {
                 Self::new(ErrorKind::Refused, en, "该记录还有未同步的修改，暂不能删除")
@@ -150,7 +193,7 @@ impl From<CoreError> for DoorstepError {
                 Self::new(ErrorKind::Network, en, "服务器返回了无法识别的数据，请稍后重试")
             }
             CoreError::StorageFull => Self::new(
-                ErrorKind::Storage,
+                ErrorKind::DiskFull,
                 en,
                 "手机存储空间已满，本次修改未保存，已保存的记录不受影响；请清理空间后重试",
             ),
@@ -176,11 +219,7 @@ fn from_code(code: ErrorCode, message: String) -> DoorstepError {
         ErrorCode::Internal | ErrorCode::RateLimited => {
             DoorstepError::new(ErrorKind::Network, en, "服务器暂时无法处理，请稍后重试")
         }
-        _ => DoorstepError::new(
-            ErrorKind::Refused,
-            en,
-            format!("服务器拒绝了本次同步（{code}），数据仍保留在本机"),
-        ),
+        _ => DoorstepError::new(ErrorKind::Refused, en, "服务器拒绝了本次请求，数据仍保留在本机"),
     }
 }
 
