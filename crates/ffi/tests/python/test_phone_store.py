@@ -117,6 +117,26 @@ def test_a_damaged_document_is_set_aside_while_the_rest_syncs_and_recovers_from_
     assert [v.notes for v in office.household(healthy).visits] == ["一切正常"]
 
 
+def test_a_damaged_document_that_another_device_changes_is_rebuilt_with_those_changes(county, phones):
+    path = os.path.join(phones, "worker.db")
+    worker = Replica.open(path, KEY)
+    asyncio.run(worker.enrol(county.url, county.code(county.worker), "worker"))
+    home = worker.create_household(new_household(county.grid, "203", "吴阿姨"))
+    sync(worker)
+    del worker
+    subprocess.run([FIXTURE, "damage-document", path, KEY.hex(), home, "0"], check=True)
+    office = enrolled(county, phones, "office", county.supervisor)
+    sync(office)
+    office.record_visit(home, visit("主任回访"))
+    sync(office)
+
+    worker = Replica.open(path, KEY)
+    report = sync(worker)
+    assert [d.document for d in report.damaged] == [home] and report.recovered == [home]
+    assert report.verified
+    assert [v.notes for v in worker.household(home).visits] == ["主任回访"]
+
+
 # ---- 3. a broken file is reported as what it is ----------------------------------------------------
 
 def replica_file(county, phones, name, households=1):
