@@ -110,7 +110,11 @@ fn field_zh(field: &str) -> &str {
         "location" => "位置",
         "visit" => "走访记录",
         "event" => "诉求进展",
-        other => other,
+        "path" => "文件位置",
+        "enrolment" => "注册信息",
+        "replica file" => "本机数据文件",
+        // Never an internal English name on the screen.
+        _ => "输入内容",
     }
 }
 
@@ -123,7 +127,7 @@ impl From<CoreError> for DoorstepError {
     fn from(e: CoreError) -> Self {
         let en = e.to_string();
         match e {
-            CoreError::InvalidId { what, .. } => Self::invalid(en, format!("编号格式不正确（{what}）")),
+            CoreError::InvalidId { .. } => Self::invalid(en, "编号格式不正确"),
             CoreError::EmptyText { field } => Self::invalid(en, format!("{}不能为空", field_zh(field))),
             CoreError::TextTooLong { field, max } => {
                 Self::invalid(en, format!("{}不能超过 {max} 个字", field_zh(field)))
@@ -141,10 +145,10 @@ impl From<CoreError> for DoorstepError {
             CoreError::UnknownRequest(_) => Self::new(ErrorKind::NotFound, en, "找不到该诉求"),
             CoreError::UnknownResident(_) => Self::new(ErrorKind::NotFound, en, "找不到该居民"),
             CoreError::UnknownDocument(_) => Self::new(ErrorKind::NotFound, en, "本机没有该记录"),
-            CoreError::InvalidTransition { from, action } => Self::new(
+            CoreError::InvalidTransition { from, .. } => Self::new(
                 ErrorKind::InvalidTransition,
                 en,
-                format!("诉求当前为「{}」，不能执行此操作（{action}）", from.label_zh()),
+                format!("诉求当前为「{}」，不能执行此操作", from.label_zh()),
             ),
             CoreError::NotPermitted { role, .. } => {
                 Self::new(ErrorKind::InvalidTransition, en, format!("{}无权执行此操作", role.label_zh()))
@@ -271,6 +275,45 @@ impl From<ClientError> for DoorstepError {
                 DoorstepError::new(kind, format!("attachment transfer refused ({code}): {en}"), zh.to_owned())
             }
             ClientError::Core(e) => e.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_of_the_store_has_its_kind_and_a_chinese_message_without_internal_words() {
+        let cases = [
+            (CoreError::WrongKey, ErrorKind::WrongKey),
+            (CoreError::DamagedFile { reason: "3 of 9 pages do not decrypt".into() }, ErrorKind::DamagedFile),
+            (CoreError::NotAReplica { reason: "a plain SQLite database".into() }, ErrorKind::NotAReplica),
+            (CoreError::AlreadyOpen { path: "/data/doorstep.db".into() }, ErrorKind::AlreadyOpen),
+            (CoreError::UnsyncedWork { changes: 3 }, ErrorKind::UnsyncedWork),
+            (CoreError::StorageFull, ErrorKind::DiskFull),
+            (CoreError::File(std::io::Error::other("lock file")), ErrorKind::Storage),
+            (
+                CoreError::InvalidValue { field: "key", reason: "must be 32 bytes".into() },
+                ErrorKind::InvalidInput,
+            ),
+            (
+                CoreError::InvalidValue { field: "internal_field", reason: "bad".into() },
+                ErrorKind::InvalidInput,
+            ),
+            (CoreError::InvalidId { what: "household id", value: "x".into() }, ErrorKind::InvalidInput),
+            (
+                CoreError::Rejected { code: ErrorCode::MalformedFrame, message: "actor".into(), doc: None },
+                ErrorKind::Refused,
+            ),
+        ];
+        for (error, kind) in cases {
+            let shown = format!("{error}");
+            let DoorstepError::Failed { kind: got, message_en, message_zh } = DoorstepError::from(error);
+            assert_eq!(got, kind, "{shown}");
+            assert!(!message_en.is_empty());
+            assert!(!has_ascii_word(&message_zh), "{shown}: {message_zh}");
+            assert!(message_zh.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)), "{message_zh}");
         }
     }
 }
