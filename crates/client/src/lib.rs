@@ -152,6 +152,12 @@ pub struct SyncReport {
     /// The version of a newer county taxonomy received and stored during this sync (an app
     /// refreshes its category lists when this is set).
     pub taxonomy_version: Option<u32>,
+    /// Documents found damaged on this device during this sync, with the reason: set aside
+    /// (`Replica::quarantined`) while everything else synced, and asked of the server again.
+    pub damaged: Vec<(DocumentId, String)>,
+    /// Damaged documents rebuilt from the server's copy during this sync, keeping the local
+    /// changes that could still be read.
+    pub recovered: Vec<DocumentId>,
 }
 
 /// How a sync reaches the replica: step by step, never across a network wait, so an app's
@@ -260,17 +266,36 @@ impl Client {
     /// Exchanges an enrolment code for a device token and records the enrolment in the replica,
     /// with this client's CA certificate (if any) so that [`Client::for_replica`] trusts the
     /// server later without being told again.
+    ///
+    /// Every enrolment gives the replica a new Automerge actor id. An enrolled replica may
+    /// enrol again (a new CA certificate, a new code): with the same server it proves with its
+    /// current token that it was that device, and the server lets the new device upload the
+    /// changes written before and not yet synced (PROTOCOL §2.4). With another server the old
+    /// token is never sent, and unsynced changes are refused here with
+    /// [`CoreError::UnsyncedWork`]: sync them first.
     pub async fn enrol(
         &self,
         replica: &mut Replica,
         code: &str,
         device_name: &str,
     ) -> Result<Enrolment, ClientError> {
-        let body = serde_json::json!({
+        let previous = replica.enrolment()?;
+        let previous_token = previous.as_ref().filter(|e| e.server == self.base).map(|e| e.token.clone());
+        if previous.is_some() && previous_token.is_none() {
+            let changes = replica.unsynced_change_count()?;
+            if changes > 0 {
+                return Err(ClientError::Core(CoreError::UnsyncedWork { changes }));
+            }
+        }
+        let actor = Replica::new_actor_id();
+        let mut body = serde_json::json!({
             "code": code,
-            "actor": replica.actor_id().to_hex_string(),
+            "actor": actor.to_hex_string(),
             "device_name": device_name,
         });
+        if let Some(token) = &previous_token {
+            body["previous_token"] = serde_json::Value::from(token.as_str());
+        }
         let response = self.http.post(format!("{}/v1/enrol", self.base)).json(&body).send().await?;
         let status = response.status();
         if !status.is_success() {
@@ -280,8 +305,14 @@ impl Client {
                 Some("unauthorized") => ErrorCode::Unauthorized,
                 Some("rate_limited") => ErrorCode::RateLimited,
                 Some("internal") => ErrorCode::Internal,
+                Some("device_revoked") => ErrorCode::DeviceRevoked,
                 _ => ErrorCode::MalformedFrame,
             };
+            if code == ErrorCode::DeviceRevoked {
+                // The device this replica was has been revoked: as a sync would, delete its data
+                // and forget the enrolment. The code was not used; enrolling again works.
+                replica.purge_everything()?;
+            }
             return Err(ClientError::Refused {
                 code,
                 message: detail["message"].as_str().unwrap_or(&text).to_owned(),
@@ -297,7 +328,7 @@ impl Client {
             server_ca_pem: self.trust.ca_pem().map(str::to_owned),
             role: reply.role,
         };
-        replica.set_enrolment(&enrolment)?;
+        replica.set_enrolment_with_actor(&enrolment, &actor)?;
         Ok(enrolment)
     }
 
@@ -408,6 +439,8 @@ impl Client {
             report.received_changes += outcome.received_changes;
             report.purged += outcome.purged;
             report.taxonomy_version = outcome.taxonomy_version.or(report.taxonomy_version);
+            report.damaged.extend(outcome.damaged);
+            report.recovered.extend(outcome.recovered);
             digest_ok = outcome.digest_matches;
             observer.progress(Phase::Syncing, report);
             if !outcome.more {

@@ -86,6 +86,38 @@ pub enum CoreError {
     /// The encryption key does not open this replica file. Nothing was changed.
     #[error("the key does not open this replica file")]
     WrongKey,
+    /// The replica file is damaged: the key is right (or the damage hides whether it is), but
+    /// pages of the file cannot be read. [`crate::store::Replica::check_integrity`] says what;
+    /// the way back is a new enrolment with the server's copy (unsynced work exported first).
+    #[error("the replica file is damaged: {reason}")]
+    DamagedFile {
+        /// What was found.
+        reason: String,
+    },
+    /// The file is not a Doorstep replica (a plain SQLite database, or no database at all):
+    /// most likely the app opened the wrong path. Nothing was changed.
+    #[error("not a Doorstep replica file: {reason}")]
+    NotAReplica {
+        /// What was found.
+        reason: String,
+    },
+    /// The replica file is already open, in this process or another one. A second handle
+    /// would write changes the first does not know of and damage the file for good.
+    #[error("the replica file {path} is already open (in this process or another)")]
+    AlreadyOpen {
+        /// The file.
+        path: String,
+    },
+    /// The replica holds local changes the server has not stored yet, so the operation (a
+    /// sign-out, an enrolment with another server) would lose them. Sync first, or force it.
+    #[error("{changes} local changes have not reached the server yet")]
+    UnsyncedWork {
+        /// How many.
+        changes: u64,
+    },
+    /// A file operation outside SQLite failed (the lock file beside the replica, deleting it).
+    #[error("file error: {0}")]
+    File(std::io::Error),
     /// This build's SQLite has no encryption (SQLCipher); an encrypted replica cannot be used.
     #[error("this build has no database encryption (SQLCipher)")]
     EncryptionUnavailable,
@@ -144,6 +176,11 @@ impl From<rusqlite::Error> for CoreError {
         match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::DiskFull) => CoreError::StorageFull,
             Some(rusqlite::ErrorCode::ReadOnly) => CoreError::StorageReadOnly,
+            // Once a file is open (its key proven), a page that does not decrypt or a b-tree
+            // that does not add up is damage, never a wrong key.
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                CoreError::DamagedFile { reason: e.to_string() }
+            }
             _ => CoreError::Storage(e),
         }
     }

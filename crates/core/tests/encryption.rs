@@ -76,22 +76,24 @@ fn a_wrong_key_is_a_clear_error_and_changes_nothing() {
     let path = dir.path().join("phone.db");
     let home = {
         let mut replica =
-            Replica::open_encrypted(&path, b"right key", ReplicaOptions::default()).expect("open");
+            Replica::open_encrypted(&path, b"right key ......................", ReplicaOptions::default())
+                .expect("open");
         replica.set_member(MemberId::new_random()).expect("member");
         replica.create_household(&household(GridId::new_random()), Timestamp(0)).expect("household")
     };
     let before = std::fs::read(&path).expect("read");
     assert!(matches!(
-        Replica::open_encrypted(&path, b"wrong key", ReplicaOptions::default()),
+        Replica::open_encrypted(&path, b"wrong key ......................", ReplicaOptions::default()),
         Err(CoreError::WrongKey)
     ));
     assert!(
-        matches!(Replica::open(&path), Err(CoreError::Storage(_)) | Err(CoreError::WrongKey)),
-        "no key, no access"
+        matches!(Replica::open(&path), Err(CoreError::NotAReplica { .. })),
+        "no key, no access: without its key the file reads as no database at all"
     );
     assert_eq!(std::fs::read(&path).expect("read"), before, "the file is untouched");
     let mut replica =
-        Replica::open_encrypted(&path, b"right key", ReplicaOptions::default()).expect("reopen");
+        Replica::open_encrypted(&path, b"right key ......................", ReplicaOptions::default())
+            .expect("reopen");
     assert_eq!(replica.household(home).expect("read").residents[0].name, NAME);
 }
 
@@ -101,19 +103,21 @@ fn keys_rotate() {
     let path = dir.path().join("phone.db");
     let home = {
         let mut replica =
-            Replica::open_encrypted(&path, b"old key", ReplicaOptions::default()).expect("open");
+            Replica::open_encrypted(&path, b"old key ........................", ReplicaOptions::default())
+                .expect("open");
         replica.set_member(MemberId::new_random()).expect("member");
         let home =
             replica.create_household(&household(GridId::new_random()), Timestamp(0)).expect("household");
-        replica.rekey(b"new key").expect("rotate");
+        replica.rekey(b"new key ........................").expect("rotate");
         home
     };
     assert!(matches!(
-        Replica::open_encrypted(&path, b"old key", ReplicaOptions::default()),
+        Replica::open_encrypted(&path, b"old key ........................", ReplicaOptions::default()),
         Err(CoreError::WrongKey)
     ));
     let mut replica =
-        Replica::open_encrypted(&path, b"new key", ReplicaOptions::default()).expect("new key opens");
+        Replica::open_encrypted(&path, b"new key ........................", ReplicaOptions::default())
+            .expect("new key opens");
     assert_eq!(replica.household(home).expect("read").residents[0].name, NAME);
     assert!(!contains(&file_bytes(dir.path()), NAME.as_bytes()));
 }

@@ -36,8 +36,22 @@ pub enum ErrorKind {
     Refused,
     /// The sync was cancelled; nothing was lost.
     Cancelled,
-    /// The device's storage failed (disk full, file locked…).
+    /// The device's storage failed otherwise (a read-only file system…).
     Storage,
+    /// The replica file is already open, in this app or in another process: share the one
+    /// open `Replica` (a second handle would damage the file).
+    AlreadyOpen,
+    /// The replica file itself is damaged (the key is right, or the damage hides it): run
+    /// `check_integrity()`, then recover by enrolling again and downloading (§4.1).
+    DamagedFile,
+    /// The file is not a Doorstep replica at all (a plain database, another file): most likely
+    /// a wrong path. Nothing was changed.
+    NotAReplica,
+    /// The phone's storage is full; nothing of the failed change was saved. Free space, retry.
+    DiskFull,
+    /// Local changes have not reached the server yet, so the call (sign-out, enrolling with
+    /// another server) would lose them: sync first, or force it.
+    UnsyncedWork,
 }
 
 /// A failed call.
@@ -96,31 +110,45 @@ fn field_zh(field: &str) -> &str {
         "location" => "位置",
         "visit" => "走访记录",
         "event" => "诉求进展",
-        other => other,
+        "path" => "文件位置",
+        "enrolment" => "注册信息",
+        "replica file" => "本机数据文件",
+        // Never an internal English name on the screen.
+        _ => "输入内容",
     }
+}
+
+/// Whether a text holds a word in Latin letters (an internal English word, not for the screen).
+fn has_ascii_word(text: &str) -> bool {
+    text.split(|c: char| !c.is_ascii_alphabetic()).any(|w| w.len() >= 3)
 }
 
 impl From<CoreError> for DoorstepError {
     fn from(e: CoreError) -> Self {
         let en = e.to_string();
         match e {
-            CoreError::InvalidId { what, .. } => Self::invalid(en, format!("编号格式不正确（{what}）")),
+            CoreError::InvalidId { .. } => Self::invalid(en, "编号格式不正确"),
             CoreError::EmptyText { field } => Self::invalid(en, format!("{}不能为空", field_zh(field))),
             CoreError::TextTooLong { field, max } => {
                 Self::invalid(en, format!("{}不能超过 {max} 个字", field_zh(field)))
             }
-            CoreError::InvalidValue { field, reason } => {
+            CoreError::InvalidValue { field: "key", .. } => {
+                Self::invalid(en, format!("密钥必须是 {} 字节的随机数据", doorstep_core::store::KEY_BYTES))
+            }
+            // The reason is shown only when it is written in Chinese.
+            CoreError::InvalidValue { field, reason } if !has_ascii_word(&reason) => {
                 Self::invalid(en, format!("{}无效：{reason}", field_zh(field)))
             }
+            CoreError::InvalidValue { field, .. } => Self::invalid(en, format!("{}无效", field_zh(field))),
             CoreError::UnknownCategory(c) => Self::invalid(en, format!("没有这个诉求类别：{c}")),
             CoreError::UnknownHousehold(_) => Self::new(ErrorKind::NotFound, en, "找不到该住户"),
             CoreError::UnknownRequest(_) => Self::new(ErrorKind::NotFound, en, "找不到该诉求"),
             CoreError::UnknownResident(_) => Self::new(ErrorKind::NotFound, en, "找不到该居民"),
             CoreError::UnknownDocument(_) => Self::new(ErrorKind::NotFound, en, "本机没有该记录"),
-            CoreError::InvalidTransition { from, action } => Self::new(
+            CoreError::InvalidTransition { from, .. } => Self::new(
                 ErrorKind::InvalidTransition,
                 en,
-                format!("诉求当前为「{}」，不能执行此操作（{action}）", from.label_zh()),
+                format!("诉求当前为「{}」，不能执行此操作", from.label_zh()),
             ),
             CoreError::NotPermitted { role, .. } => {
                 Self::new(ErrorKind::InvalidTransition, en, format!("{}无权执行此操作", role.label_zh()))
@@ -130,6 +158,25 @@ impl From<CoreError> for DoorstepError {
                 Self::new(ErrorKind::Damaged, en, "该记录的数据已损坏，其他记录不受影响")
             }
             CoreError::WrongKey => Self::new(ErrorKind::WrongKey, en, "密钥无法打开本机数据，数据未被改动"),
+            CoreError::DamagedFile { .. } => Self::new(
+                ErrorKind::DamagedFile,
+                en,
+                "本机数据文件已损坏。请先导出未同步的记录，再重新注册本机，从服务器重新下载数据",
+            ),
+            CoreError::NotAReplica { .. } => {
+                Self::new(ErrorKind::NotAReplica, en, "该文件不是本应用的数据文件，请检查文件位置")
+            }
+            CoreError::AlreadyOpen { .. } => Self::new(
+                ErrorKind::AlreadyOpen,
+                en,
+                "本机数据文件已经打开，不能同时打开两次；请使用已打开的那一个",
+            ),
+            CoreError::UnsyncedWork { changes } => Self::new(
+                ErrorKind::UnsyncedWork,
+                en,
+                format!("本机还有 {changes} 条修改没有同步到服务器，请先同步"),
+            ),
+            CoreError::File(_) => Self::new(ErrorKind::Storage, en, "本机存储出错，无法读写数据文件"),
             CoreError::EncryptionUnavailable => Self::new(ErrorKind::Storage, en, "此版本不支持数据加密"),
             CoreError::UnsyncedChanges(_) => {
                 Self::new(ErrorKind::Refused, en, "该记录还有未同步的修改，暂不能删除")
@@ -150,7 +197,7 @@ impl From<CoreError> for DoorstepError {
                 Self::new(ErrorKind::Network, en, "服务器返回了无法识别的数据，请稍后重试")
             }
             CoreError::StorageFull => Self::new(
-                ErrorKind::Storage,
+                ErrorKind::DiskFull,
                 en,
                 "手机存储空间已满，本次修改未保存，已保存的记录不受影响；请清理空间后重试",
             ),
@@ -176,11 +223,7 @@ fn from_code(code: ErrorCode, message: String) -> DoorstepError {
         ErrorCode::Internal | ErrorCode::RateLimited => {
             DoorstepError::new(ErrorKind::Network, en, "服务器暂时无法处理，请稍后重试")
         }
-        _ => DoorstepError::new(
-            ErrorKind::Refused,
-            en,
-            format!("服务器拒绝了本次同步（{code}），数据仍保留在本机"),
-        ),
+        _ => DoorstepError::new(ErrorKind::Refused, en, "服务器拒绝了本次请求，数据仍保留在本机"),
     }
 }
 
@@ -232,6 +275,45 @@ impl From<ClientError> for DoorstepError {
                 DoorstepError::new(kind, format!("attachment transfer refused ({code}): {en}"), zh.to_owned())
             }
             ClientError::Core(e) => e.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_of_the_store_has_its_kind_and_a_chinese_message_without_internal_words() {
+        let cases = [
+            (CoreError::WrongKey, ErrorKind::WrongKey),
+            (CoreError::DamagedFile { reason: "3 of 9 pages do not decrypt".into() }, ErrorKind::DamagedFile),
+            (CoreError::NotAReplica { reason: "a plain SQLite database".into() }, ErrorKind::NotAReplica),
+            (CoreError::AlreadyOpen { path: "/data/doorstep.db".into() }, ErrorKind::AlreadyOpen),
+            (CoreError::UnsyncedWork { changes: 3 }, ErrorKind::UnsyncedWork),
+            (CoreError::StorageFull, ErrorKind::DiskFull),
+            (CoreError::File(std::io::Error::other("lock file")), ErrorKind::Storage),
+            (
+                CoreError::InvalidValue { field: "key", reason: "must be 32 bytes".into() },
+                ErrorKind::InvalidInput,
+            ),
+            (
+                CoreError::InvalidValue { field: "internal_field", reason: "bad".into() },
+                ErrorKind::InvalidInput,
+            ),
+            (CoreError::InvalidId { what: "household id", value: "x".into() }, ErrorKind::InvalidInput),
+            (
+                CoreError::Rejected { code: ErrorCode::MalformedFrame, message: "actor".into(), doc: None },
+                ErrorKind::Refused,
+            ),
+        ];
+        for (error, kind) in cases {
+            let shown = format!("{error}");
+            let DoorstepError::Failed { kind: got, message_en, message_zh } = DoorstepError::from(error);
+            assert_eq!(got, kind, "{shown}");
+            assert!(!message_en.is_empty());
+            assert!(!has_ascii_word(&message_zh), "{shown}: {message_zh}");
+            assert!(message_zh.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)), "{message_zh}");
         }
     }
 }

@@ -25,6 +25,26 @@ pub struct Replica {
     pub(crate) cancellations: tokio::sync::watch::Sender<u64>,
 }
 
+/// A document set aside because its stored data cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct DamagedDocument {
+    /// The household's or request's id.
+    pub document: String,
+    /// Why (English, for logs and support).
+    pub reason: String,
+}
+
+/// What `check_integrity()` found.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct IntegrityReport {
+    /// Nothing wrong was found.
+    pub ok: bool,
+    /// Problems with the file itself (English, for logs and support).
+    pub problems: Vec<String>,
+    /// Documents that cannot be read.
+    pub damaged_documents: Vec<DamagedDocument>,
+}
+
 /// Now, by the device clock (the bindings may read it; the core never does).
 pub(crate) fn now() -> Timestamp {
     let millis = std::time::SystemTime::now()
@@ -87,9 +107,57 @@ impl Replica {
         self.with(|r| r.rekey(&new_key))
     }
 
-    /// The member signed in on this device (after enrolment).
+    /// The member signed in on this device: `None` before enrolment, and again once a sync
+    /// has found the device revoked (its data is then deleted) or after `wipe()`.
     pub fn member_id(&self) -> Option<String> {
         self.inner.blocking_lock().member().map(|m| m.to_string())
+    }
+
+    /// This device's id on the server (`None` when not enrolled).
+    pub fn device_id(&self) -> Option<String> {
+        self.inner.blocking_lock().device().ok().flatten().map(|d| d.to_string())
+    }
+
+    /// The server this device is enrolled with (`None` when not enrolled).
+    pub fn server_url(&self) -> Option<String> {
+        self.inner.blocking_lock().server().ok().flatten()
+    }
+
+    /// Signs out: deletes the replica file and the files beside it. Refused with kind
+    /// `UnsyncedWork` while local changes have not reached the server, unless `force` (they
+    /// are then lost). Afterwards this object is empty and not enrolled; drop it, and open the
+    /// path again to enrol anew.
+    pub fn wipe(&self, force: bool) -> Result<(), DoorstepError> {
+        self.with(|r| r.wipe(force))
+    }
+
+    /// Checks the whole file: every page decrypts, the database's structure adds up, and every
+    /// document loads. Reads everything, so run it on demand and off the main thread (a
+    /// "check storage" action, or after kind `DamagedFile`).
+    pub fn check_integrity(&self) -> Result<IntegrityReport, DoorstepError> {
+        self.with(|r| {
+            let report = r.check_integrity()?;
+            Ok(IntegrityReport {
+                ok: report.ok,
+                problems: report.problems,
+                damaged_documents: report
+                    .damaged_documents
+                    .into_iter()
+                    .map(|(id, reason)| DamagedDocument { document: id.to_string(), reason })
+                    .collect(),
+            })
+        })
+    }
+
+    /// Documents set aside as damaged: `sync()` goes on without them and asks the server for
+    /// its copy, which rebuilds them (keeping the unsynced changes that can still be read).
+    pub fn damaged_documents(&self) -> Result<Vec<DamagedDocument>, DoorstepError> {
+        self.with(|r| {
+            Ok(r.quarantined()?
+                .into_iter()
+                .map(|q| DamagedDocument { document: q.id.to_string(), reason: q.reason })
+                .collect())
+        })
     }
 
     /// The grids this device holds households of.

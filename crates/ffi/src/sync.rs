@@ -63,6 +63,12 @@ pub struct SyncReport {
     pub held_back: Vec<String>,
     /// Local changes still waiting (recorded during the sync, or held back).
     pub unsynced_left: u64,
+    /// Documents found damaged on this device, with the reason: set aside while everything
+    /// else synced, and asked of the server again.
+    pub damaged: Vec<crate::replica::DamagedDocument>,
+    /// Damaged documents rebuilt from the server's copy (with the local changes that could
+    /// still be read).
+    pub recovered: Vec<String>,
 }
 
 /// The device's enrolment.
@@ -183,6 +189,15 @@ impl Replica {
             verified: report.verified,
             held_back: report.held_back.iter().map(|(d, _)| d.to_string()).collect(),
             unsynced_left: replica.unsynced_change_count()?,
+            damaged: report
+                .damaged
+                .iter()
+                .map(|(id, reason)| crate::replica::DamagedDocument {
+                    document: id.to_string(),
+                    reason: reason.clone(),
+                })
+                .collect(),
+            recovered: report.recovered.iter().map(ToString::to_string).collect(),
         })
     }
 

@@ -269,6 +269,7 @@ async fn a_revoked_device_is_refused_and_purges_everything_even_on_an_open_webso
     phone.create_household(&household(g, "1", "甲"), t(0)).expect("household");
     sync(&server, &mut phone).await;
     let device_id = phone.enrolment().expect("e").expect("enrolled").device;
+    let token = doorstep_client::Client::device_token(&phone).expect("token");
 
     // Revoked on the command line while the phone's WebSocket is open.
     let mut live = server
@@ -283,9 +284,17 @@ async fn a_revoked_device_is_refused_and_purges_everything_even_on_an_open_webso
     assert!(matches!(err, ClientError::Refused { code: ErrorCode::DeviceRevoked, .. }), "{err:?}");
     assert!(phone.documents().expect("docs").is_empty(), "the phone purged its data");
 
-    // Over HTTP too.
+    // The phone forgot its enrolment with its data: it is no longer enrolled.
+    assert!(phone.enrolment().expect("read").is_none() && phone.member().is_none());
     let err = server.client().sync(&mut phone).await.unwrap_err();
-    assert!(matches!(err, ClientError::Refused { code: ErrorCode::DeviceRevoked, .. }), "{err:?}");
+    assert!(matches!(err, ClientError::NotEnrolled), "{err:?}");
+    // Over HTTP the revoked token is refused too.
+    let round = encode_client(&ClientMessage::Sync(SyncRequest::default()));
+    let reply = server.client().post_frame(&token, round).await.expect("reply");
+    match doorstep_client::decode_reply(&reply).expect("frame") {
+        ServerMessage::Error(e) => assert_eq!(e.code, ErrorCode::DeviceRevoked),
+        other => panic!("a revoked token was answered: {other:?}"),
+    }
     // Other devices are unaffected.
     assert_eq!(sync(&server, &mut other).await.received_docs, 1);
 }

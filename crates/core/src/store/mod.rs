@@ -10,5 +10,8 @@ mod schema;
 
 pub use attachments::{AttachmentInfo, Transfer};
 pub use index::{RequestFilter, TimelineEntry, TimelineItem};
-pub use replica::{Durability, Enrolment, IndexReport, MergedHousehold, Replica, ReplicaOptions};
+pub use replica::{
+    Durability, Enrolment, IndexReport, IntegrityReport, KEY_BYTES, MergedHousehold, Quarantined, Recovered,
+    Replica, ReplicaOptions,
+};
 pub use schema::SCHEMA_VERSION as STORE_SCHEMA_VERSION;

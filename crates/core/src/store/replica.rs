@@ -35,8 +35,10 @@ use crate::store::heads::{decode_heads, encode_heads};
 use crate::store::index::{self, RequestFilter, TimelineEntry};
 use crate::store::schema;
 
+mod file;
 mod same_household;
 use crate::time::Timestamp;
+use file::FileGuard;
 pub use same_household::MergedHousehold;
 
 /// How hard a commit waits for the disk.
@@ -99,6 +101,39 @@ pub struct IndexReport {
     pub damaged: Vec<(DocumentId, String)>,
 }
 
+/// What [`Replica::check_integrity`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IntegrityReport {
+    /// Nothing wrong was found.
+    pub ok: bool,
+    /// Problems with the file itself (pages that do not decrypt, b-trees that do not add up).
+    pub problems: Vec<String>,
+    /// Documents that cannot be loaded, with the reason.
+    pub damaged_documents: Vec<(DocumentId, String)>,
+}
+
+/// A document set aside because its stored bytes cannot be read (see
+/// [`Replica::quarantined`]): sync goes on without it until the server's copy repairs it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Quarantined {
+    /// The document.
+    pub id: DocumentId,
+    /// Why it could not be read.
+    pub reason: String,
+}
+
+/// What [`Replica::recover_document`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Local changes not yet on the server that were read back and kept.
+    pub kept_local_changes: usize,
+    /// Local changes not yet on the server that could not be read and are lost.
+    pub lost_local_changes: usize,
+}
+
+/// The key length the replica takes: 32 bytes, passed to SQLCipher as a raw key.
+pub const KEY_BYTES: usize = 32;
+
 /// A device's local replica: its documents, indexes and unacknowledged changes, in one file.
 ///
 /// ```
@@ -137,6 +172,9 @@ pub struct IndexReport {
 /// ```
 pub struct Replica {
     conn: Connection,
+    /// The file's claim (registry entry and lock); `None` in memory or over a given connection.
+    /// Declared after `conn`, so the connection closes before the lock is released.
+    file: Option<FileGuard>,
     actor: ActorId,
     member: Option<MemberId>,
     taxonomy: Taxonomy,
@@ -153,6 +191,7 @@ const META_PURGE_LATER: &str = "purge_later";
 const META_PURGED_UNREPORTED: &str = "purged_unreported";
 const META_NEED_RESEND: &str = "need_resend";
 const META_WIFI_ONLY: &str = "attachments_wifi_only";
+const META_QUARANTINE: &str = "quarantined_documents";
 
 impl Replica {
     /// Opens (or creates) the replica file at `path` with default options.
@@ -161,8 +200,21 @@ impl Replica {
     }
 
     /// Opens (or creates) the replica file at `path`.
+    /// A second open of the same file, in this process or another, is refused with
+    /// [`CoreError::AlreadyOpen`] until this handle is dropped.
     pub fn open_with(path: impl AsRef<Path>, options: ReplicaOptions) -> Result<Self> {
-        Self::from_connection(Connection::open(path)?, options)
+        let path = path.as_ref();
+        let guard = FileGuard::claim(path)?;
+        let conn = Connection::open(path)?;
+        if let Err(e) = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
+            return Err(match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::NotADatabase) => CoreError::NotAReplica {
+                    reason: "not a SQLite database (an encrypted file needs its key)".into(),
+                },
+                _ => e.into(),
+            });
+        }
+        Self::from_parts(conn, options, Some(guard))
     }
 
     /// A replica in memory, for tests and tools.
@@ -174,19 +226,26 @@ impl Replica {
     /// the key in Android Keystore / iOS Keychain). A wrong key is refused with
     /// [`CoreError::WrongKey`] and the file is left untouched; a build without SQLCipher is
     /// refused with [`CoreError::EncryptionUnavailable`] rather than writing in the clear.
+    ///
+    /// A new file takes a key of exactly [`KEY_BYTES`] bytes. A file that does not open is
+    /// reported as what it is: [`CoreError::WrongKey`], [`CoreError::DamagedFile`] or
+    /// [`CoreError::NotAReplica`]. A second open of the same file, in this process or another,
+    /// is refused with [`CoreError::AlreadyOpen`] until this handle is dropped.
     pub fn open_encrypted(path: impl AsRef<Path>, key: &[u8], options: ReplicaOptions) -> Result<Self> {
+        let path = path.as_ref();
+        if key.is_empty() || (key.len() != KEY_BYTES && file::is_new(path)) {
+            return Err(bad_key_length(key.len()));
+        }
+        let guard = FileGuard::claim(path)?;
         let conn = Connection::open(path)?;
-        unlock(&conn, key)?;
-        Self::from_connection(conn, options)
+        unlock(&conn, key, path)?;
+        Self::from_parts(conn, options, Some(guard))
     }
 
     /// Re-encrypts the file under a new key (key rotation). The old key stops working.
     pub fn rekey(&mut self, new_key: &[u8]) -> Result<()> {
-        if new_key.is_empty() {
-            return Err(CoreError::InvalidValue {
-                field: "key",
-                reason: "an encryption key must not be empty".into(),
-            });
+        if new_key.len() != KEY_BYTES {
+            return Err(bad_key_length(new_key.len()));
         }
         require_sqlcipher(&self.conn)?;
         self.conn.execute_batch(&format!("PRAGMA rekey = \"x'{}'\";", hex(new_key)))?;
@@ -195,7 +254,11 @@ impl Replica {
 
     /// Opens a replica over an already opened SQLite connection (for example one an encrypted
     /// SQLite build has unlocked with its key).
-    pub fn from_connection(mut conn: Connection, options: ReplicaOptions) -> Result<Self> {
+    pub fn from_connection(conn: Connection, options: ReplicaOptions) -> Result<Self> {
+        Self::from_parts(conn, options, None)
+    }
+
+    fn from_parts(mut conn: Connection, options: ReplicaOptions, file: Option<FileGuard>) -> Result<Self> {
         // Deleted content (purged documents) is overwritten, not merely unlinked.
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -205,6 +268,7 @@ impl Replica {
         };
         conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        require_replica_schema(&conn)?;
         let migrated_from = schema::migrate(&mut conn)?;
         let actor = match get_meta(&conn, META_ACTOR)? {
             Some(hex) => ActorId::try_from(hex.as_str()).map_err(|_| CoreError::InvalidValue {
@@ -222,8 +286,15 @@ impl Replica {
             Some(json) => Taxonomy::from_json(&json)?,
             None => Taxonomy::default_county(),
         };
-        let mut replica =
-            Self { conn, actor, member, taxonomy, cache: DocCache::new(options.cache_capacity), options };
+        let mut replica = Self {
+            conn,
+            file,
+            actor,
+            member,
+            taxonomy,
+            cache: DocCache::new(options.cache_capacity),
+            options,
+        };
         if migrated_from > 0 && migrated_from < schema::SCHEMA_VERSION {
             // A file from an older build: index what the new tables cover from the documents.
             replica.rebuild_indexes()?;
@@ -832,16 +903,22 @@ impl Replica {
         Ok(())
     }
 
-    /// Removes every document from the file, acknowledged or not: what a revoked device does.
+    /// Removes every document from the file, acknowledged or not, and forgets the enrolment
+    /// and the member signed in: what a revoked device does. The device is then not enrolled.
     pub fn purge_everything(&mut self) -> Result<usize> {
         let tx = self.conn.transaction()?;
         let removed = tx.execute("DELETE FROM documents", [])?;
         tx.execute_batch("DELETE FROM changes; DELETE FROM pending;")?;
+        tx.execute(
+            "DELETE FROM meta WHERE key IN (?1, ?2, ?3, ?4)",
+            params![META_ENROLMENT, META_MEMBER, META_NEED_RESEND, META_QUARANTINE],
+        )?;
         index::clear(&tx)?;
         attachments::purge_all(&tx)?;
         set_meta(&tx, META_CURSOR, "0")?;
         set_meta(&tx, META_PURGE_LATER, "[]")?;
         tx.commit()?;
+        self.member = None;
         self.cache = DocCache::new(self.options.cache_capacity);
         // Reclaim the freed pages so the data is gone from the file, not only unlinked.
         self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;")?;
@@ -860,6 +937,208 @@ impl Replica {
             .map_err(|e| CoreError::InvalidValue { field: "enrolment", reason: e.to_string() })?;
         set_meta(&self.conn, META_ENROLMENT, &json)?;
         self.set_member(enrolment.member)
+    }
+
+    /// Records a new enrolment of an already enrolled (or never enrolled) replica with a new
+    /// Automerge actor id: changes written from now on are the new device's, changes already
+    /// written keep the actor they were written with (the server links the old actors to the
+    /// new device, PROTOCOL §2.4). The sync cursor starts again, so the new device is sent its
+    /// whole scope once.
+    pub fn set_enrolment_with_actor(&mut self, enrolment: &Enrolment, actor: &ActorId) -> Result<()> {
+        let json = serde_json::to_string(enrolment)
+            .map_err(|e| CoreError::InvalidValue { field: "enrolment", reason: e.to_string() })?;
+        let tx = self.conn.transaction()?;
+        set_meta(&tx, META_ENROLMENT, &json)?;
+        set_meta(&tx, META_MEMBER, &enrolment.member.to_string())?;
+        set_meta(&tx, META_ACTOR, &actor.to_hex_string())?;
+        set_meta(&tx, META_CURSOR, "0")?;
+        tx.commit()?;
+        self.member = Some(enrolment.member);
+        self.actor = actor.clone();
+        // Loaded documents write with the actor they were loaded with.
+        self.cache = DocCache::new(self.options.cache_capacity);
+        Ok(())
+    }
+
+    /// A new random Automerge actor id, for [`Replica::set_enrolment_with_actor`].
+    pub fn new_actor_id() -> ActorId {
+        ActorId::random()
+    }
+
+    /// The device's id on the server, once enrolled.
+    pub fn device(&self) -> Result<Option<DeviceId>> {
+        Ok(self.enrolment()?.map(|e| e.device))
+    }
+
+    /// The server this replica is enrolled with.
+    pub fn server(&self) -> Result<Option<String>> {
+        Ok(self.enrolment()?.map(|e| e.server))
+    }
+
+    /// Signs out: deletes the replica file and the files beside it (`-wal`, `-shm`, the lock).
+    /// Refused with [`CoreError::UnsyncedWork`] while local changes have not reached the
+    /// server, unless `force`. Afterwards this handle is an empty replica in memory, not
+    /// enrolled; the same path can be opened (and enrolled) again.
+    pub fn wipe(&mut self, force: bool) -> Result<()> {
+        let changes = self.unsynced_change_count()?;
+        if changes > 0 && !force {
+            return Err(CoreError::UnsyncedWork { changes });
+        }
+        let empty = Self::open_in_memory()?;
+        let old = std::mem::replace(self, empty);
+        let Self { conn, file, .. } = old;
+        conn.close().map_err(|(_, e)| CoreError::from(e))?;
+        match file {
+            Some(file) => file.delete_files(),
+            None => Ok(()),
+        }
+    }
+
+    /// The file this replica is stored in (its canonical path), if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.file.as_ref().map(FileGuard::path)
+    }
+
+    /// Checks the whole file: every page decrypts (SQLCipher's `cipher_integrity_check`), the
+    /// b-trees add up (`integrity_check`), and every document loads. Reads everything, so it
+    /// takes a while on a big replica: run it on demand (a "check storage" button, or after
+    /// [`CoreError::DamagedFile`]), off the main thread.
+    pub fn check_integrity(&self) -> Result<IntegrityReport> {
+        let mut report = IntegrityReport::default();
+        let encrypted =
+            self.conn.query_row("PRAGMA cipher_version", [], |r| r.get::<_, String>(0)).optional()?.is_some()
+                && self.file.is_some();
+        if encrypted && let Ok(mut stmt) = self.conn.prepare("PRAGMA cipher_integrity_check") {
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0));
+            if let Ok(rows) = rows {
+                report.problems.extend(rows.flatten());
+            }
+        }
+        let checked: Result<Vec<String>> = (|| {
+            let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+        })();
+        match checked {
+            Ok(lines) => report.problems.extend(lines.into_iter().filter(|l| l != "ok")),
+            Err(e) => report.problems.push(e.to_string()),
+        }
+        match self.documents() {
+            Ok(docs) => {
+                for (id, kind) in docs {
+                    match load_from(&self.conn, id, kind, &self.actor) {
+                        Ok(_) => {}
+                        Err(CoreError::CorruptDocument { reason, .. }) => {
+                            report.damaged_documents.push((id, reason))
+                        }
+                        Err(e) => report.damaged_documents.push((id, e.to_string())),
+                    }
+                }
+            }
+            Err(e) => report.problems.push(e.to_string()),
+        }
+        report.ok = report.problems.is_empty() && report.damaged_documents.is_empty();
+        Ok(report)
+    }
+
+    /// Loads a stored document (proving it readable).
+    pub fn loads(&mut self, id: DocumentId) -> Result<()> {
+        let kind = self.kind_of(id)?;
+        self.load(id, kind).map(|_| ())
+    }
+
+    /// Documents set aside because they cannot be loaded, with the reason. Sync leaves them
+    /// out and asks the server for its copy ([`Replica::recover_document`] then rebuilds them).
+    pub fn quarantined(&self) -> Result<Vec<Quarantined>> {
+        let json = get_meta(&self.conn, META_QUARANTINE)?.unwrap_or_else(|| "[]".into());
+        Ok(serde_json::from_str(&json).unwrap_or_default())
+    }
+
+    /// Sets a document aside as damaged (see [`Replica::quarantined`]) and asks the server to
+    /// send it whole on the next round.
+    pub fn quarantine(&mut self, id: DocumentId, reason: &str) -> Result<()> {
+        let mut list = self.quarantined()?;
+        if !list.iter().any(|q| q.id == id) {
+            list.push(Quarantined { id, reason: reason.to_owned() });
+            let json = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
+            set_meta(&self.conn, META_QUARANTINE, &json)?;
+        }
+        self.cache.remove(&id);
+        self.need_resend(id)
+    }
+
+    /// Rebuilds a damaged document from the server's whole copy (`saved`, as a sync sends it),
+    /// keeping the local changes not yet on the server that can still be read from the stored
+    /// rows; the others are lost (and counted). The document leaves the quarantine.
+    pub fn recover_document(&mut self, id: DocumentId, saved: &[u8]) -> Result<Recovered> {
+        let bad = |reason: String| CoreError::CorruptDocument { id, reason };
+        let mut doc = AutoCommit::new();
+        doc.load_incremental(saved).map_err(|e| bad(format!("the server's copy: {e}")))?;
+        if !doc.get_missing_deps(&[]).is_empty() {
+            return Err(bad("the server's copy is not whole".into()));
+        }
+        let kind = DocumentKind::of(&doc).ok_or_else(|| bad("the server's copy has no known type".into()))?;
+        if crate::doc::stored_id(&doc).as_deref() != Some(id.to_string().as_str()) {
+            return Err(bad("the server's copy names another document".into()));
+        }
+        // Whatever of the stored rows still reads, change by change.
+        let mut blobs: Vec<Vec<u8>> = Vec::new();
+        let snapshot: Option<Option<Vec<u8>>> = self
+            .conn
+            .query_row("SELECT snapshot FROM documents WHERE doc_id = ?1", [id.to_string()], |r| r.get(0))
+            .optional()
+            .unwrap_or(None);
+        if let Some(Some(bytes)) = snapshot
+            && let Ok(old) = AutoCommit::load(&bytes)
+        {
+            blobs.extend(old.clone().get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()));
+        }
+        {
+            let mut stmt = self.conn.prepare("SELECT bytes FROM changes WHERE doc_id = ?1 ORDER BY seq")?;
+            let rows = stmt.query_map([id.to_string()], |r| r.get::<_, Vec<u8>>(0))?;
+            blobs.extend(rows.flatten());
+        }
+        for blob in &blobs {
+            let mut trial = doc.fork();
+            if trial.load_incremental(blob).is_ok() && trial.get_missing_deps(&[]).is_empty() {
+                doc = trial;
+            }
+        }
+        if DocumentKind::of(&doc) != Some(kind)
+            || crate::doc::stored_id(&doc).as_deref() != Some(id.to_string().as_str())
+        {
+            return Err(bad("local changes change the document's type or id".into()));
+        }
+        let indexed = Indexed::read(&doc, id, kind)?;
+        doc.set_actor(self.actor.clone());
+        let pending = pending_hashes(&self.conn, id)?;
+        let (kept, lost): (Vec<ChangeHash>, Vec<ChangeHash>) =
+            pending.into_iter().partition(|h| doc.get_change_by_hash(h).is_some());
+        let heads = doc.get_heads();
+        let snapshot = doc.save();
+        let mut list = self.quarantined()?;
+        list.retain(|q| q.id != id);
+        let tx = self.conn.transaction()?;
+        let doc_id = id.to_string();
+        tx.execute("DELETE FROM changes WHERE doc_id = ?1", [&doc_id])?;
+        tx.execute("DELETE FROM documents WHERE doc_id = ?1", [&doc_id])?;
+        index::remove_document(&tx, id)?;
+        insert_document_row(&tx, id, kind, &heads)?;
+        tx.execute(
+            "UPDATE documents SET snapshot = ?2, snapshot_bytes = ?3 WHERE doc_id = ?1",
+            params![doc_id, snapshot, snapshot.len() as i64],
+        )?;
+        {
+            let mut delete = tx.prepare_cached("DELETE FROM pending WHERE doc_id = ?1 AND hash = ?2")?;
+            for hash in &lost {
+                delete.execute(params![doc_id, hash.0.as_slice()])?;
+            }
+        }
+        indexed.write(&tx)?;
+        set_meta(&tx, META_QUARANTINE, &serde_json::to_string(&list).unwrap_or_else(|_| "[]".into()))?;
+        tx.commit()?;
+        self.cache.insert(id, Loaded { kind, doc });
+        Ok(Recovered { kept_local_changes: kept.len(), lost_local_changes: lost.len() })
     }
 
     /// The sync cursor: the position in the server's change log this replica has caught up to.
@@ -1173,13 +1452,7 @@ fn require_sqlcipher(conn: &Connection) -> Result<()> {
 }
 
 /// Gives SQLCipher the key and proves it right with a first read.
-fn unlock(conn: &Connection, key: &[u8]) -> Result<()> {
-    if key.is_empty() {
-        return Err(CoreError::InvalidValue {
-            field: "key",
-            reason: "an encryption key must not be empty".into(),
-        });
-    }
+fn unlock(conn: &Connection, key: &[u8], path: &Path) -> Result<()> {
     require_sqlcipher(conn)?;
     // A wrong key is reported as an error value; SQLCipher need not also print it to stderr.
     conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
@@ -1187,10 +1460,37 @@ fn unlock(conn: &Connection, key: &[u8]) -> Result<()> {
     match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
         Ok(_) => Ok(()),
         Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::NotADatabase => {
-            Err(CoreError::WrongKey)
+            Err(file::classify_unreadable(conn, path))
         }
         Err(e) => Err(e.into()),
     }
+}
+
+fn bad_key_length(len: usize) -> CoreError {
+    CoreError::InvalidValue {
+        field: "key",
+        reason: format!("an encryption key must be exactly {KEY_BYTES} random bytes, not {len}"),
+    }
+}
+
+/// A database that opens but holds tables and none of the replica's own (its `meta` table
+/// with the actor id) is another application's file.
+fn require_replica_schema(conn: &Connection) -> Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let (tables, has_meta): (i64, bool) = conn.query_row(
+        "SELECT count(*), coalesce(sum(name = 'meta'), 0) > 0 FROM sqlite_master WHERE type = 'table'",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if tables == 0 && version == 0 {
+        return Ok(());
+    }
+    if version == 0 || !has_meta {
+        return Err(CoreError::NotAReplica {
+            reason: "a database with other tables than a replica's (no replica metadata)".into(),
+        });
+    }
+    Ok(())
 }
 
 fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>> {

@@ -47,6 +47,7 @@ pub struct Round {
     reported_purges: Vec<DocumentId>,
     reported_missing: Vec<DocumentId>,
     upload_left_out: bool,
+    damaged: Vec<(DocumentId, String)>,
 }
 
 /// What a round achieved.
@@ -68,6 +69,12 @@ pub struct RoundReport {
     pub digest_matches: Option<bool>,
     /// The version of a newer county taxonomy received and stored this round.
     pub taxonomy_version: Option<u32>,
+    /// Documents found damaged this round and set aside ([`Replica::quarantine`]), with the
+    /// reason: the rest synced, and the server is asked for their copy.
+    pub damaged: Vec<(DocumentId, String)>,
+    /// Damaged documents rebuilt from the server's copy this round
+    /// ([`Replica::recover_document`]).
+    pub recovered: Vec<DocumentId>,
 }
 
 /// Builds a sync round's request frame from the replica. Documents in `held_back` are not
@@ -81,15 +88,26 @@ pub fn begin_round(
     let mut round = Round::default();
     let mut uploads = Vec::new();
     let mut bytes = 0;
+    let quarantined: Vec<DocumentId> = replica.quarantined()?.into_iter().map(|q| q.id).collect();
     for id in replica.documents_with_unsynced_changes()? {
-        if held_back.contains(&id) {
+        if held_back.contains(&id) || quarantined.contains(&id) {
             continue;
         }
         if !uploads.is_empty() && bytes >= limits.max_upload_bytes {
             round.upload_left_out = true;
             break;
         }
-        let changes = replica.unsynced_changes(id)?;
+        let changes = match replica.unsynced_changes(id) {
+            Ok(changes) => changes,
+            // One damaged document must not stop the others: set it aside, ask for the
+            // server's copy, go on.
+            Err(CoreError::CorruptDocument { id, reason }) => {
+                replica.quarantine(id, &reason)?;
+                round.damaged.push((id, reason));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if changes.is_empty() {
             continue;
         }
@@ -141,7 +159,7 @@ pub fn finish_round(
             }));
         }
     };
-    let mut report = RoundReport::default();
+    let mut report = RoundReport { damaged: round.damaged, ..RoundReport::default() };
     for ack in &reply.acks {
         let id = doc_id(&ack.doc);
         if round.uploaded.contains_key(&id) {
@@ -152,7 +170,11 @@ pub fn finish_round(
     replica.mark_resent(&round.reported_missing)?;
     apply_sync_reply(replica, &reply, &mut report)?;
     replica.mark_purges_reported(&round.reported_purges)?;
-    report.more = reply.more || round.upload_left_out || !replica.documents_needing_resend()?.is_empty();
+    // A document rebuilt this round may still hold local changes to upload.
+    report.more = reply.more
+        || round.upload_left_out
+        || !replica.documents_needing_resend()?.is_empty()
+        || !report.recovered.is_empty();
     if let Some(server) = reply.digest
         && !reply.more
         && replica.unsynced_change_count()? == 0
@@ -173,8 +195,30 @@ fn apply_sync_reply(
 ) -> Result<()> {
     let items: Vec<(DocumentId, &[u8])> =
         reply.docs.iter().map(|d| (doc_id(&d.doc), d.data.as_slice())).collect();
+    let quarantined: Vec<DocumentId> = replica.quarantined()?.into_iter().map(|q| q.id).collect();
+    // A whole copy of a document set aside as damaged rebuilds it; anything else about such a
+    // document waits for that copy.
+    let (recovering, items): (Vec<_>, Vec<_>) =
+        reply.docs.iter().zip(items).partition(|(_, (id, _))| quarantined.contains(id));
+    for (data, (id, bytes)) in recovering {
+        if !data.full {
+            replica.need_resend(id)?;
+            continue;
+        }
+        match replica.recover_document(id, bytes) {
+            Ok(_) => {
+                report.received_docs += 1;
+                report.recovered.push(id);
+            }
+            Err(CoreError::CorruptDocument { .. }) => replica.need_resend(id)?,
+            Err(e) => return Err(e),
+        }
+    }
+    let (docs, items): (Vec<_>, Vec<_>) = items.into_iter().unzip();
+    let docs: Vec<&crate::sync::message::DocData> = docs;
     let results = replica.apply_remote_many(&items)?;
-    for (data, result) in reply.docs.iter().zip(results) {
+    for (data, result) in docs.into_iter().zip(results) {
+        let id = doc_id(&data.doc);
         match result {
             Ok(stored) => {
                 report.received_docs += 1;
@@ -182,7 +226,18 @@ fn apply_sync_reply(
             }
             // Changes that build on changes this replica lacks (a reply lost on the way, a
             // document that left and re-entered scope): ask for the whole document next round.
-            Err(CoreError::CorruptDocument { .. }) if !data.full => replica.need_resend(doc_id(&data.doc))?,
+            Err(CoreError::CorruptDocument { .. }) if !data.full => replica.need_resend(id)?,
+            // The stored copy is what is damaged: set it aside and rebuild it from this one.
+            Err(CoreError::CorruptDocument { .. }) if replica.loads(id).is_err() => {
+                let reason = replica.loads(id).err().map(|e| e.to_string()).unwrap_or_default();
+                report.damaged.push((id, reason.clone()));
+                replica.quarantine(id, &reason)?;
+                match replica.recover_document(id, &data.data) {
+                    Ok(_) => report.recovered.push(id),
+                    Err(CoreError::CorruptDocument { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
             Err(e) => return Err(e),
         }
     }
@@ -264,7 +319,15 @@ impl Repair {
             if local.get(&id) == Some(&server_heads) {
                 continue;
             }
-            let doc = replica.fork_document(id)?.unwrap_or_default();
+            let doc = match replica.fork_document(id) {
+                Ok(doc) => doc.unwrap_or_default(),
+                // Set aside; the next round asks for the server's copy.
+                Err(CoreError::CorruptDocument { id, reason }) => {
+                    replica.quarantine(id, &reason)?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let heads = local.get(&id).cloned().unwrap_or_default();
             repair.sessions.insert(id, (entry.kind, doc, sync::State::new(), heads));
         }

@@ -111,6 +111,20 @@ pub fn check_upload(
     uploader: &Uploader,
     max_document_bytes: usize,
 ) -> Result<CheckedUpload, Rejection> {
+    check_upload_by(id, existing, changes, std::slice::from_ref(device_actor), uploader, max_document_bytes)
+}
+
+/// [`check_upload`] for a device that writes with any of `device_actors`: its own actor, and
+/// the actors of the devices it replaced on the same replica (re-enrolment, PROTOCOL §2.4),
+/// whose changes may still be waiting on the phone.
+pub fn check_upload_by(
+    id: DocumentId,
+    existing: Option<Stored>,
+    changes: &[Vec<u8>],
+    device_actors: &[ActorId],
+    uploader: &Uploader,
+    max_document_bytes: usize,
+) -> Result<CheckedUpload, Rejection> {
     let (mut doc, before, existing_bytes) = match existing {
         Some(stored) => (stored.doc, Some(stored.facts), stored.bytes),
         None => (AutoCommit::default(), None, 0),
@@ -130,7 +144,7 @@ pub fn check_upload(
         if doc.get_change_by_hash(&change.hash()).is_some() {
             continue;
         }
-        if change.actor_id() != device_actor {
+        if !device_actors.contains(change.actor_id()) {
             return Err(Rejection {
                 code: ErrorCode::ForgedActor,
                 message: format!(

@@ -24,6 +24,10 @@ pub struct EnrolRequest {
     /// A name for the device ("王芳的手机").
     #[serde(default)]
     pub device_name: String,
+    /// When the replica was enrolled before with this server: that device's token, as proof
+    /// that the new device replaces it (PROTOCOL §2.4).
+    #[serde(default)]
+    pub previous_token: Option<String>,
 }
 
 /// Enrols a device.
@@ -64,10 +68,19 @@ pub async fn enrol(
     }
     let code_hash = crate::auth::hash_secret(&code);
     let token = crate::auth::new_token().map_err(|e| ApiError::Internal(format!("randomness: {e}")))?;
+    let previous = request.previous_token.as_deref().map(|t| crate::auth::hash_secret(t.trim()));
     let storage = state.storage.clone();
-    let result =
-        blocking(move || storage.enrol(&code_hash, &request.actor, &request.device_name, &token, now()))
-            .await?;
+    let result = blocking(move || {
+        storage.enrol_replacing(
+            &code_hash,
+            &request.actor,
+            &request.device_name,
+            &token,
+            previous.as_ref(),
+            now(),
+        )
+    })
+    .await?;
     match result {
         Ok(enrolled) => {
             tracing::info!(device = %enrolled.device_id, member = %enrolled.member_id, "device enrolled");
@@ -84,6 +97,15 @@ pub async fn enrol(
         Err(EnrolError::BadActor) => {
             Err(ApiError::BadRequest("the device's actor id is not acceptable".into()))
         }
+        Err(EnrolError::PreviousRevoked) => Err(ApiError::Protocol {
+            code: doorstep_core::sync::message::ErrorCode::DeviceRevoked,
+            message: "the device this replica was has been revoked".into(),
+            doc: None,
+        }),
+        Err(EnrolError::PreviousOtherMember) => Err(ApiError::BadRequest(
+            "this replica is another member's device: sign out (wipe) before enrolling it for someone else"
+                .into(),
+        )),
         Err(EnrolError::Storage(e)) => Err(e.into()),
     }
 }

@@ -481,8 +481,11 @@ fn check_against(
         }
     };
     let uploader = Uploader { member: device.scope.member, role: device.scope.role };
+    // The device's own actor, and those of the devices it replaced on the same replica.
+    let actors: Vec<automerge::ActorId> =
+        std::iter::once(device.actor.clone()).chain(device.earlier_actors.iter().cloned()).collect();
     let mut checked =
-        validate::check_upload(id, existing, changes, &device.actor, &uploader, limits.max_document_bytes)
+        validate::check_upload_by(id, existing, changes, &actors, &uploader, limits.max_document_bytes)
             .map_err(|r| refused(r.code, r.message, Some(id)))?;
     let saved = (save && !checked.new_changes.is_empty()).then(|| checked.doc.save());
     Ok(Ready { id, base, checked, saved })

@@ -69,6 +69,9 @@ pub struct Device {
     pub id: DeviceId,
     /// The Automerge actor it writes with (hex).
     pub actor: automerge::ActorId,
+    /// The actors of the devices it replaced on the same replica (re-enrolment, PROTOCOL
+    /// §2.4): changes the replica wrote with them are accepted from this device too.
+    pub earlier_actors: Vec<automerge::ActorId>,
     /// Its member's scope.
     pub scope: Scope,
     /// The member's scope version now.
@@ -112,6 +115,12 @@ pub enum EnrolError {
     /// The actor id is malformed or already belongs to another device.
     #[error("the device's actor id is not acceptable")]
     BadActor,
+    /// The device the enrolment says it replaces (by its token) has been revoked.
+    #[error("the device this replica was has been revoked")]
+    PreviousRevoked,
+    /// The device the enrolment says it replaces belongs to another member.
+    #[error("the device this replica was belongs to another member")]
+    PreviousOtherMember,
     /// The server failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -200,6 +209,21 @@ pub trait Storage: DashboardStorage + Send + Sync + 'static {
         actor: &str,
         device_name: &str,
         token: &str,
+        now: Timestamp,
+    ) -> Result<Enrolled, EnrolError> {
+        self.enrol_replacing(code_hash, actor, device_name, token, None, now)
+    }
+    /// [`Storage::enrol`] for a replica that was enrolled before and proves it with that
+    /// device's token (by hash, `previous_token_hash`): when that device is the same member's
+    /// and not revoked, it is revoked now and its actors become the new device's earlier
+    /// actors (PROTOCOL §2.4), in the same transaction. An unknown previous token links nothing.
+    fn enrol_replacing(
+        &self,
+        code_hash: &[u8; 32],
+        actor: &str,
+        device_name: &str,
+        token: &str,
+        previous_token_hash: Option<&[u8; 32]>,
         now: Timestamp,
     ) -> Result<Enrolled, EnrolError>;
     /// One sync round: store the uploads (all or nothing), then answer with what the device

@@ -46,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0009_fact_moves.sql"),
     include_str!("../../migrations/postgres/0010_attachment_possession.sql"),
     include_str!("../../migrations/postgres/0011_disabled_staff.sql"),
+    include_str!("../../migrations/postgres/0012_device_earlier_actors.sql"),
 ];
 
 /// The channel nodes announce new changes on.
@@ -630,9 +631,15 @@ fn authenticate(conn: &mut ::postgres::Client, token_hash: &[u8; 32]) -> Result<
         .map(|g| parse::<GridId>(g.get(0), "grid id"))
         .collect::<Result<Vec<_>, _>>()?;
     let department: Option<String> = row.get(6);
+    let earlier_actors = conn
+        .query("SELECT actor_id FROM device_earlier_actors WHERE device_id = $1", &[&device.to_string()])?
+        .iter()
+        .map(|a| ActorId::try_from(a.get::<_, &str>(0)).map_err(|_| damaged("actor id")))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Authenticated::Device(Device {
         id: device,
         actor: ActorId::try_from(row.get::<_, &str>(2)).map_err(|_| damaged("actor id"))?,
+        earlier_actors,
         scope: Scope {
             member,
             role: parse(row.get(5), "role")?,
@@ -650,6 +657,7 @@ fn enrol(
     actor: &str,
     device_name: &str,
     token: &str,
+    previous_token_hash: Option<&[u8; 32]>,
     now: Timestamp,
 ) -> Result<Enrolled, EnrolError> {
     let actor_id = ActorId::try_from(actor).map_err(|_| EnrolError::BadActor)?;
@@ -677,6 +685,23 @@ fn enrol(
         .query_one("SELECT name, role FROM members WHERE member_id = $1", &[&member])
         .map_err(StorageError::from)?;
     let (name, role): (String, String) = (who.get(0), who.get(1));
+    // The device this replica was, proven by its token (PROTOCOL §2.4); locked, so two
+    // enrolments cannot both replace it.
+    let previous = match previous_token_hash {
+        None => None,
+        Some(hash) => tx
+            .query_opt(
+                "SELECT device_id, member_id, revoked_at FROM devices WHERE token_hash = $1 FOR UPDATE",
+                &[&hash.as_slice()],
+            )
+            .map_err(StorageError::from)?,
+    };
+    let previous: Option<(String, String, Option<i64>)> = previous.map(|r| (r.get(0), r.get(1), r.get(2)));
+    match &previous {
+        Some((_, _, Some(_))) => return Err(EnrolError::PreviousRevoked),
+        Some((_, owner, None)) if *owner != member => return Err(EnrolError::PreviousOtherMember),
+        _ => {}
+    }
     let device = DeviceId::new_random();
     let token_hash = crate::auth::hash_secret(token);
     let device_name: String = device_name.trim().chars().take(64).collect();
@@ -698,6 +723,22 @@ fn enrol(
         &[&now.millis(), &member, &device.to_string()],
     )
     .map_err(StorageError::from)?;
+    if let Some((old, _, _)) = &previous {
+        tx.execute(
+            "INSERT INTO device_earlier_actors (device_id, actor_id)
+             SELECT $1, actor_id FROM devices WHERE device_id = $2
+             UNION SELECT $1, actor_id FROM device_earlier_actors WHERE device_id = $2",
+            &[&device.to_string(), old],
+        )
+        .map_err(StorageError::from)?;
+        tx.execute("UPDATE devices SET revoked_at = $2 WHERE device_id = $1", &[old, &now.millis()])
+            .map_err(StorageError::from)?;
+        tx.execute(
+            "INSERT INTO audit_log (at, actor, action, detail) VALUES ($1, $2, 'device_replaced', $3)",
+            &[&now.millis(), &member, &format!("{old} -> {device}")],
+        )
+        .map_err(StorageError::from)?;
+    }
     tx.commit().map_err(StorageError::from)?;
     Ok(Enrolled {
         device_id: device,
@@ -904,15 +945,16 @@ impl Storage for PostgresStorage {
         self.with_client(|conn| authenticate(conn, token_hash))
     }
 
-    fn enrol(
+    fn enrol_replacing(
         &self,
         code_hash: &[u8; 32],
         actor: &str,
         device_name: &str,
         token: &str,
+        previous_token_hash: Option<&[u8; 32]>,
         now: Timestamp,
     ) -> Result<Enrolled, EnrolError> {
-        self.with_client(|conn| enrol(conn, code_hash, actor, device_name, token, now))
+        self.with_client(|conn| enrol(conn, code_hash, actor, device_name, token, previous_token_hash, now))
     }
     fn sync(
         &self,

@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0009_fact_moves.sql"),
     include_str!("../../migrations/sqlite/0010_attachment_possession.sql"),
     include_str!("../../migrations/sqlite/0011_disabled_staff.sql"),
+    include_str!("../../migrations/sqlite/0012_device_earlier_actors.sql"),
 ];
 
 /// The database file's name inside the data directory.
@@ -743,9 +744,16 @@ impl Storage for SqliteStorage {
             .query_map([member.to_string()], |r| r.get::<_, String>(0))?
             .map(|g| parse::<GridId>(&g?, "grid id"))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut stmt =
+            conn.prepare_cached("SELECT actor_id FROM device_earlier_actors WHERE device_id = ?1")?;
+        let earlier_actors = stmt
+            .query_map([device.to_string()], |r| r.get::<_, String>(0))?
+            .map(|a| ActorId::try_from(a?.as_str()).map_err(|_| damaged("actor id")))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Authenticated::Device(Device {
             id: device,
             actor: ActorId::try_from(actor.as_str()).map_err(|_| damaged("actor id"))?,
+            earlier_actors,
             scope: Scope {
                 member,
                 role: parse(&role, "role")?,
@@ -757,12 +765,13 @@ impl Storage for SqliteStorage {
         }))
     }
 
-    fn enrol(
+    fn enrol_replacing(
         &self,
         code_hash: &[u8; 32],
         actor: &str,
         device_name: &str,
         token: &str,
+        previous_token_hash: Option<&[u8; 32]>,
         now: Timestamp,
     ) -> Result<Enrolled, EnrolError> {
         let actor_id = ActorId::try_from(actor).map_err(|_| EnrolError::BadActor)?;
@@ -796,6 +805,23 @@ impl Storage for SqliteStorage {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .map_err(StorageError::from)?;
+        // The device this replica was, proven by its token (PROTOCOL §2.4).
+        let previous: Option<(String, String, Option<i64>)> = match previous_token_hash {
+            None => None,
+            Some(hash) => tx
+                .query_row(
+                    "SELECT device_id, member_id, revoked_at FROM devices WHERE token_hash = ?1",
+                    [hash.as_slice()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(StorageError::from)?,
+        };
+        match &previous {
+            Some((_, _, Some(_))) => return Err(EnrolError::PreviousRevoked),
+            Some((_, owner, None)) if *owner != member => return Err(EnrolError::PreviousOtherMember),
+            _ => {}
+        }
         let device = DeviceId::new_random();
         let token_hash = crate::auth::hash_secret(token);
         let device_name: String = device_name.trim().chars().take(64).collect();
@@ -809,6 +835,22 @@ impl Storage for SqliteStorage {
             params![code_hash.as_slice(), now.millis()],
         )
         .map_err(StorageError::from)?;
+        if let Some((old, _, _)) = &previous {
+            tx.execute(
+                "INSERT INTO device_earlier_actors (device_id, actor_id)
+                 SELECT ?1, actor_id FROM devices WHERE device_id = ?2
+                 UNION SELECT ?1, actor_id FROM device_earlier_actors WHERE device_id = ?2",
+                params![device.to_string(), old],
+            )
+            .map_err(StorageError::from)?;
+            tx.execute("UPDATE devices SET revoked_at = ?2 WHERE device_id = ?1", params![old, now.millis()])
+                .map_err(StorageError::from)?;
+            tx.execute(
+                "INSERT INTO audit_log (at, actor, action, detail) VALUES (?1, ?2, 'device_replaced', ?3)",
+                params![now.millis(), member, format!("{old} -> {device}")],
+            )
+            .map_err(StorageError::from)?;
+        }
         tx.execute(
             "INSERT INTO audit_log (at, actor, action, detail) VALUES (?1, ?2, 'device_enrolled', ?3)",
             params![now.millis(), member, device.to_string()],

@@ -82,6 +82,11 @@ pub const TABLES: &[Table] = &[
         key: &["device_id"],
     },
     Table {
+        name: "device_earlier_actors",
+        columns: &["device_id", "actor_id"],
+        key: &["device_id", "actor_id"],
+    },
+    Table {
         name: "documents",
         columns: &[
             "doc_id",
