@@ -451,6 +451,20 @@ fn a_value_outside_a_fields_list_is_refused_never_read_as_a_default() {
         }
         assert!(seen >= 2, "{kind:?}");
     }
+    // A request whose raised event is gone (read as a request with no events).
+    let (mut doc, id) = request();
+    let events = doc.get(ROOT, "events").expect("get").expect("events").1;
+    let raised = doc
+        .keys(&events)
+        .find(|k| {
+            let event = doc.get(&events, k.as_str()).expect("get").expect("event").1;
+            doc.get(&event, "kind").expect("get").is_some_and(|(v, _)| v.to_str() == Some("raised"))
+        })
+        .expect("a raised event");
+    doc.delete(&events, raised.as_str()).expect("delete");
+    doc.commit();
+    let error = check::document(&doc, id, DocumentKind::Request).expect_err("no raised event");
+    assert_eq!(error.path, "events");
     // An attachment keyed by something that is not a SHA-256 (read as "no attachment").
     let (mut doc, id) = household();
     let (parent, _) =
