@@ -458,7 +458,7 @@ fn a_value_outside_a_fields_list_is_refused_never_read_as_a_default() {
         .keys(&events)
         .find(|k| {
             let event = doc.get(&events, k.as_str()).expect("get").expect("event").1;
-            doc.get(&event, "kind").expect("get").is_some_and(|(v, _)| v.to_str() == Some("raised"))
+            doc.get(&event, "kind").expect("get").is_some_and(|(v, _)| v.as_str() == Some("raised"))
         })
         .expect("a raised event");
     doc.delete(&events, raised.as_str()).expect("delete");
