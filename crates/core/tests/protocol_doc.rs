@@ -67,3 +67,21 @@ fn the_idle_reconnect_in_protocol_md_is_what_the_code_sends() {
         );
     }
 }
+
+#[test]
+fn the_revoked_device_refusal_in_protocol_md_is_what_the_server_sends() {
+    use doorstep_core::sync::message::{ErrorBody, ErrorCode};
+    // The server's words for a revoked device (`http::authenticate`), as §8.5 shows them.
+    let frame = encode_server(&ServerMessage::Error(ErrorBody {
+        code: ErrorCode::DeviceRevoked,
+        message: "this device was revoked; delete its local data".into(),
+        doc: None,
+        retry_after_secs: None,
+    }));
+    let doc = protocol();
+    for expected in
+        [format!("A revoked device's request (HTTP 401), {} bytes:", frame.len()), hex_block(&frame)]
+    {
+        assert!(doc.contains(&expected), "docs/PROTOCOL.md should contain:\n{expected}");
+    }
+}
