@@ -240,8 +240,19 @@ async fn an_administrator_disables_resets_and_unlocks_accounts_and_disables_a_me
     assert!(!session_works(&base, &cookie).await, "the member's session ended");
     let err = live.next_push(&mut phone).await.unwrap_err();
     assert!(matches!(err, ClientError::Refused { code: ErrorCode::DeviceRevoked, .. }), "{err:?}");
+    // The phone forgot its enrolment with its data; its old token is refused over HTTP too.
     let err = server.client().sync(&mut phone).await.unwrap_err();
-    assert!(matches!(err, ClientError::Refused { code: ErrorCode::DeviceRevoked, .. }), "{err:?}");
+    assert!(matches!(err, ClientError::NotEnrolled), "{err:?}");
+    let frame =
+        doorstep_core::sync::frame::encode_client(&doorstep_core::sync::message::ClientMessage::Sync(
+            doorstep_core::sync::message::SyncRequest::default(),
+        ));
+    let reply = server.client().post_frame(&token, frame).await.expect("answered");
+    let refused = doorstep_client::decode_reply(&reply).expect("a frame");
+    assert!(
+        matches!(&refused, doorstep_core::sync::message::ServerMessage::Error(e) if e.code == ErrorCode::DeviceRevoked),
+        "{refused:?}"
+    );
     assert!(session_cookie(&base, "li", "second-password-2").await.is_none(), "cannot sign in");
     assert!(server.admin(&["member", "list"]).contains("disabled"));
 }
