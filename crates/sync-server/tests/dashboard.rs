@@ -1530,11 +1530,8 @@ async fn a_user_changes_their_password_and_an_administrator_disables_accounts_an
     // the phone is refused over HTTP.
     let dir = devices_dir();
     let mut phone = device(&server, dir.path(), "phone", boss).await;
-    let mut live = server
-        .client()
-        .connect_live(&doorstep_client::Client::device_token(&phone).expect("token"))
-        .await
-        .expect("ws");
+    let token = doorstep_client::Client::device_token(&phone).expect("token");
+    let mut live = server.client().connect_live(&token).await.expect("ws");
     live.sync(&mut phone).await.expect("live sync");
     let member_id = boss.to_string();
     let (status, body) = post_form(
@@ -1558,16 +1555,21 @@ async fn a_user_changes_their_password_and_an_administrator_disables_accounts_an
         ),
         "{err:?}"
     );
+    // The phone forgot its enrolment with its data; its old token is refused over HTTP too.
     let err = server.client().sync(&mut phone).await.expect_err("refused");
+    assert!(matches!(err, doorstep_client::ClientError::NotEnrolled), "{err:?}");
+    let frame =
+        doorstep_core::sync::frame::encode_client(&doorstep_core::sync::message::ClientMessage::Sync(
+            doorstep_core::sync::message::SyncRequest::default(),
+        ));
+    let reply = server.client().post_frame(&token, frame).await.expect("answered");
     assert!(
         matches!(
-            err,
-            doorstep_client::ClientError::Refused {
-                code: doorstep_core::sync::message::ErrorCode::DeviceRevoked,
-                ..
-            }
+            doorstep_client::decode_reply(&reply).expect("a frame"),
+            doorstep_core::sync::message::ServerMessage::Error(e)
+                if e.code == doorstep_core::sync::message::ErrorCode::DeviceRevoked
         ),
-        "{err:?}"
+        "the old token is refused"
     );
     assert!(session_of(&base, &login, "a-brand-new-password").await.is_none(), "cannot sign in");
 }
