@@ -234,36 +234,3 @@ async fn a_javascript_device_written_from_the_docs_reads_the_same_everywhere() {
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
-
-/// The value of cookie `name` a response sets.
-fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
-    response.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
-        v.strip_prefix(&format!("{name}=")).map(|rest| rest.split(';').next().unwrap_or("").to_owned())
-    })
-}
-
-/// Signs in to the dashboard (as `attribution.rs` does); returns the session's cookie header.
-async fn sign_in(base: &str, login: &str, password: &str) -> String {
-    let http =
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let form = http.get(format!("{base}/dashboard/sign-in")).send().await.expect("form");
-    let pre = set_cookie(&form, "dsk_pre").expect("pre-session cookie");
-    let body = form.text().await.expect("body");
-    let start = body.find("name=\"csrf\" value=\"").expect("a csrf field") + "name=\"csrf\" value=\"".len();
-    let csrf = body[start..].split('"').next().expect("value").to_owned();
-    let answer = http
-        .post(format!("{base}/dashboard/sign-in"))
-        .header("cookie", format!("dsk_pre={pre}"))
-        .form(&[("login", login), ("password", password), ("csrf", &csrf)])
-        .send()
-        .await
-        .expect("sign in");
-    let session = set_cookie(&answer, "dsk_session").expect("signed in");
-    format!("dsk_session={session}")
-}
-
-async fn get(cookie: &str, url: &str) -> String {
-    let response = reqwest::Client::new().get(url).header("cookie", cookie).send().await.expect("page");
-    assert!(response.status().is_success(), "{url}: {}", response.status());
-    response.text().await.expect("body")
-}

@@ -407,12 +407,6 @@ fn http() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
 }
 
-fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
-    response.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
-        v.strip_prefix(&format!("{name}=")).map(|rest| rest.split(';').next().unwrap_or("").to_owned())
-    })
-}
-
 fn hidden_csrf(html: &str) -> String {
     let start = html.find("name=\"csrf\" value=\"").expect("a csrf field") + "name=\"csrf\" value=\"".len();
     html[start..].split('"').next().expect("value").to_owned()
