@@ -438,9 +438,25 @@ fn main() -> anyhow::Result<()> {
                     to.display()
                 );
             }
-            let target = SqliteStorage::open_file(&to)
-                .with_context(|| format!("无法创建备份文件 / cannot create {}", to.display()))?;
-            copy_and_verify(storage.as_ref(), &target, false)
+            // Written under a temporary name and renamed once verified: a failed run leaves no
+            // file behind, and a run killed half-way leaves only its temporary file, which the
+            // next run removes.
+            let partial = partial_path(&to);
+            remove_sqlite_files(&partial);
+            let made = (|| {
+                let target = SqliteStorage::open_file(&partial)
+                    .with_context(|| format!("无法创建备份文件 / cannot create {}", partial.display()))?;
+                copy_and_verify(storage.as_ref(), &target, false)
+                // The target is closed here, its write-ahead log folded into the file.
+            })();
+            match made {
+                Ok(()) => std::fs::rename(&partial, &to)
+                    .with_context(|| format!("无法写入备份文件 / cannot write {}", to.display())),
+                Err(e) => {
+                    remove_sqlite_files(&partial);
+                    Err(e)
+                }
+            }
         }
         StorageCommand::Restore { from, replace } => {
             let source = existing_sqlite(&from)?;
@@ -564,6 +580,21 @@ fn new_password_hash(login: &str) -> anyhow::Result<String> {
 }
 
 /// Opens a SQLite database file that must already exist.
+/// Where a backup to `to` is written until it is verified: beside it, hidden.
+fn partial_path(to: &std::path::Path) -> PathBuf {
+    let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "backup".into());
+    to.with_file_name(format!(".{name}.partial"))
+}
+
+/// Removes a SQLite database file and its write-ahead log and shared-memory files, if present.
+fn remove_sqlite_files(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(file));
+    }
+}
+
 fn existing_sqlite(path: &std::path::Path) -> anyhow::Result<SqliteStorage> {
     if !path.is_file() {
         bail!("找不到数据库文件 / no database file at {}", path.display());
@@ -577,7 +608,9 @@ fn copy_and_verify(from: &dyn Storage, to: &dyn Storage, replace: bool) -> anyho
     for (table, rows) in &report.rows {
         println!("  {table}: {rows}");
     }
-    let differences = transfer::verify(from, to)?;
+    // Checked against the snapshot the copy read, not the source as it is now: a source that
+    // keeps taking writes (a backup or a migration rehearsal beside a running server) verifies.
+    let differences = transfer::verify_copy(&report, to)?;
     if differences.is_empty() {
         let documents = to.document_heads()?.len();
         println!(

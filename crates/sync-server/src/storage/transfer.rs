@@ -174,11 +174,30 @@ pub enum TransferError {
     Storage(#[from] StorageError),
 }
 
-/// Rows copied per table.
+/// What a copy read from its source's snapshot: rows per table and every document's heads. The
+/// copy is checked against this ([`verify_copy`]), not against the source as it is afterwards,
+/// so a source that keeps taking writes (a backup beside a running server) verifies.
 #[derive(Debug, Default)]
 pub struct CopyReport {
     /// Table name to rows copied.
     pub rows: BTreeMap<&'static str, usize>,
+    /// Every copied document's heads, sorted, as the snapshot held them.
+    pub heads: BTreeMap<DocumentId, Vec<ChangeHash>>,
+}
+
+/// The heads of one exported `documents` row.
+fn row_heads(table: &Table, row: &[Cell]) -> Result<Option<(DocumentId, Vec<ChangeHash>)>, StorageError> {
+    if table.name != "documents" {
+        return Ok(None);
+    }
+    let column = |name: &str| table.columns.iter().position(|c| *c == name).and_then(|i| row.get(i));
+    let (Some(Cell::Text(id)), Some(Cell::Blob(encoded))) = (column("doc_id"), column("heads")) else {
+        return Err(StorageError::Damaged("a documents row without its id or heads".into()));
+    };
+    let id: DocumentId = id.parse().map_err(|_| StorageError::Damaged(format!("document id {id:?}")))?;
+    let mut heads = decode_heads(encoded).ok_or_else(|| StorageError::Damaged(format!("heads of {id}")))?;
+    heads.sort();
+    Ok(Some((id, heads)))
 }
 
 /// Copies everything in `from` into `to` in one transaction of the target; with `replace`,
@@ -191,10 +210,32 @@ pub fn copy(from: &dyn Storage, to: &dyn Storage, replace: bool) -> Result<CopyR
     to.import(replace, &mut |write: &mut RowSink<'_>| {
         from.export(&mut |table: &Table, rows: &[Vec<Cell>]| {
             *report.rows.entry(table.name).or_default() += rows.len();
+            for row in rows {
+                if let Some((id, heads)) = row_heads(table, row)? {
+                    report.heads.insert(id, heads);
+                }
+            }
             write(table, rows)
         })
     })?;
     Ok(report)
+}
+
+/// Compares the target of a copy with what the copy read (`report`): rows per table, every
+/// document's heads, and that every target document's snapshot loads to those heads. Empty
+/// means the target holds exactly the snapshot, whatever the source took since.
+pub fn verify_copy(report: &CopyReport, to: &dyn Storage) -> Result<Vec<Difference>, StorageError> {
+    let mut out = Vec::new();
+    let target_counts = to.row_counts()?;
+    for table in TABLES {
+        let source = report.rows.get(table.name).copied().unwrap_or(0) as u64;
+        let target = target_counts.get(table.name).copied().unwrap_or(0);
+        if source != target {
+            out.push(Difference::RowCount { table: table.name, source, target });
+        }
+    }
+    compare_heads(&report.heads, to, &mut out)?;
+    Ok(out)
 }
 
 /// A difference found by [`verify`].
@@ -238,8 +279,9 @@ impl std::fmt::Display for Difference {
     }
 }
 
-/// Compares the target with the source: rows per table, every document's heads, and that every
-/// target document's snapshot loads to those heads. Empty means identical.
+/// Compares the target with the source as it is now: rows per table, every document's heads,
+/// and that every target document's snapshot loads to those heads. Empty means identical. Only
+/// meaningful while the source takes no writes; a copy is checked with [`verify_copy`].
 pub fn verify(from: &dyn Storage, to: &dyn Storage) -> Result<Vec<Difference>, StorageError> {
     let mut out = Vec::new();
     let (source_counts, target_counts) = (from.row_counts()?, to.row_counts()?);
@@ -250,9 +292,18 @@ pub fn verify(from: &dyn Storage, to: &dyn Storage) -> Result<Vec<Difference>, S
             out.push(Difference::RowCount { table: table.name, source, target });
         }
     }
-    let source = heads_by_document(from)?;
+    compare_heads(&heads_by_document(from)?, to, &mut out)?;
+    Ok(out)
+}
+
+/// Adds the differences between `source` heads and the target's documents to `out`.
+fn compare_heads(
+    source: &BTreeMap<DocumentId, Vec<ChangeHash>>,
+    to: &dyn Storage,
+    out: &mut Vec<Difference>,
+) -> Result<(), StorageError> {
     let target = heads_by_document(to)?;
-    for (id, heads) in &source {
+    for (id, heads) in source {
         match target.get(id) {
             None => out.push(Difference::Missing(*id)),
             Some(other) if other != heads => out.push(Difference::Heads(*id)),
@@ -272,7 +323,7 @@ pub fn verify(from: &dyn Storage, to: &dyn Storage) -> Result<Vec<Difference>, S
             out.push(Difference::Damaged(*id));
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn heads_by_document(storage: &dyn Storage) -> Result<BTreeMap<DocumentId, Vec<ChangeHash>>, StorageError> {
