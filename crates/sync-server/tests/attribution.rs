@@ -292,6 +292,19 @@ async fn a_volunteer_cannot_register_a_household_in_a_grid_by_naming_herself_hel
     doc::household::set_helper(&mut doc, id, volunteer, true).expect("helper");
     refused(upload_new(&g.server, &phone, id.into(), &mut doc).await, ErrorCode::OutOfScope, id.into());
     assert!(storage.document(id.into()).expect("read").is_none(), "nothing stored");
+
+    // Made a helper of a household by its grid worker, she may visit it, but not add helpers
+    // (which would widen another member's scope).
+    let mut worker_phone = g.phone;
+    worker_phone.set_helper(g.home, volunteer, true).expect("helper");
+    g.server.client().sync(&mut worker_phone).await.expect("sync");
+    let home = DocumentId::from(g.home);
+    let before = heads(&*storage, home);
+    let mut doc = as_device(&*storage, home, &phone);
+    doc::household::set_helper(&mut doc, g.home, MemberId::new_random(), true).expect("helper");
+    let message = refused(upload(&g.server, &phone, home, &mut doc).await, ErrorCode::OutOfScope, home);
+    assert!(message.contains("helpers"), "{message}");
+    assert_eq!(heads(&*storage, home), before, "nothing stored");
 }
 
 #[tokio::test]

@@ -108,9 +108,10 @@ impl Role {
         }
     }
 
-    /// May a member of this role register new households? Grid workers, supervisors and
-    /// administrators, and only in grids of their scope (the server checks the grid).
-    pub const fn may_create_households(self) -> bool {
+    /// May a member of this role register new households and change a household's helpers?
+    /// Grid workers, supervisors and administrators, and only in grids of their scope (the
+    /// server checks the grid).
+    pub const fn manages_households(self) -> bool {
         matches!(self, Role::GridWorker | Role::Supervisor | Role::Admin)
     }
 }
@@ -149,6 +150,6 @@ mod tests {
         assert!(!Role::Volunteer.may_take(&EventAction::Assigned { assignee: MemberId::new_random() }));
         let unknown = EventAction::Unknown { stored_kind: "escalated".into() };
         assert!(Role::ALL.iter().all(|r| !r.may_take(&unknown)));
-        assert!(!Role::Volunteer.may_create_households() && Role::GridWorker.may_create_households());
+        assert!(!Role::Volunteer.manages_households() && Role::GridWorker.manages_households());
     }
 }

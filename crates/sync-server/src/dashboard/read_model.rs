@@ -151,10 +151,9 @@ impl ReadModel {
     /// folded into one: a mark never shows anyone a household outside their scope, and never
     /// hides a household from a viewer who cannot see the one it is folded into.
     fn group_in_scope(&self, scope: &Scope, id: HouseholdId) -> bool {
-        self.groups
-            .group_of(id)
-            .iter()
-            .all(|m| self.households.get(m).is_none_or(|h| scope.may_hold(&h.facts, false)))
+        // Most households are in no group: nothing to look up (this runs once per listed row).
+        let Some(members) = self.groups.groups().get(&self.groups.canonical(id)) else { return true };
+        members.iter().all(|m| self.households.get(m).is_none_or(|h| scope.may_hold(&h.facts, false)))
     }
 
     /// Is `id` shown, to this viewer, through another household of its group?
