@@ -166,9 +166,16 @@ async fn oversized_bodies_are_refused_without_being_read_whole() {
         .post(format!("{}/v1/enrol", server.url))
         .json(&serde_json::json!({"code": huge, "actor": "00", "device_name": huge}))
         .send()
-        .await
-        .expect("enrol");
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE, "an enrolment body of a megabyte");
+        .await;
+    // Refused with 413 on its declared length, possibly before the client has written it all
+    // (the connection then closes under it; the early answer itself is checked on a raw socket
+    // in `a_huge_declared_body_is_refused_before_it_is_read`).
+    match response {
+        Ok(response) => {
+            assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE, "an enrolment body of a megabyte")
+        }
+        Err(e) => assert!(e.is_request(), "only the write may fail: {e}"),
+    }
     let response = reqwest::Client::new()
         .post(format!("{}/dashboard/sign-in", server.url))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -470,8 +477,10 @@ async fn slow_bodies_on_unauthenticated_routes_are_cut_off() {
 
 #[tokio::test]
 async fn unauthenticated_requests_in_flight_are_capped_and_others_are_served() {
+    // The slow bodies stay in flight for the whole probe (how they are cut off is the test
+    // above); a short timeout would free their places on a loaded machine before the probe.
     let server = start_with_config(
-        "body_timeout_secs = 1\nunauthenticated_requests_at_once = 2\nenrol_failures_per_address = 100000\nenrol_failures_total = 100000\n",
+        "body_timeout_secs = 120\nunauthenticated_requests_at_once = 2\nenrol_failures_per_address = 100000\nenrol_failures_total = 100000\n",
     );
     let mut slow = Vec::new();
     for _ in 0..2 {
@@ -491,12 +500,17 @@ async fn unauthenticated_requests_in_flight_are_capped_and_others_are_served() {
     assert!(refused, "a third unauthenticated request was let in beside two slow ones");
     let health = reqwest::get(format!("{}/healthz", server.url)).await.expect("healthz");
     assert_eq!(health.status(), StatusCode::OK, "others are served meanwhile");
-    for mut stream in slow {
-        let (_, closed) = read_until_closed(&mut stream).await;
-        assert!(closed, "the slow body was cut off");
+    // The slow clients hang up: their places are given back and requests are let in again.
+    drop(slow);
+    let mut let_in = false;
+    for _ in 0..1000 {
+        if enrol_status(&server, "AAAA-BBBB-CC").await.0 == StatusCode::UNAUTHORIZED {
+            let_in = true;
+            break;
+        }
+        tokio::task::yield_now().await;
     }
-    let (status, _) = enrol_status(&server, "AAAA-BBBB-CC").await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "once they are gone, requests are let in again");
+    assert!(let_in, "once they are gone, requests are let in again");
 }
 
 #[tokio::test]
